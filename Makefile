@@ -1,0 +1,35 @@
+# dockbridge — `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/dockbridge/dockbridge/internal/version.Version=$(VERSION)
+GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/docker-dockbridge, bin/hcloud-sim and bin/hetzner-volume-plugin
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/docker-dockbridge ./cli-plugin
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/hcloud-sim ./cmd/hcloud-sim
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/hetzner-volume-plugin ./volume-plugin
+
+.PHONY: test
+test: ## run every test (needs root, loop devices and a Docker engine: `bash .ci/run` sets those up)
+	$(GO) test -count=1 -timeout 80m ./...
+
+.PHONY: lint
+lint: ## go vet, gofmt and go mod tidy must be clean
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@cp go.mod /tmp/go.mod.lint && cp go.sum /tmp/go.sum.lint && $(GO) mod tidy && \
+	  if ! diff -q go.mod /tmp/go.mod.lint >/dev/null || ! diff -q go.sum /tmp/go.sum.lint >/dev/null; then \
+	    echo "go mod tidy changed go.mod/go.sum: commit the result"; exit 1; fi
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin build
