@@ -182,7 +182,7 @@ func (c *Client) retryLocked(ctx context.Context, op string, f func() error) err
 			return fmt.Errorf("%w (still locked after %d attempts over %s; another action is running on it, retry later)", err, attempt, c.cfg.LockedTimeout)
 		}
 		c.log.WithField("op", op).WithField("attempt", attempt).Infof("resource locked by a running action, retrying in %s", delay)
-		if err := sleepCtx(ctx, delay); err != nil {
+		if err := c.transport.sleep(ctx, delay); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
 		delay = min(2*delay, 10*time.Second)
