@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Builds the simulated-server images on the local Docker engine:
+#   dockbridge-sim/debian-12:<hash>  Debian 12 + systemd, sshd, cloud-init (Hetzner "debian-12")
+#   dockbridge-sim/docker-ce:<hash>  the same plus Debian's docker.io (Hetzner app image "docker-ce")
+# <hash> is a hash of this directory's recipe files, so a tag exists exactly when the current recipe
+# was built; an existing tag is reused. Debs are cached in $DOCKBRIDGE_SIM_CACHE (default
+# /var/cache/dockbridge-sim) so a rebuild after a recipe change does not download again.
+#
+# Usage: build.sh [--force] [--print-hash]
+# Needs root, debootstrap and a running Docker engine.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${DOCKBRIDGE_SIM_CACHE:-/var/cache/dockbridge-sim}
+suite=bookworm
+
+# recipe_hash must match simimage.RecipeHash in Go: sha256sum over the sorted recipe files
+# (everything here but Go and Markdown files), first 12 hex digits.
+recipe_hash() {
+	(cd "$here" && find . -type f ! -name '*.go' ! -name '*.md' -printf '%P\n' | LC_ALL=C sort |
+		xargs -d '\n' sha256sum | sha256sum | cut -c1-12)
+}
+
+force=0
+for arg in "$@"; do
+	case $arg in
+	--force) force=1 ;;
+	--print-hash) recipe_hash; exit 0 ;;
+	*) echo "build.sh: unknown argument $arg (use --force or --print-hash)" >&2; exit 2 ;;
+	esac
+done
+
+hash=$(recipe_hash)
+base_ref=dockbridge-sim/debian-12:$hash
+docker_ref=dockbridge-sim/docker-ce:$hash
+
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+
+if [[ $force == 0 ]] && have "$base_ref" && have "$docker_ref"; then
+	echo "sim images up to date: $base_ref $docker_ref"
+	exit 0
+fi
+if [[ $(id -u) != 0 ]]; then
+	echo "build.sh: needs root (debootstrap, chroot); run it with sudo" >&2
+	exit 1
+fi
+command -v debootstrap >/dev/null || { echo "build.sh: debootstrap not found: apt-get install debootstrap" >&2; exit 1; }
+
+# One build at a time (tests of several packages may ask at once); the other waits and reuses it.
+mkdir -p "$cache"
+exec 9>"$cache/build.lock"
+flock 9
+if [[ $force == 0 ]] && have "$base_ref" && have "$docker_ref"; then
+	echo "sim images up to date: $base_ref $docker_ref (built meanwhile)"
+	exit 0
+fi
+
+# The Debian mirror this machine's apt uses (DOCKBRIDGE_SIM_MIRROR overrides).
+mirror=${DOCKBRIDGE_SIM_MIRROR:-}
+if [[ -z $mirror ]]; then
+	mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}')
+fi
+if [[ -z $mirror ]]; then
+	mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:.*\/debian\/?$/) { print $i; exit } }')
+fi
+mirror=${mirror:-http://deb.debian.org/debian}
+security=${DOCKBRIDGE_SIM_SECURITY_MIRROR:-${mirror%/debian}/debian-security}
+mirror=${mirror%/}
+
+mkdir -p "$cache/debs" "$cache/apt-archives/partial" "$cache/apt-lists/partial"
+work=$(mktemp -d /var/tmp/dockbridge-sim.XXXXXX)
+builder=dockbridge-sim-build-$hash
+cleanup() {
+	docker rm -f "$builder" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+t0=$SECONDS
+rootfs=$work/rootfs
+packages=python3-cffi-backend,systemd,systemd-sysv,dbus,openssh-server,cloud-init,iproute2,e2fsprogs,xfsprogs,util-linux,curl,ca-certificates,procps,kmod,less
+echo "==> debootstrap $suite from $mirror (debs cached in $cache/debs)"
+debootstrap --variant=minbase --cache-dir="$cache/debs" --include="$packages" \
+	"$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+	tail -n 50 "$work/debootstrap.log" >&2
+	echo "build.sh: debootstrap failed (full log above)" >&2
+	exit 1
+}
+echo "    debootstrap done in $((SECONDS - t0))s"
+
+# Configuration: files from rootfs/ (all 0644), then what cannot be a file.
+(cd "$here/rootfs" && find . -type f -printf '%P\n') | while read -r f; do
+	install -D -m 0644 "$here/rootfs/$f" "$rootfs/$f"
+done
+cat >"$rootfs/etc/apt/sources.list" <<SOURCES
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb $security $suite-security main
+SOURCES
+# Every server gets its own host keys (cloud-init generates them, or takes them from user_data).
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+# Units that cannot work in a container (no udev, no kernel/hardware access, read-only /sys).
+for unit in \
+	systemd-udevd.service systemd-udev-trigger.service systemd-udev-settle.service \
+	systemd-udevd-control.socket systemd-udevd-kernel.socket \
+	systemd-modules-load.service systemd-sysctl.service systemd-remount-fs.service \
+	systemd-firstboot.service systemd-random-seed.service systemd-machine-id-commit.service \
+	sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount \
+	dev-hugepages.mount dev-mqueue.mount \
+	getty@tty1.service serial-getty@.service console-getty.service getty.target \
+	e2scrub_all.timer e2scrub_reap.service apt-daily.timer apt-daily-upgrade.timer fstrim.timer \
+	systemd-journald-audit.socket; do
+	ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+done
+: >"$rootfs/etc/machine-id" # systemd makes one per container on first boot
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
+
+echo "==> docker import $base_ref"
+tar -C "$rootfs" --numeric-owner --xattrs -c . | docker import \
+	--change 'CMD ["/sbin/init"]' \
+	--change 'ENV container=docker' \
+	--change 'STOPSIGNAL SIGRTMIN+3' \
+	--message "dockbridge simulated server: Debian 12 ($hash)" \
+	- "$base_ref" >/dev/null
+
+# docker-ce: the base image plus docker.io, installed in a container so that the result is one
+# thin layer on top of the base; apt lists and debs stay in the host cache.
+echo "==> apt-get install docker.io -> $docker_ref"
+docker rm -f "$builder" >/dev/null 2>&1 || true
+docker run --name "$builder" \
+	-v "$cache/apt-archives:/var/cache/apt/archives" \
+	-v "$cache/apt-lists:/var/lib/apt/lists" \
+	-e DEBIAN_FRONTEND=noninteractive \
+	"$base_ref" /bin/sh -euc '
+		printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d
+		apt-get -qq update
+		apt-get -qq -o Dpkg::Use-Pty=0 install --no-install-recommends docker.io >/dev/null
+		rm -f /usr/sbin/policy-rc.d /var/log/*.log /var/log/apt/*
+	' >"$work/docker-install.log" 2>&1 || {
+	tail -n 50 "$work/docker-install.log" >&2
+	echo "build.sh: installing docker.io in $base_ref failed (log above)" >&2
+	exit 1
+}
+docker commit \
+	--change 'CMD ["/sbin/init"]' \
+	--message "dockbridge simulated server: Debian 12 + docker.io ($hash)" \
+	"$builder" "$docker_ref" >/dev/null
+
+echo "built $base_ref $docker_ref in $((SECONDS - t0))s"
