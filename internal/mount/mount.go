@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -40,6 +41,9 @@ var (
 	ErrTargetBusy = errors.New("mount point already in use")
 	// ErrNotMounted: Grow needs the filesystem mounted on the given target.
 	ErrNotMounted = errors.New("not mounted")
+	// ErrMissingCapability: the kernel refused an operation because this process lacks a
+	// capability (online ext4 resize needs CAP_SYS_RESOURCE).
+	ErrMissingCapability = errors.New("missing capability")
 )
 
 // Mounter is what the volume driver, the simulator and the CLI need from the disk layer.
@@ -271,6 +275,10 @@ func (l *Linux) Grow(ctx context.Context, device, target, fstype string) error {
 	switch fstype {
 	case "ext4":
 		_, err = cmdrun.Run(ctx, "resize2fs", dev.path)
+		if err != nil && !hasCapability(capSysResource) {
+			return fmt.Errorf("grow ext4 filesystem on %s: %w: the kernel allows online ext4 resize only with CAP_SYS_RESOURCE, which this process lacks (add it to the plugin's capabilities): %w",
+				device, ErrMissingCapability, err)
+		}
 	case "xfs":
 		_, err = cmdrun.Run(ctx, "xfs_growfs", "-d", target)
 	}
@@ -301,6 +309,23 @@ func (l *Linux) Usage(target string) (Usage, error) {
 		u.InodesUsed = st.Files - st.Ffree
 	}
 	return u, nil
+}
+
+const capSysResource = 24
+
+// hasCapability reports whether capability bit cap is in this process's effective set.
+func hasCapability(bit uint) bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true // unknown: do not blame capabilities
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			v, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			return err != nil || v&(1<<bit) != 0
+		}
+	}
+	return true
 }
 
 type blockDev struct {
