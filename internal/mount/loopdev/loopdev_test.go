@@ -423,3 +423,41 @@ func readAt(t *testing.T, dev string, off int64, n int) string {
 	}
 	return string(buf)
 }
+
+// Two processes (here: two Stores on one directory) attaching one volume at once must end up
+// sharing a single loop device.
+func TestConcurrentAttachSharesOneDevice(t *testing.T) {
+	ctx := t.Context()
+	a := newStore(t)
+	b, err := loopdev.New(a.Dir, a.ByIDDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = 105
+	if err := a.Create(ctx, id, 8*mib); err != nil {
+		t.Fatal(err)
+	}
+	devs := make(chan string, 8)
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		go func() {
+			_, dev, err := s.Attach(ctx, id)
+			devs <- dev
+			errs <- err
+		}()
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+		seen[<-devs] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("concurrent Attach made %d loop devices (%v), want 1", len(seen), seen)
+	}
+}
