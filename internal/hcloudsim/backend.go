@@ -1,0 +1,103 @@
+package hcloudsim
+
+import (
+	"context"
+	"net/http"
+)
+
+// Backend is what makes simulated resources real (or not). Handlers never talk to a
+// backend directly: the action engine calls it while an action runs, without holding
+// the simulator's lock, and the action fails (status "error") when the backend fails.
+//
+// Three implementations are planned: "none" (everything virtual), "local" (this machine
+// is one server; its volumes are loop devices) and "container" (each server is a
+// systemd container on the local Docker engine).
+type Backend interface {
+	// Name is the backend's flag value.
+	Name() string
+	// CreateServer brings a server into existence. It returns the public IPv4 to
+	// report, or "" to let the simulator allocate one.
+	CreateServer(ctx context.Context, s ServerSpec) (publicIPv4 string, err error)
+	StartServer(ctx context.Context, serverID int64) error
+	StopServer(ctx context.Context, serverID int64) error
+	DeleteServer(ctx context.Context, serverID int64) error
+
+	// CreateVolume creates the volume's storage; format is "", "ext4" or "xfs".
+	CreateVolume(ctx context.Context, v VolumeSpec) error
+	// ResizeVolume grows the volume to sizeGB.
+	ResizeVolume(ctx context.Context, volumeID int64, sizeGB int) error
+	DeleteVolume(ctx context.Context, volumeID int64) error
+	AttachVolume(ctx context.Context, volumeID, serverID int64, automount bool) error
+	DetachVolume(ctx context.Context, volumeID, serverID int64) error
+
+	// Restore is called once at start with the persisted state, so the backend can bring
+	// back what must exist (e.g. the loop devices of attached volumes).
+	Restore(ctx context.Context, s RestoreState) error
+
+	// ServerForRequest maps a metadata request to the server it stands for.
+	ServerForRequest(r *http.Request) (serverID int64, ok bool)
+
+	// Close releases what the backend holds open (not the resources themselves).
+	Close() error
+}
+
+// ServerSpec describes a server to create.
+type ServerSpec struct {
+	ID         int64
+	Name       string
+	Image      string // image name, e.g. "debian-12" or "docker-ce"
+	ServerType string
+	Location   string
+	UserData   string
+	Volumes    []int64
+	SSHKeys    []string // public keys
+}
+
+// VolumeSpec describes a volume to create.
+type VolumeSpec struct {
+	ID     int64
+	Name   string
+	SizeGB int
+	Format string
+}
+
+// RestoreState is the persisted view a backend gets at start.
+type RestoreState struct {
+	LocalServerID int64
+	Servers       []RestoreServer
+	Volumes       []RestoreVolume
+}
+
+type RestoreServer struct {
+	ID      int64
+	Name    string
+	Status  string
+	Volumes []int64
+}
+
+type RestoreVolume struct {
+	ID     int64
+	SizeGB int
+	Server int64 // 0 if detached
+}
+
+// noneBackend keeps everything virtual.
+type noneBackend struct{}
+
+var _ Backend = (*noneBackend)(nil)
+
+func (noneBackend) Name() string { return "none" }
+func (noneBackend) CreateServer(context.Context, ServerSpec) (string, error) {
+	return "", nil
+}
+func (noneBackend) StartServer(context.Context, int64) error               { return nil }
+func (noneBackend) StopServer(context.Context, int64) error                { return nil }
+func (noneBackend) DeleteServer(context.Context, int64) error              { return nil }
+func (noneBackend) CreateVolume(context.Context, VolumeSpec) error         { return nil }
+func (noneBackend) ResizeVolume(context.Context, int64, int) error         { return nil }
+func (noneBackend) DeleteVolume(context.Context, int64) error              { return nil }
+func (noneBackend) AttachVolume(context.Context, int64, int64, bool) error { return nil }
+func (noneBackend) DetachVolume(context.Context, int64, int64) error       { return nil }
+func (noneBackend) Restore(context.Context, RestoreState) error            { return nil }
+func (noneBackend) Close() error                                           { return nil }
+func (noneBackend) ServerForRequest(*http.Request) (int64, bool)           { return 0, false }

@@ -1,0 +1,79 @@
+package hcloudsim
+
+import (
+	"strconv"
+	"sync"
+)
+
+// Stats is the JSON document served at GET /_sim/stats.
+type Stats struct {
+	// Total counts every API and metadata request (not /_sim requests).
+	Total int64 `json:"total"`
+	// ByEndpoint counts per "METHOD /path/template", e.g. "GET /v1/volumes/{id}".
+	ByEndpoint map[string]int64 `json:"by_endpoint"`
+	// ByStatus counts per HTTP status code.
+	ByStatus map[string]int64 `json:"by_status"`
+	// RateLimited counts 429 answers caused by the token bucket (not injected ones).
+	RateLimited int64 `json:"rate_limited"`
+	// FaultsInjected counts injected faults (HTTP and action failures).
+	FaultsInjected int64 `json:"faults_injected"`
+	// Actions counts started actions per command.
+	Actions map[string]int64 `json:"actions"`
+}
+
+type statsRecorder struct {
+	mu sync.Mutex
+	s  Stats
+}
+
+func newStatsRecorder() *statsRecorder {
+	r := &statsRecorder{}
+	r.reset()
+	return r
+}
+
+func (r *statsRecorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s = Stats{ByEndpoint: map[string]int64{}, ByStatus: map[string]int64{}, Actions: map[string]int64{}}
+}
+
+func (r *statsRecorder) record(endpoint string, status int, rateLimited bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Total++
+	r.s.ByEndpoint[endpoint]++
+	r.s.ByStatus[strconv.Itoa(status)]++
+	if rateLimited {
+		r.s.RateLimited++
+	}
+}
+
+func (r *statsRecorder) fault() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.FaultsInjected++
+}
+
+func (r *statsRecorder) action(cmd string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.Actions[cmd]++
+}
+
+func (r *statsRecorder) snapshot() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := Stats{Total: r.s.Total, RateLimited: r.s.RateLimited, FaultsInjected: r.s.FaultsInjected,
+		ByEndpoint: map[string]int64{}, ByStatus: map[string]int64{}, Actions: map[string]int64{}}
+	for k, v := range r.s.ByEndpoint {
+		out.ByEndpoint[k] = v
+	}
+	for k, v := range r.s.ByStatus {
+		out.ByStatus[k] = v
+	}
+	for k, v := range r.s.Actions {
+		out.Actions[k] = v
+	}
+	return out
+}
