@@ -16,6 +16,7 @@
 : "${DOCKBRIDGE_TAG:=dockbridge}"
 # The step being run, named in log lines and in the failure marker.
 DOCKBRIDGE_STEP=${DOCKBRIDGE_STEP:-start}
+mkdir -p "$(dirname "$DOCKBRIDGE_LOG")" 2>/dev/null || true
 
 db_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 

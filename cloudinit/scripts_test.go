@@ -1,0 +1,597 @@
+package cloudinit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockbridge/dockbridge/internal/mount/loopdev/loopdevtest"
+)
+
+// These tests run the embedded scripts (the bytes the document ships) with bash against real
+// loop devices, with every path pointed into a temp dir and systemctl replaced by a log line.
+// They need root and loop devices: missing, they fail (skipped only under -short).
+
+const testVolumeID = 4711
+
+// scriptEnv is one sandbox for the scripts: rendered config, log, markers, fstab, mount point.
+type scriptEnv struct {
+	dir, lib, config, log, failed, complete, info, fstab, healthLog, mp string
+	device                                                              string // the by-id style symlink
+}
+
+// newScriptEnv renders dockbridge.env from p through the production template. p.Volume.Device
+// and MountPoint are set here: a symlink in the sandbox pointing to target, and a temp dir.
+func newScriptEnv(t *testing.T, target string, edit func(p *Params)) *scriptEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &scriptEnv{
+		dir:       dir,
+		lib:       extractScripts(t),
+		config:    filepath.Join(dir, "dockbridge.env"),
+		log:       filepath.Join(dir, "log", "dockbridge-setup.log"),
+		failed:    filepath.Join(dir, "log", "dockbridge-setup-failed"),
+		complete:  filepath.Join(dir, "log", "cloud-init-complete"),
+		info:      filepath.Join(dir, "etc", "volume-info"),
+		fstab:     filepath.Join(dir, "etc", "fstab"),
+		healthLog: filepath.Join(dir, "log", "docker-volume-health.log"),
+		mp:        filepath.Join(dir, "var-lib-docker"),
+		device:    filepath.Join(dir, "by-id", fmt.Sprintf("scsi-0HC_Volume_%d", testVolumeID)),
+	}
+	if err := os.MkdirAll(filepath.Dir(e.device), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, e.device); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(e.fstab), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.fstab, []byte("# /etc/fstab: static file system information.\nUUID=1111-2222 / ext4 errors=remount-ro 0 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	p := testParams(t)
+	p.Volume.Device = e.device
+	p.Volume.MountPoint = e.mp
+	p.Volume.DeviceTimeout = 5 * time.Second
+	if edit != nil {
+		edit(&p)
+	}
+	p = p.withDefaults()
+	if err := p.validate(); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := templates.ExecuteTemplate(&b, "dockbridge.env.tmpl", newTemplateData(p)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.config, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Unmount whatever the scripts mounted, before loopdevtest detaches the device.
+		for range 5 {
+			if exec.Command("mountpoint", "-q", e.mp).Run() != nil {
+				return
+			}
+			if out, err := exec.Command("umount", e.mp).CombinedOutput(); err != nil {
+				t.Logf("umount %s: %v %s", e.mp, err, out)
+			}
+		}
+	})
+	return e
+}
+
+func (e *scriptEnv) environ(extra ...string) []string {
+	return append(append(os.Environ(),
+		"DOCKBRIDGE_LIB_DIR="+e.lib,
+		"DOCKBRIDGE_CONFIG="+e.config,
+		"DOCKBRIDGE_LOG="+e.log,
+		"DOCKBRIDGE_FAILED_MARKER="+e.failed,
+		"DOCKBRIDGE_COMPLETE_MARKER="+e.complete,
+		"DOCKBRIDGE_VOLUME_INFO="+e.info,
+		"DOCKBRIDGE_FSTAB="+e.fstab,
+		"DOCKBRIDGE_HEALTH_LOG="+e.healthLog,
+		"DOCKBRIDGE_SKIP_SYSTEMCTL=1",
+		"DOCKBRIDGE_TAG=dockbridge-test",
+	), extra...)
+}
+
+// run runs one embedded script with bash and returns its combined output and exit code.
+func (e *scriptEnv) run(t *testing.T, script string, extra ...string) (string, int) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "bash", filepath.Join(e.lib, script))
+	cmd.Env = e.environ(extra...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	default:
+		t.Fatalf("run %s: %v\n%s", script, err, out)
+		return "", -1
+	}
+}
+
+// prepare runs prepare-volume.sh and requires the given exit code.
+func (e *scriptEnv) prepare(t *testing.T, wantExit int) string {
+	t.Helper()
+	out, code := e.run(t, "prepare-volume.sh")
+	if code != wantExit {
+		t.Fatalf("prepare-volume.sh exit %d, want %d; output:\n%s", code, wantExit, out)
+	}
+	return out
+}
+
+func (e *scriptEnv) volumeInfo(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(e.info)
+	if err != nil {
+		t.Fatalf("volume-info: %v", err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			t.Fatalf("volume-info line %q is not KEY=VALUE", l)
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// requireMounted checks that dev is mounted at e.mp and returns the filesystem UUID.
+func (e *scriptEnv) requireMounted(t *testing.T, dev, fstype string) string {
+	t.Helper()
+	out, err := exec.Command("findmnt", "-n", "-o", "SOURCE,FSTYPE", "--mountpoint", e.mp).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s is not mounted: %v %s", e.mp, err, out)
+	}
+	if got := strings.Fields(string(out)); len(got) != 2 || got[0] != dev || got[1] != fstype {
+		t.Fatalf("%s has %q mounted, want %s (%s)", e.mp, out, dev, fstype)
+	}
+	return blkidUUID(t, dev)
+}
+
+func (e *scriptEnv) fstabEntries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(e.fstab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[1] == e.mp {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// requireFailed checks the failure marker names the reason and nothing was mounted.
+func (e *scriptEnv) requireFailed(t *testing.T, reason string) {
+	t.Helper()
+	b, err := os.ReadFile(e.failed)
+	if err != nil {
+		t.Fatalf("failure marker not written: %v", err)
+	}
+	if !strings.Contains(string(b), "REASON=") || !strings.Contains(string(b), reason) || !strings.Contains(string(b), "TIME=") {
+		t.Errorf("failure marker does not give the reason %q:\n%s", reason, b)
+	}
+	if exec.Command("mountpoint", "-q", e.mp).Run() == nil {
+		t.Errorf("%s was mounted although the volume was refused", e.mp)
+	}
+	if _, err := os.Stat(e.complete); err == nil {
+		t.Errorf("completion marker written on failure")
+	}
+	logb, _ := os.ReadFile(e.log)
+	if !strings.Contains(string(logb), "FAILED: ") || !strings.Contains(string(logb), "systemctl mask docker.service docker.socket") {
+		t.Errorf("log does not say loudly that it failed and that Docker is masked:\n%s", logb)
+	}
+}
+
+func blkidUUID(t *testing.T, dev string) string {
+	t.Helper()
+	out, err := exec.Command("blkid", "-p", "-o", "value", "-s", "UUID", dev).Output()
+	if err != nil {
+		t.Fatalf("blkid %s: %v", dev, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func deviceHash(t *testing.T, dev string) [32]byte {
+	t.Helper()
+	f, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+func sh(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.CommandContext(t.Context(), name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// withData makes an ext4 filesystem with a file on it, as a volume from an earlier server.
+func withData(t *testing.T, dev string) (uuid string) {
+	t.Helper()
+	sh(t, "mkfs.ext4", "-q", dev)
+	mnt := t.TempDir()
+	sh(t, "mount", dev, mnt)
+	if err := os.WriteFile(filepath.Join(mnt, "precious"), []byte("container state"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "umount", mnt)
+	return blkidUUID(t, dev)
+}
+
+func readPrecious(t *testing.T, mp string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(mp, "precious"))
+	if err != nil {
+		t.Fatalf("data on the volume lost: %v", err)
+	}
+	return string(b)
+}
+
+const smallVol = 64 << 20
+
+func TestPrepareVolumeBlankExt4(t *testing.T) {
+	dev := loopdevtest.New(t, smallVol)
+	e := newScriptEnv(t, dev, nil)
+	out := e.prepare(t, 0)
+	uuid := e.requireMounted(t, dev, "ext4")
+	if !strings.Contains(out, "is blank") || !strings.Contains(out, "formatted") {
+		t.Errorf("output does not report the format:\n%s", out)
+	}
+	info := e.volumeInfo(t)
+	want := map[string]string{"VOLUME_ID": "4711", "DEVICE": e.device, "DEVICE_RESOLVED": dev, "FS_UUID": uuid,
+		"FS_TYPE": "ext4", "MOUNTPOINT": e.mp, "FORMATTED_AT_BOOT": "yes", "ENV_NAME": "test",
+		"LABELS": "env=test,managed-by=dockbridge", "ROOT_DISK_STATE_ASIDE": ""}
+	for k, v := range want {
+		if info[k] != v {
+			t.Errorf("volume-info %s=%q, want %q", k, info[k], v)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339, info["PREPARED_AT"]); err != nil {
+		t.Errorf("volume-info PREPARED_AT: %v", err)
+	}
+	wantLine := fmt.Sprintf("UUID=%s %s ext4 defaults,nofail,discard 0 2", uuid, e.mp)
+	if got := e.fstabEntries(t); len(got) != 1 || got[0] != wantLine {
+		t.Errorf("fstab entries for %s: %q, want [%q]", e.mp, got, wantLine)
+	}
+	if b, _ := os.ReadFile(e.fstab); !strings.Contains(string(b), "UUID=1111-2222 / ext4") {
+		t.Errorf("fstab lost its other lines:\n%s", b)
+	}
+	if _, err := os.Stat(e.failed); err == nil {
+		t.Errorf("failure marker written on success")
+	}
+
+	// Run again while mounted: nothing changes, no format, no second fstab line.
+	if err := os.WriteFile(filepath.Join(e.mp, "precious"), []byte("container state"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = e.prepare(t, 0)
+	if !strings.Contains(out, "already mounted") || strings.Contains(out, "formatting") {
+		t.Errorf("second run while mounted:\n%s", out)
+	}
+	// And after a reboot-like unmount: mounted as it is.
+	sh(t, "umount", e.mp)
+	out = e.prepare(t, 0)
+	if strings.Contains(out, "formatting") {
+		t.Errorf("re-run formatted the volume:\n%s", out)
+	}
+	if got := e.requireMounted(t, dev, "ext4"); got != uuid {
+		t.Errorf("UUID changed from %s to %s", uuid, got)
+	}
+	if readPrecious(t, e.mp) != "container state" {
+		t.Errorf("data changed")
+	}
+	if got := e.fstabEntries(t); len(got) != 1 {
+		t.Errorf("fstab has %d lines for %s after re-runs: %q", len(got), e.mp, got)
+	}
+	if e.volumeInfo(t)["FORMATTED_AT_BOOT"] != "no" {
+		t.Errorf("volume-info says formatted on a re-run")
+	}
+}
+
+func TestPrepareVolumeBlankXFS(t *testing.T) {
+	dev := loopdevtest.New(t, 512<<20) // mkfs.xfs wants at least 300 MiB
+	e := newScriptEnv(t, dev, func(p *Params) { p.Volume.Filesystem = "xfs" })
+	e.prepare(t, 0)
+	uuid := e.requireMounted(t, dev, "xfs")
+	wantLine := fmt.Sprintf("UUID=%s %s xfs defaults,nofail,discard 0 0", uuid, e.mp)
+	if got := e.fstabEntries(t); len(got) != 1 || got[0] != wantLine {
+		t.Errorf("fstab: %q, want %q", got, wantLine)
+	}
+}
+
+func TestPrepareVolumeExistingFilesystemIsMountedNotFormatted(t *testing.T) {
+	dev := loopdevtest.New(t, smallVol)
+	uuid := withData(t, dev)
+	// The filesystem param says xfs: it only applies to blank volumes.
+	e := newScriptEnv(t, dev, func(p *Params) { p.Volume.Filesystem = "xfs" })
+	out := e.prepare(t, 0)
+	if strings.Contains(out, "formatting") || !strings.Contains(out, "mounting it as it is") {
+		t.Errorf("output:\n%s", out)
+	}
+	if got := e.requireMounted(t, dev, "ext4"); got != uuid {
+		t.Errorf("UUID changed from %s to %s: the volume was reformatted", uuid, got)
+	}
+	if readPrecious(t, e.mp) != "container state" {
+		t.Error("data changed")
+	}
+	if e.volumeInfo(t)["FORMATTED_AT_BOOT"] != "no" {
+		t.Error("volume-info says formatted")
+	}
+}
+
+func TestPrepareVolumeExpectedUUID(t *testing.T) {
+	t.Run("match", func(t *testing.T) {
+		dev := loopdevtest.New(t, smallVol)
+		uuid := withData(t, dev)
+		e := newScriptEnv(t, dev, func(p *Params) { p.Volume.ExpectedUUID = strings.ToUpper(uuid) })
+		e.prepare(t, 0)
+		e.requireMounted(t, dev, "ext4")
+	})
+	t.Run("mismatch is the wrong volume", func(t *testing.T) {
+		dev := loopdevtest.New(t, smallVol)
+		withData(t, dev)
+		before := deviceHash(t, dev)
+		e := newScriptEnv(t, dev, func(p *Params) { p.Volume.ExpectedUUID = "0b6e2a4c-3f1d-4e5a-9c7b-8d2f1e0a9b3c" })
+		e.prepare(t, 1)
+		e.requireFailed(t, "wrong volume")
+		if deviceHash(t, dev) != before {
+			t.Error("device bytes changed")
+		}
+	})
+	t.Run("blank device refused", func(t *testing.T) {
+		dev := loopdevtest.New(t, smallVol)
+		before := deviceHash(t, dev)
+		e := newScriptEnv(t, dev, func(p *Params) { p.Volume.ExpectedUUID = "0b6e2a4c-3f1d-4e5a-9c7b-8d2f1e0a9b3c" })
+		e.prepare(t, 1)
+		e.requireFailed(t, "is blank but a filesystem with UUID 0b6e2a4c-3f1d-4e5a-9c7b-8d2f1e0a9b3c was expected")
+		if deviceHash(t, dev) != before {
+			t.Error("device bytes changed")
+		}
+	})
+}
+
+// Anything that is not blank and not ext4/xfs is refused without a byte written.
+func TestPrepareVolumeRefusesForeignContent(t *testing.T) {
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T, dev string)
+		reason string
+	}{
+		{"dos partition table", func(t *testing.T, dev string) {
+			cmd := exec.Command("sfdisk", "--quiet", dev)
+			cmd.Stdin = strings.NewReader("label: dos\n,16M,L\n")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("sfdisk: %v %s", err, out)
+			}
+		}, "dos partition table"},
+		{"gpt partition table", func(t *testing.T, dev string) {
+			cmd := exec.Command("sfdisk", "--quiet", dev)
+			cmd.Stdin = strings.NewReader("label: gpt\n,16M,L\n")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("sfdisk: %v %s", err, out)
+			}
+		}, "gpt partition table"},
+		{"LUKS header", func(t *testing.T, dev string) {
+			key := filepath.Join(t.TempDir(), "key")
+			if err := os.WriteFile(key, []byte("test-only-passphrase"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			requireTool(t, "cryptsetup")
+			sh(t, "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+				"--pbkdf-force-iterations", "1000", "--key-file", key, dev)
+		}, "LUKS"},
+		{"ext2 filesystem", func(t *testing.T, dev string) { sh(t, "mkfs.ext2", "-q", dev) }, "ext2 filesystem"},
+		{"unknown data", func(t *testing.T, dev string) {
+			f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(bytes.Repeat([]byte("not a filesystem "), 1000), 4096); err != nil {
+				t.Fatal(err)
+			}
+		}, "unknown data"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dev := loopdevtest.New(t, smallVol)
+			tt.setup(t, dev)
+			before := deviceHash(t, dev)
+			e := newScriptEnv(t, dev, nil)
+			// Docker state already on the root disk stays where it is.
+			if err := os.MkdirAll(filepath.Join(e.mp, "image"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out := e.prepare(t, 1)
+			e.requireFailed(t, tt.reason)
+			if !strings.Contains(out, "refusing") {
+				t.Errorf("output does not say it refuses:\n%s", out)
+			}
+			if deviceHash(t, dev) != before {
+				t.Error("device bytes changed")
+			}
+			if _, err := os.Stat(filepath.Join(e.mp, "image")); err != nil {
+				t.Errorf("root-disk state touched on refusal: %v", err)
+			}
+			if b, _ := os.ReadFile(e.fstab); strings.Contains(string(b), e.mp) {
+				t.Errorf("fstab changed on refusal:\n%s", b)
+			}
+		})
+	}
+}
+
+func TestPrepareVolumeDeviceMissingTimesOut(t *testing.T) {
+	loopdevtest.Require(t)
+	e := newScriptEnv(t, "/dev/dockbridge-test-no-such-device", func(p *Params) { p.Volume.DeviceTimeout = 2 * time.Second })
+	out := e.prepare(t, 1)
+	e.requireFailed(t, "did not appear within 2s")
+	if !strings.Contains(out, "is the volume attached") {
+		t.Errorf("output does not hint at the fix:\n%s", out)
+	}
+}
+
+func TestPrepareVolumeRootDiskState(t *testing.T) {
+	t.Run("new volume gets a copy and the original is set aside", func(t *testing.T) {
+		dev := loopdevtest.New(t, smallVol)
+		e := newScriptEnv(t, dev, nil)
+		if err := os.MkdirAll(filepath.Join(e.mp, "image", "overlay2"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.mp, "image", "repositories.json"), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e.prepare(t, 0)
+		e.requireMounted(t, dev, "ext4")
+		aside := e.volumeInfo(t)["ROOT_DISK_STATE_ASIDE"]
+		if !strings.HasPrefix(aside, e.mp+".pre-dockbridge.") {
+			t.Fatalf("ROOT_DISK_STATE_ASIDE=%q", aside)
+		}
+		for _, dir := range []string{e.mp, aside} {
+			if b, err := os.ReadFile(filepath.Join(dir, "image", "repositories.json")); err != nil || string(b) != "{}" {
+				t.Errorf("%s: %v %q", dir, err, b)
+			}
+		}
+	})
+	t.Run("existing volume is not overwritten", func(t *testing.T) {
+		dev := loopdevtest.New(t, smallVol)
+		uuid := withData(t, dev)
+		e := newScriptEnv(t, dev, nil)
+		if err := os.MkdirAll(e.mp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.mp, "precious"), []byte("stale root-disk copy"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := e.prepare(t, 0)
+		if got := e.requireMounted(t, dev, "ext4"); got != uuid {
+			t.Fatal("volume reformatted")
+		}
+		if readPrecious(t, e.mp) != "container state" {
+			t.Error("volume data overwritten by the root-disk state")
+		}
+		aside := e.volumeInfo(t)["ROOT_DISK_STATE_ASIDE"]
+		if b, err := os.ReadFile(filepath.Join(aside, "precious")); err != nil || string(b) != "stale root-disk copy" {
+			t.Errorf("root-disk state not kept aside at %q: %v", aside, err)
+		}
+		if !strings.Contains(out, "NOT copying") {
+			t.Errorf("output:\n%s", out)
+		}
+	})
+	t.Run("something else mounted at the mount point", func(t *testing.T) {
+		dev := loopdevtest.New(t, smallVol)
+		other := loopdevtest.New(t, smallVol)
+		sh(t, "mkfs.ext4", "-q", other)
+		e := newScriptEnv(t, dev, nil)
+		if err := os.MkdirAll(e.mp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "mount", other, e.mp)
+		before := deviceHash(t, dev)
+		out := e.prepare(t, 1)
+		if !strings.Contains(out, "already has "+other+" mounted") {
+			t.Errorf("output:\n%s", out)
+		}
+		if deviceHash(t, dev) != before {
+			t.Error("device bytes changed")
+		}
+	})
+}
+
+// The health check against a real, filling filesystem.
+func TestHealthCheckLevels(t *testing.T) {
+	dev := loopdevtest.New(t, smallVol)
+	e := newScriptEnv(t, dev, nil)
+	e.prepare(t, 0)
+	e.requireMounted(t, dev, "ext4")
+
+	check := func(wantLevel HealthLevel, wantExit int) HealthRecord {
+		t.Helper()
+		out, code := e.run(t, "docker-volume-health-check.sh", "DOCKBRIDGE_HEALTH_SKIP_DOCKER=1")
+		if code != wantExit {
+			t.Fatalf("health check exit %d, want %d:\n%s", code, wantExit, out)
+		}
+		b, err := os.ReadFile(e.healthLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		r, err := ParseHealthLine(lines[len(lines)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Level != wantLevel {
+			t.Fatalf("level %s, want %s: %+v", r.Level, wantLevel, r)
+		}
+		if time.Since(r.Time) > time.Hour || r.MountPoint != e.mp || r.WarnPct != 70 || r.CritPct != 85 {
+			t.Errorf("record: %+v", r)
+		}
+		return r
+	}
+	fillTo := func(pct int) {
+		t.Helper()
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(e.mp, &st); err != nil {
+			t.Fatal(err)
+		}
+		used := int64(st.Blocks-st.Bfree) * st.Bsize
+		total := used + int64(st.Bavail)*st.Bsize // what df's Use% is computed on
+		need := total*int64(pct)/100 - used + int64(st.Bsize)
+		f := filepath.Join(e.mp, fmt.Sprintf("fill-%d", pct))
+		sh(t, "fallocate", "-l", fmt.Sprint(need), f)
+	}
+
+	r := check(HealthOK, 0)
+	if r.UsedPct < 0 || r.UsedPct >= 70 || r.SizeBytes <= 0 || r.AvailBytes <= 0 {
+		t.Errorf("OK record: %+v", r)
+	}
+	fillTo(75)
+	if r := check(HealthWarning, 0); r.UsedPct < 70 || r.UsedPct >= 85 || !strings.Contains(r.Message, "warning at 70%") {
+		t.Errorf("WARNING record: %+v", r)
+	}
+	fillTo(86)
+	if r := check(HealthCritical, 2); r.UsedPct < 85 || !strings.Contains(r.Message, "critical at 85%") {
+		t.Errorf("CRITICAL record: %+v", r)
+	}
+
+	// A read-only volume is critical.
+	sh(t, "mount", "-o", "remount,ro", e.mp)
+	if r := check(HealthCritical, 2); !strings.Contains(r.Message, "not writable") {
+		t.Errorf("read-only record: %+v", r)
+	}
+	// An unmounted volume is critical, and the numbers are unknown.
+	sh(t, "umount", e.mp)
+	if r := check(HealthCritical, 2); r.UsedPct != -1 || r.SizeBytes != -1 || !strings.Contains(r.Message, "not mounted") {
+		t.Errorf("unmounted record: %+v", r)
+	}
+	b, _ := os.ReadFile(e.healthLog)
+	if n := strings.Count(string(b), "\n"); n != 5 {
+		t.Errorf("health log has %d lines after 5 runs:\n%s", n, b)
+	}
+}
