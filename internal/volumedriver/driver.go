@@ -1,0 +1,446 @@
+// Package volumedriver implements the `hetzner` Docker volume plugin (volume.Driver): every
+// Docker volume is a Hetzner Cloud volume, attached to the server Docker runs on, formatted
+// once (only when the device holds no signature at all) and mounted when a container needs it.
+//
+// Get, List, Path and Capabilities answer from the plugin's own state (state.go), so Docker's
+// constant polling costs no API request. Mount of a volume that is attached here costs none
+// either: the kernel's /dev/disk/by-id link says it is attached, the filesystem UUID recorded
+// on the volume says it is the right one.
+package volumedriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/mount"
+)
+
+// Cloud is what the driver needs from the Hetzner Cloud API (*hetzner.Client).
+type Cloud interface {
+	Volume(ctx context.Context, id int64) (*hetzner.Volume, error)
+	VolumeByName(ctx context.Context, name string) (*hetzner.Volume, error)
+	Volumes(ctx context.Context, selector string) ([]*hetzner.Volume, error)
+	CreateVolume(ctx context.Context, spec hetzner.VolumeSpec) (*hetzner.Volume, error)
+	AttachVolume(ctx context.Context, volumeID, serverID int64, automount bool) error
+	DetachVolume(ctx context.Context, volumeID int64) error
+	SetVolumeProtection(ctx context.Context, volumeID int64, protect bool) error
+	SetVolumeLabels(ctx context.Context, volumeID int64, labels map[string]string) (*hetzner.Volume, error)
+	DeleteVolume(ctx context.Context, volumeID int64) error
+	Server(ctx context.Context, id int64) (*hetzner.Server, error)
+	Budget() hetzner.Budget
+}
+
+var _ Cloud = (*hetzner.Client)(nil)
+
+// Mounter is what the driver needs from the disk layer (*mount.Linux).
+type Mounter interface {
+	Probe(ctx context.Context, device string) (mount.Signature, error)
+	Format(ctx context.Context, device, fstype string, opts mount.FormatOptions) (mount.Signature, error)
+	Mount(ctx context.Context, device, target, fstype string, options []string) error
+	Unmount(ctx context.Context, target string) error
+	MountedDevice(target string) (device string, mounted bool, err error)
+	Usage(target string) (mount.Usage, error)
+}
+
+var _ Mounter = (*mount.Linux)(nil)
+
+// Config wires a Driver.
+type Config struct {
+	Settings Settings
+	// Cloud is nil when the client could not be built (no token): CloudErr says why, and every
+	// request that needs the API returns it.
+	Cloud    Cloud
+	CloudErr error
+	Mounter  Mounter
+	// Instance asks the metadata service which server this is (hetzner.CurrentInstance).
+	Instance func(ctx context.Context) (hetzner.Instance, error)
+	Store    *StateStore
+	// DeviceExists reports whether a volume's block device is present (default: a stat of the
+	// path that must show a block device). Tests replace it.
+	DeviceExists func(path string) bool
+	Log          logrus.FieldLogger
+	Metrics      *Metrics // nil: no metrics
+}
+
+// Driver implements volume.Driver.
+type Driver struct {
+	s       Settings
+	cloud   Cloud
+	noCloud error
+	m       Mounter
+	store   *StateStore
+	log     logrus.FieldLogger
+	metrics *Metrics
+	lookup  func(ctx context.Context) (hetzner.Instance, error)
+	devOK   func(path string) bool
+
+	instMu sync.Mutex
+	inst   *hetzner.Instance
+
+	mu      sync.Mutex // guards vols, misses and saving
+	vols    map[string]*VolumeState
+	misses  map[string]time.Time // names the API did not know, for a short while
+	volLock keyedMutex
+}
+
+var _ volume.Driver = (*Driver)(nil)
+
+// New loads the state and returns a driver. Call Recover before serving.
+func New(cfg Config) (*Driver, error) {
+	if cfg.Mounter == nil || cfg.Store == nil || cfg.Instance == nil {
+		return nil, errors.New("volumedriver: Mounter, Store and Instance are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+	}
+	if cfg.Cloud == nil && cfg.CloudErr == nil {
+		cfg.CloudErr = errors.New("no Hetzner Cloud API client configured")
+	}
+	if cfg.DeviceExists == nil {
+		cfg.DeviceExists = isBlockDevice
+	}
+	vols, err := cfg.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	return &Driver{
+		s: cfg.Settings, cloud: cfg.Cloud, noCloud: cfg.CloudErr, m: cfg.Mounter, store: cfg.Store,
+		log: cfg.Log, metrics: cfg.Metrics, lookup: cfg.Instance, devOK: cfg.DeviceExists, vols: vols, misses: map[string]time.Time{},
+	}, nil
+}
+
+// keyedMutex serialises operations on one volume while others proceed.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu    sync.Mutex
+	users int
+}
+
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedEntry{}
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.users++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		e.users--
+		if e.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// ctx makes the context of one Docker request: go-plugins-helpers gives none, and Docker
+// gives up on a volume request after two minutes.
+func (d *Driver) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d.s.RequestTimeout)
+}
+
+func (d *Driver) api() (Cloud, error) {
+	if d.cloud == nil {
+		return nil, fmt.Errorf("%w. Set the token: docker plugin disable hetzner && docker plugin set hetzner HCLOUD_TOKEN=<token> && docker plugin enable hetzner", d.noCloud)
+	}
+	return d.cloud, nil
+}
+
+// instance is this server, from the metadata service (cached after the first answer).
+func (d *Driver) instance(ctx context.Context) (hetzner.Instance, error) {
+	d.instMu.Lock()
+	defer d.instMu.Unlock()
+	if d.inst != nil {
+		return *d.inst, nil
+	}
+	inst, err := d.lookup(ctx)
+	if err != nil {
+		return hetzner.Instance{}, err
+	}
+	d.inst = &inst
+	return inst, nil
+}
+
+// get returns a copy of the state of name, or nil.
+func (d *Driver) get(name string) *VolumeState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v := d.vols[name]; v != nil {
+		return v.clone()
+	}
+	return nil
+}
+
+// put stores v (a copy) and saves the state file; del removes name.
+func (d *Driver) put(v *VolumeState) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v.Touched = time.Now()
+	d.vols[v.Name] = v.clone()
+	delete(d.misses, v.Name)
+	return d.saveLocked()
+}
+
+func (d *Driver) del(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.vols, name)
+	return d.saveLocked()
+}
+
+func (d *Driver) saveLocked() error {
+	if err := d.store.Save(d.vols); err != nil {
+		return err
+	}
+	if d.metrics != nil {
+		n := 0
+		for _, v := range d.vols {
+			if v.Mountpoint != "" {
+				n++
+			}
+		}
+		d.metrics.mounted.Set(float64(n))
+	}
+	return nil
+}
+
+func stateFrom(name string, v *hetzner.Volume) *VolumeState {
+	return &VolumeState{
+		Name: name, ID: v.ID, SizeGB: v.SizeGB, Location: v.Location, ServerID: v.ServerID,
+		Protected: v.Protected, Labels: cloneMap(v.Labels), CreatedAt: v.Created,
+	}
+}
+
+func (v *VolumeState) refresh(h *hetzner.Volume) {
+	v.SizeGB, v.Location, v.ServerID, v.Protected = h.SizeGB, h.Location, h.ServerID, h.Protected
+	v.Labels = cloneMap(h.Labels)
+}
+
+func (d *Driver) devicePath(id int64) string {
+	return filepath.Join(d.s.DeviceDir, "scsi-0HC_Volume_"+strconv.FormatInt(id, 10))
+}
+
+func (d *Driver) mountpoint(name string) string { return filepath.Join(d.s.MountRoot, name) }
+
+// observe times one operation for metrics.
+func (d *Driver) observe(op string, start time.Time, err *error) {
+	if d.metrics == nil {
+		return
+	}
+	result := "ok"
+	if *err != nil {
+		result = "error"
+	}
+	d.metrics.opDuration.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+}
+
+// Capabilities: a volume can be used from any server of the project.
+func (d *Driver) Capabilities() *volume.CapabilitiesResponse {
+	return &volume.CapabilitiesResponse{Capabilities: volume.Capability{Scope: "global"}}
+}
+
+// List answers from the state: no API request.
+func (d *Driver) List() (*volume.ListResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := &volume.ListResponse{Volumes: []*volume.Volume{}}
+	for _, n := range sortedNames(d.vols) {
+		v := d.vols[n]
+		out.Volumes = append(out.Volumes, &volume.Volume{Name: n, Mountpoint: v.Mountpoint, CreatedAt: created(v)})
+	}
+	return out, nil
+}
+
+func created(v *VolumeState) string {
+	if v.CreatedAt.IsZero() {
+		return ""
+	}
+	return v.CreatedAt.UTC().Format(time.RFC3339)
+}
+
+// Get answers from the state. A name the state does not know is looked up once through the
+// API (a volume created on another server); misses are remembered for a minute.
+func (d *Driver) Get(req *volume.GetRequest) (resp *volume.GetResponse, err error) {
+	v := d.get(req.Name)
+	if v == nil {
+		ctx, cancel := d.ctx()
+		defer cancel()
+		if v, err = d.discover(ctx, req.Name); err != nil {
+			return nil, err
+		}
+	}
+	return &volume.GetResponse{Volume: &volume.Volume{Name: v.Name, Mountpoint: v.Mountpoint, CreatedAt: created(v), Status: d.status(v)}}, nil
+}
+
+func (d *Driver) status(v *VolumeState) map[string]any {
+	st := map[string]any{
+		"hetzner_id": v.ID,
+		"size_gb":    v.SizeGB,
+		"location":   v.Location,
+		"fstype":     v.FSType(),
+		"protected":  v.Protected,
+	}
+	if v.ServerID != 0 {
+		st["server_id"] = v.ServerID
+		if inst := d.cachedInstance(); inst != nil && inst.ID == v.ServerID {
+			st["server"] = inst.Hostname + " (this server)"
+		}
+		st["device"] = d.devicePath(v.ID)
+	} else {
+		st["server"] = "(detached)"
+	}
+	if u := v.UUID(); u != "" {
+		st["fs_uuid"] = u
+	}
+	if h := v.Labels[labelHolder]; h != "" {
+		st["holder"] = h
+	}
+	if v.Mountpoint != "" {
+		st["mounted"] = true
+		st["containers"] = len(v.Refs)
+		if u, err := d.m.Usage(v.Mountpoint); err == nil {
+			st["used_bytes"] = u.UsedBytes
+			st["size_bytes"] = u.SizeBytes
+		}
+	}
+	return st
+}
+
+func (d *Driver) cachedInstance() *hetzner.Instance {
+	d.instMu.Lock()
+	defer d.instMu.Unlock()
+	return d.inst
+}
+
+// discover finds a volume of ours by name through the API and adds it to the state.
+func (d *Driver) discover(ctx context.Context, name string) (*VolumeState, error) {
+	notFound := fmt.Errorf("no volume %q: create it with `docker volume create -d hetzner %s`", name, name)
+	if CheckVolumeName(name) != nil {
+		return nil, notFound
+	}
+	d.mu.Lock()
+	missed, ok := d.misses[name]
+	d.mu.Unlock()
+	if ok && time.Since(missed) < time.Minute {
+		return nil, notFound
+	}
+	cloud, err := d.api()
+	if err != nil {
+		return nil, err
+	}
+	h, err := cloud.VolumeByName(ctx, name)
+	if errors.Is(err, hetzner.ErrNotFound) || err == nil && !ours(h, name) {
+		d.mu.Lock()
+		d.misses[name] = time.Now()
+		d.mu.Unlock()
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, d.explain(fmt.Errorf("look up volume %q: %w", name, err))
+	}
+	v := stateFrom(name, h)
+	if err := d.put(v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Path answers from the state: the mount point while mounted, "" otherwise.
+func (d *Driver) Path(req *volume.PathRequest) (*volume.PathResponse, error) {
+	v := d.get(req.Name)
+	if v == nil {
+		return nil, fmt.Errorf("no volume %q", req.Name)
+	}
+	return &volume.PathResponse{Mountpoint: v.Mountpoint}, nil
+}
+
+// Create creates the Hetzner volume, attached to this server (so the first mount needs no
+// attach), in its location, with our labels. It is idempotent: when a retry finds the name
+// taken by a volume we created for the same Docker name, it adopts it.
+func (d *Driver) Create(req *volume.CreateRequest) (err error) {
+	defer d.observe("create", time.Now(), &err)
+	if err := CheckVolumeName(req.Name); err != nil {
+		return err
+	}
+	o, err := ParseCreateOptions(req.Options, d.s)
+	if err != nil {
+		return fmt.Errorf("create volume %q: %w", req.Name, err)
+	}
+	unlock := d.volLock.lock(req.Name)
+	defer unlock()
+	if d.get(req.Name) != nil {
+		return nil
+	}
+	ctx, cancel := d.ctx()
+	defer cancel()
+	cloud, err := d.api()
+	if err != nil {
+		return err
+	}
+	inst, err := d.instance(ctx)
+	if err != nil {
+		return fmt.Errorf("create volume %q: %w", req.Name, err)
+	}
+	labels, err := createLabels(req.Name, o, inst.ID)
+	if err != nil {
+		return fmt.Errorf("create volume %q: %w", req.Name, err)
+	}
+	h, err := cloud.CreateVolume(ctx, hetzner.VolumeSpec{Name: req.Name, SizeGB: o.SizeGB, ServerID: inst.ID, Labels: labels})
+	if errors.Is(err, hetzner.ErrAlreadyExists) {
+		existing, gerr := cloud.VolumeByName(ctx, req.Name)
+		if gerr != nil {
+			return d.explain(fmt.Errorf("create volume %q: the name is taken, and looking it up failed: %w", req.Name, gerr))
+		}
+		if !ours(existing, req.Name) {
+			return fmt.Errorf("create volume %q: a Hetzner volume with this name exists (id %d) and was not created by this plugin for this Docker volume: choose another name, or label it managed-by=dockbridge and dockbridge/volume=%s to adopt it", req.Name, existing.ID, req.Name)
+		}
+		d.log.WithField("volume", req.Name).Infof("adopting existing volume %d (a retried create)", existing.ID)
+		h, err = existing, nil
+	}
+	if err != nil && !errors.Is(err, hetzner.ErrAlreadyExists) && ctx.Err() == nil {
+		// The volume may exist even though the request failed (the attach action failed, or
+		// the answer was lost): adopt it now if it does, or a retry will.
+		if existing, gerr := cloud.VolumeByName(ctx, req.Name); gerr == nil && ours(existing, req.Name) {
+			d.log.WithField("volume", req.Name).Warnf("create reported %v, but volume %d exists: adopting it", err, existing.ID)
+			h, err = existing, nil
+		}
+	}
+	if err != nil {
+		return d.explain(fmt.Errorf("create volume %q: %w", req.Name, err))
+	}
+	v := stateFrom(req.Name, h)
+	if err := d.put(v); err != nil {
+		return err
+	}
+	if o.Protection && !h.Protected {
+		if err := cloud.SetVolumeProtection(ctx, h.ID, true); err != nil {
+			return d.explain(fmt.Errorf("create volume %q: the volume %d exists, but turning on delete protection failed (run the create again): %w", req.Name, h.ID, err))
+		}
+		v.Protected = true
+		if err := d.put(v); err != nil {
+			return err
+		}
+	}
+	d.log.WithFields(logrus.Fields{"volume": req.Name, "id": h.ID, "size_gb": h.SizeGB, "location": h.Location}).Info("created volume")
+	return nil
+}

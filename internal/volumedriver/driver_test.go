@@ -1,0 +1,447 @@
+package volumedriver
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/docker/go-plugins-helpers/volume"
+
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/mount"
+)
+
+func (h *harness) create(name string, opts map[string]string) {
+	h.t.Helper()
+	if err := h.d.Create(&volume.CreateRequest{Name: name, Options: opts}); err != nil {
+		h.t.Fatalf("create %s: %v", name, err)
+	}
+}
+
+func (h *harness) mount(name, id string) string {
+	h.t.Helper()
+	r, err := h.d.Mount(&volume.MountRequest{Name: name, ID: id})
+	if err != nil {
+		h.t.Fatalf("mount %s (%s): %v", name, id, err)
+	}
+	return r.Mountpoint
+}
+
+func (h *harness) unmount(name, id string) {
+	h.t.Helper()
+	if err := h.d.Unmount(&volume.UnmountRequest{Name: name, ID: id}); err != nil {
+		h.t.Fatalf("unmount %s (%s): %v", name, id, err)
+	}
+}
+
+func (h *harness) volumeNamed(name string) *hetzner.Volume {
+	h.t.Helper()
+	v, err := h.cloud.VolumeByNameFunc(h.t.Context(), name)
+	if err != nil {
+		h.t.Fatalf("volume %s: %v", name, err)
+	}
+	return v
+}
+
+func TestCreateLabelsAndAttachesToThisServer(t *testing.T) {
+	h := newHarness(t)
+	calls := h.apiCalls(func() {
+		h.create("data", map[string]string{"size": "20", "labels": "env=prod", "uid": "1000", "mode": "0750"})
+	})
+	if strings.Join(calls, ",") != "CreateVolume" {
+		t.Errorf("create made API calls %v, want just CreateVolume", calls)
+	}
+	v := h.volumeNamed("data")
+	if v.SizeGB != 20 || v.ServerID != 1 {
+		t.Errorf("volume %+v: want 20 GB attached to server 1", v)
+	}
+	for k, want := range map[string]string{"managed-by": "dockbridge", "dockbridge/volume": "data", "env": "prod",
+		"dockbridge/uid": "1000", "dockbridge/mode": "0750", "dockbridge/holder": "1", "dockbridge/fstype": "ext4"} {
+		if v.Labels[k] != want {
+			t.Errorf("label %s = %q, want %q", k, v.Labels[k], want)
+		}
+	}
+}
+
+func TestCreateRetryAdoptsOwnVolumeRefusesForeign(t *testing.T) {
+	h := newHarness(t)
+	h.create("data", nil)
+	// A retry after a lost answer: the plugin's state is gone but the volume exists.
+	h.d = h.newDriver()
+	if err := h.d.del("data"); err != nil {
+		t.Fatal(err)
+	}
+	h.create("data", nil)
+	if n := len(h.p.vols); n != 1 {
+		t.Fatalf("%d volumes after a retried create, want 1", n)
+	}
+	// A volume of the same name that is not ours.
+	h.p.vols[999] = &hetzner.Volume{ID: 999, Name: "foreign", Labels: map[string]string{"owner": "someone"}}
+	err := h.d.Create(&volume.CreateRequest{Name: "foreign"})
+	if err == nil || !strings.Contains(err.Error(), "not created by this plugin") {
+		t.Fatalf("create over a foreign volume: %v, want a refusal", err)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	h := newHarness(t)
+	cases := []struct {
+		name string
+		opts map[string]string
+		want string
+	}{
+		{"size not a number", map[string]string{"size": "abc"}, "size=\"abc\": want a whole number of GB"},
+		{"size too small", map[string]string{"size": "5"}, "5 GB is outside"},
+		{"size too large", map[string]string{"size": "20000"}, "20000 GB is outside"},
+		{"unsupported fstype", map[string]string{"fstype": "ntfs"}, "supported filesystems are ext4 and xfs"},
+		{"unknown option", map[string]string{"colour": "blue"}, "unknown option \"colour\""},
+		{"bad label", map[string]string{"labels": "a b=c"}, "label key"},
+		{"reserved label", map[string]string{"labels": "managed-by=me"}, "reserved"},
+		{"bad uid", map[string]string{"uid": "bob"}, "uid=\"bob\""},
+		{"bad mode", map[string]string{"mode": "999"}, "octal mode"},
+		{"unsafe mount option", map[string]string{"mountopts": "suid"}, "not allowed"},
+		{"xfs option on ext4", map[string]string{"mountopts": "inode64"}, "is for xfs"},
+		{"bad protection", map[string]string{"protection": "maybe"}, "protection=\"maybe\""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			calls := h.apiCalls(func() {
+				err := h.d.Create(&volume.CreateRequest{Name: "v", Options: c.opts})
+				if err == nil || !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("got %v, want an ErrBadOption containing %q", err, c.want)
+				}
+			})
+			if len(calls) != 0 {
+				t.Errorf("a bad option made API calls: %v", calls)
+			}
+		})
+	}
+	for _, name := range []string{"has space", strings.Repeat("x", 64), "trailing-", "a/b"} {
+		if err := h.d.Create(&volume.CreateRequest{Name: name}); err == nil || !strings.Contains(err.Error(), "can't be a Hetzner Cloud volume name") {
+			t.Errorf("name %q: %v, want a clear refusal", name, err)
+		}
+	}
+}
+
+func TestFirstMountFormatsOnceAndRecordsUUID(t *testing.T) {
+	h := newHarness(t)
+	h.create("data", map[string]string{"fstype": "xfs"})
+	var mp string
+	calls := h.apiCalls(func() { mp = h.mount("data", "c1") })
+	if strings.Join(calls, ",") != "SetVolumeLabels" {
+		t.Errorf("first mount of a new volume made API calls %v, want just SetVolumeLabels (the UUID)", calls)
+	}
+	v := h.volumeNamed("data")
+	if v.Labels[labelUUID] != "uuid-1" || v.Labels[labelFSType] != "xfs" {
+		t.Errorf("labels after first mount: %v", v.Labels)
+	}
+	if !h.m.mounted(mp) || h.m.formats != 1 {
+		t.Fatalf("mounted=%v formats=%d", h.m.mounted(mp), h.m.formats)
+	}
+	// Second container shares the mount, no API request, no format.
+	calls = h.apiCalls(func() {
+		if got := h.mount("data", "c2"); got != mp {
+			t.Errorf("second mount at %s, want %s", got, mp)
+		}
+	})
+	if len(calls) != 0 {
+		t.Errorf("second mount made API calls %v", calls)
+	}
+	h.unmount("data", "c1")
+	if !h.m.mounted(mp) {
+		t.Fatal("first unmount released the mount another container uses")
+	}
+	h.unmount("data", "c2")
+	if h.m.mounted(mp) {
+		t.Fatal("last unmount left the filesystem mounted")
+	}
+	// docker run again on the attached volume: zero API requests, no format.
+	calls = h.apiCalls(func() { h.mount("data", "c3"); h.unmount("data", "c3") })
+	if len(calls) != 0 || h.m.formats != 1 {
+		t.Errorf("run on an attached volume: API calls %v, formats %d", calls, h.m.formats)
+	}
+}
+
+func TestGetListPathNeedNoAPI(t *testing.T) {
+	h := newHarness(t)
+	h.create("a", nil)
+	h.create("b", nil)
+	mp := h.mount("a", "c1")
+	calls := h.apiCalls(func() {
+		l, err := h.d.List()
+		if err != nil || len(l.Volumes) != 2 {
+			t.Fatalf("list: %v %v", l, err)
+		}
+		g, err := h.d.Get(&volume.GetRequest{Name: "a"})
+		if err != nil || g.Volume.Mountpoint != mp || g.Volume.Status["hetzner_id"] == nil || g.Volume.Status["device"] == nil {
+			t.Fatalf("get: %+v %v", g, err)
+		}
+		p, err := h.d.Path(&volume.PathRequest{Name: "a"})
+		if err != nil || p.Mountpoint != mp {
+			t.Fatalf("path: %+v %v", p, err)
+		}
+		if h.d.Capabilities().Capabilities.Scope != "global" {
+			t.Fatal("scope")
+		}
+	})
+	if len(calls) != 0 {
+		t.Errorf("Get/List/Path made API calls: %v", calls)
+	}
+	// An unknown name is looked up once, then remembered as missing.
+	calls = h.apiCalls(func() {
+		for range 3 {
+			if _, err := h.d.Get(&volume.GetRequest{Name: "nope"}); err == nil {
+				t.Fatal("get of an unknown volume succeeded")
+			}
+		}
+	})
+	if len(calls) != 1 {
+		t.Errorf("3 Gets of an unknown volume made API calls %v, want 1", calls)
+	}
+}
+
+func TestDataSafety(t *testing.T) {
+	cases := []struct {
+		name      string
+		sig       mount.Signature
+		uuidLabel string
+		wantErr   string
+	}{
+		{"ext4 with data is adopted, not formatted", mount.Signature{Type: "ext4", Usage: "filesystem", UUID: "u-ext4", Found: []mount.Found{{Type: "ext4"}}}, "", ""},
+		{"xfs with data is adopted", mount.Signature{Type: "xfs", Usage: "filesystem", UUID: "u-xfs", Found: []mount.Found{{Type: "xfs"}}}, "", ""},
+		{"partition table is refused", mount.Signature{PTType: "gpt", Found: []mount.Found{{Type: "PMBR"}, {Type: "gpt"}}}, "", "gpt partition table"},
+		{"LUKS is refused", mount.Signature{Type: "crypto_LUKS", Usage: "crypto", Found: []mount.Found{{Type: "crypto_LUKS"}}}, "", "LUKS"},
+		{"another volume's filesystem is refused", mount.Signature{Type: "ext4", Usage: "filesystem", UUID: "someone-else", Found: []mount.Found{{Type: "ext4"}}}, "mine", "is not this volume"},
+		{"a blank device where a filesystem was recorded is refused", mount.Signature{}, "mine", "Refusing to format"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.create("data", nil)
+			v := h.volumeNamed("data")
+			h.m.setDevice(h.dev(v.ID), c.sig)
+			if c.uuidLabel != "" {
+				st := h.d.get("data")
+				st.Labels[labelUUID] = c.uuidLabel
+				if err := h.d.put(st); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := h.d.Mount(&volume.MountRequest{Name: "data", ID: "c1"})
+			if h.m.formats != 0 {
+				t.Fatalf("formatted a device holding %s", c.sig)
+			}
+			after, _ := h.m.Probe(t.Context(), h.dev(v.ID))
+			if after.UUID != c.sig.UUID || after.Type != c.sig.Type || after.PTType != c.sig.PTType {
+				t.Fatalf("device changed: %s -> %s", c.sig, after)
+			}
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatalf("mount: %v", err)
+				}
+				if got := h.volumeNamed("data").Labels[labelUUID]; got != c.sig.UUID {
+					t.Errorf("recorded UUID %q, want %q", got, c.sig.UUID)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("mount: %v, want an error containing %q", err, c.wantErr)
+			}
+			if h.m.mounted(h.d.mountpoint("data")) {
+				t.Fatal("refused, yet mounted")
+			}
+		})
+	}
+}
+
+func TestTakeOverRule(t *testing.T) {
+	cases := []struct {
+		name    string
+		status  string // status of server 2 ("" = deleted)
+		labels  map[string]string
+		wantErr string
+	}{
+		{"running holder is refused, named", "running", map[string]string{labelHolder: "2"}, `attached to server "other-server" (id 2, running)`},
+		{"powered off holder", "off", map[string]string{labelHolder: "2"}, ""},
+		{"deleted holder", "", map[string]string{labelHolder: "2"}, ""},
+		{"holder that released it", "running", map[string]string{labelReleased: "2"}, ""},
+		{"a release record of a third server does not count", "running", map[string]string{labelReleased: "3"}, "attached to server"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			if c.status == "" {
+				delete(h.p.servers, 2)
+			} else {
+				h.p.servers[2].Status = c.status
+			}
+			labels := map[string]string{labelManagedBy: managedByValue, labelName: "shared", labelUUID: "u1"}
+			for k, v := range c.labels {
+				labels[k] = v
+			}
+			h.p.vols[500] = &hetzner.Volume{ID: 500, Name: "shared", SizeGB: 10, Location: "fsn1", ServerID: 2, Labels: labels}
+			_, err := h.d.Mount(&volume.MountRequest{Name: "shared", ID: "c1"})
+			if c.wantErr != "" {
+				if err == nil || !errors.Is(err, ErrAttachedElsewhere) || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("mount: %v, want ErrAttachedElsewhere containing %q", err, c.wantErr)
+				}
+				for _, call := range h.cloud.Calls() {
+					if call == "DetachVolume" {
+						t.Fatal("detached a volume another server may be using")
+					}
+				}
+				return
+			}
+			// The device appeared blank in this fake; it holds the recorded filesystem really.
+			if err == nil || !errors.Is(err, ErrWrongVolume) {
+				// with a blank device and a recorded UUID, the driver must refuse to format
+				t.Fatalf("mount after takeover: %v, want the blank-device refusal from the fake", err)
+			}
+			v := h.volumeNamed("shared")
+			if v.ServerID != 1 || v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
+				t.Fatalf("after takeover: server %d labels %v", v.ServerID, v.Labels)
+			}
+		})
+	}
+}
+
+func TestRemove(t *testing.T) {
+	h := newHarness(t)
+	h.create("data", nil)
+	h.mount("data", "c1")
+	if err := h.d.Remove(&volume.RemoveRequest{Name: "data"}); !errors.Is(err, ErrInUse) {
+		t.Fatalf("remove in use: %v", err)
+	}
+	h.unmount("data", "c1")
+	calls := h.apiCalls(func() {
+		if err := h.d.Remove(&volume.RemoveRequest{Name: "data"}); err != nil {
+			t.Fatalf("remove: %v", err)
+		}
+	})
+	if strings.Join(calls, ",") != "DetachVolume,DeleteVolume" {
+		t.Errorf("remove made calls %v", calls)
+	}
+	if len(h.p.vols) != 0 {
+		t.Fatal("the Hetzner volume is still there")
+	}
+	if l, _ := h.d.List(); len(l.Volumes) != 0 {
+		t.Fatal("still listed")
+	}
+
+	h.create("safe", map[string]string{"protection": "true"})
+	err := h.d.Remove(&volume.RemoveRequest{Name: "safe"})
+	if err == nil || !strings.Contains(err.Error(), "hcloud volume disable-protection") {
+		t.Fatalf("remove of a protected volume: %v", err)
+	}
+	// Lifted in the console: the next remove sees it.
+	h.volumeNamed("safe")
+	for _, v := range h.p.vols {
+		v.Protected = false
+	}
+	if err := h.d.Remove(&volume.RemoveRequest{Name: "safe"}); err != nil {
+		t.Fatalf("remove after lifting protection: %v", err)
+	}
+}
+
+func TestRecoverAfterRestart(t *testing.T) {
+	h := newHarness(t)
+	h.create("kept", nil)
+	h.create("stale", nil)
+	mpKept := h.mount("kept", "c1")
+	mpStale := h.mount("stale", "c2")
+	// A kill -9 between Unmount's state save and its umount: refs gone, mount still there.
+	st := h.d.get("stale")
+	st.Refs, st.Mountpoint = nil, ""
+	if err := h.d.put(st); err != nil {
+		t.Fatal(err)
+	}
+	// docker plugin disable -f unmounts everything under the propagated mount.
+	_ = h.m.Unmount(t.Context(), mpKept)
+
+	h.d = h.newDriver()
+	calls := h.apiCalls(func() {
+		if err := h.d.Recover(t.Context()); err != nil {
+			t.Fatalf("recover: %v", err)
+		}
+	})
+	if len(calls) != 0 {
+		t.Errorf("recover made API calls %v", calls)
+	}
+	if !h.m.mounted(mpKept) {
+		t.Error("a volume still used by a container was not mounted again")
+	}
+	if h.m.mounted(mpStale) {
+		t.Error("a mount without references was left behind")
+	}
+	h.unmount("kept", "c1")
+	if h.m.mounted(mpKept) {
+		t.Error("the later Unmount did not release the mount")
+	}
+	if n := h.m.formats; n != 2 {
+		t.Errorf("%d formats, want 2 (one per volume)", n)
+	}
+}
+
+func TestDetachOnUnmountReleases(t *testing.T) {
+	h := newHarness(t)
+	h.setting.DetachOnUnmount = true
+	h.d = h.newDriver()
+	h.create("moving", nil)
+	h.mount("moving", "c1")
+	h.unmount("moving", "c1")
+	v := h.volumeNamed("moving")
+	if v.ServerID != 0 || v.Labels[labelReleased] != "1" || v.Labels[labelHolder] != "" {
+		t.Fatalf("after release: server %d labels %v", v.ServerID, v.Labels)
+	}
+	// Mounting again attaches again and records the holder.
+	h.mount("moving", "c2")
+	v = h.volumeNamed("moving")
+	if v.ServerID != 1 || v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
+		t.Fatalf("after mount again: server %d labels %v", v.ServerID, v.Labels)
+	}
+}
+
+func TestDeviceNeverAppears(t *testing.T) {
+	h := newHarness(t)
+	h.p.onAttach = nil // attached, but no device shows up
+	h.create("ghost", nil)
+	_, err := h.d.Mount(&volume.MountRequest{Name: "ghost", ID: "c1"})
+	if !errors.Is(err, ErrDeviceMissing) || !strings.Contains(err.Error(), "DEVICE_WAIT_TIMEOUT") {
+		t.Fatalf("mount: %v, want ErrDeviceMissing naming DEVICE_WAIT_TIMEOUT", err)
+	}
+}
+
+func TestNoTokenSaysHowToSetIt(t *testing.T) {
+	h := newHarness(t)
+	h.d.cloud = nil
+	h.d.noCloud = errors.New("no Hetzner Cloud API token")
+	err := h.d.Create(&volume.CreateRequest{Name: "x"})
+	if err == nil || !strings.Contains(err.Error(), "docker plugin set hetzner HCLOUD_TOKEN=") {
+		t.Fatalf("create without token: %v", err)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	h := newHarness(t)
+	h.create("a", nil)
+	h.mount("a", "c1")
+	d2 := h.newDriver()
+	v := d2.get("a")
+	if v == nil || len(v.Refs) != 1 || v.Mountpoint == "" {
+		t.Fatalf("state after restart: %+v", v)
+	}
+}
+
+func TestSyncAddsVolumesOfOtherServers(t *testing.T) {
+	h := newHarness(t)
+	h.p.vols[700] = &hetzner.Volume{ID: 700, Name: "elsewhere", ServerID: 2, Location: "fsn1",
+		Labels: map[string]string{labelManagedBy: managedByValue, labelName: "elsewhere"}}
+	h.p.vols[701] = &hetzner.Volume{ID: 701, Name: "not-ours", Labels: map[string]string{}}
+	if err := h.d.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := h.d.List()
+	if len(l.Volumes) != 1 || l.Volumes[0].Name != "elsewhere" {
+		t.Fatalf("list after sync: %+v", l.Volumes)
+	}
+}

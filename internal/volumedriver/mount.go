@@ -1,0 +1,482 @@
+package volumedriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/mount"
+)
+
+// Errors a person can act on; errors.Is works on what the driver returns.
+var (
+	ErrInUse             = errors.New("volume in use")
+	ErrAttachedElsewhere = errors.New("volume attached to another server")
+	ErrDeviceMissing     = errors.New("volume device did not appear")
+	ErrWrongVolume       = errors.New("device is not this volume")
+)
+
+// Mount makes the volume's filesystem available under the propagated mount and counts the
+// container (mount ID) using it. A volume already mounted here costs no API request, and
+// neither does one attached here: the device link proves the attachment, the recorded
+// filesystem UUID proves the identity.
+func (d *Driver) Mount(req *volume.MountRequest) (resp *volume.MountResponse, err error) {
+	defer d.observe("mount", time.Now(), &err)
+	unlock := d.volLock.lock(req.Name)
+	defer unlock()
+	ctx, cancel := d.ctx()
+	defer cancel()
+	v := d.get(req.Name)
+	if v == nil {
+		if v, err = d.discover(ctx, req.Name); err != nil {
+			return nil, err
+		}
+	}
+	dev := d.devicePath(v.ID)
+	if v.Mountpoint != "" {
+		if ok, err := d.mountedHere(v.Mountpoint, dev); err != nil {
+			return nil, fmt.Errorf("mount volume %q: %w", v.Name, err)
+		} else if ok {
+			v.Refs = addRef(v.Refs, req.ID)
+			if err := d.put(v); err != nil {
+				return nil, err
+			}
+			return &volume.MountResponse{Mountpoint: v.Mountpoint}, nil
+		}
+	}
+	if err := d.ensureAttached(ctx, v); err != nil {
+		return nil, err
+	}
+	fresh, err := d.checkDevice(ctx, v, dev)
+	if err != nil {
+		return nil, err
+	}
+	mp := d.mountpoint(v.Name)
+	if err := d.m.Mount(ctx, dev, mp, v.FSType(), v.MountOpts()); err != nil {
+		return nil, fmt.Errorf("mount volume %q: %w", v.Name, err)
+	}
+	if fresh {
+		if err := applyOwnership(mp, v.Labels); err != nil {
+			_ = d.m.Unmount(ctx, mp)
+			return nil, fmt.Errorf("mount volume %q: set up the new filesystem's root directory: %w", v.Name, err)
+		}
+	}
+	v.Mountpoint, v.Device = mp, dev
+	v.Refs = addRef(v.Refs, req.ID)
+	if err := d.put(v); err != nil {
+		_ = d.m.Unmount(ctx, mp)
+		return nil, err
+	}
+	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "device": dev, "mountpoint": mp}).Info("mounted volume")
+	return &volume.MountResponse{Mountpoint: mp}, nil
+}
+
+func addRef(refs map[string]time.Time, id string) map[string]time.Time {
+	if refs == nil {
+		refs = map[string]time.Time{}
+	}
+	if _, ok := refs[id]; !ok {
+		refs[id] = time.Now().UTC()
+	}
+	return refs
+}
+
+// mountedHere reports whether dev is what is mounted on mp.
+func (d *Driver) mountedHere(mp, dev string) (bool, error) {
+	cur, mounted, err := d.m.MountedDevice(mp)
+	if err != nil || !mounted {
+		return false, err
+	}
+	// The mount table shows /dev/<name>; dev is a by-id link to it.
+	want, err := evalSymlinks(dev)
+	if err != nil {
+		want = dev
+	}
+	return cur == want || cur == dev, nil
+}
+
+// ensureAttached makes sure the volume is attached to this server and its device is there.
+// A present device link is the kernel saying it is attached: no API request then.
+func (d *Driver) ensureAttached(ctx context.Context, v *VolumeState) error {
+	dev := d.devicePath(v.ID)
+	inst, err := d.instance(ctx)
+	if err != nil {
+		return fmt.Errorf("mount volume %q: %w", v.Name, err)
+	}
+	me := strconv.FormatInt(inst.ID, 10)
+	if d.devOK(dev) && v.Labels[labelHolder] == me {
+		return nil
+	}
+	cloud, err := d.api()
+	if err != nil {
+		return err
+	}
+	h, err := cloud.Volume(ctx, v.ID)
+	if errors.Is(err, hetzner.ErrNotFound) {
+		return fmt.Errorf("mount volume %q: the Hetzner volume %d no longer exists (deleted outside Docker?): remove it with `docker volume rm %s`", v.Name, v.ID, v.Name)
+	}
+	if err != nil {
+		return d.explain(fmt.Errorf("mount volume %q: %w", v.Name, err))
+	}
+	v.refresh(h)
+	if loc := inst.Location(); loc != "" && h.Location != loc && h.ServerID != inst.ID {
+		return fmt.Errorf("mount volume %q: the volume is in location %s and this server in %s; Hetzner volumes attach only to servers in their location", v.Name, h.Location, inst.Location())
+	}
+	if h.ServerID != 0 && h.ServerID != inst.ID {
+		if err := d.takeOver(ctx, cloud, v, h); err != nil {
+			_ = d.put(v)
+			return err
+		}
+		h.ServerID = 0
+	}
+	if v.Labels[labelHolder] != me || v.Labels[labelReleased] != "" {
+		labels := cloneMap(v.Labels)
+		labels[labelHolder] = me
+		delete(labels, labelReleased)
+		nh, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
+		if err != nil {
+			return d.explain(fmt.Errorf("mount volume %q: record this server as its holder: %w", v.Name, err))
+		}
+		v.refresh(nh)
+	}
+	if h.ServerID == 0 {
+		d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "server": inst.ID}).Info("attaching volume")
+		err := cloud.AttachVolume(ctx, v.ID, inst.ID, false)
+		if errors.Is(err, hetzner.ErrAlreadyAttached) {
+			// A lost answer of our own earlier attach, or someone faster: look again.
+			if again, gerr := cloud.Volume(ctx, v.ID); gerr == nil && again.ServerID == inst.ID {
+				err = nil
+			}
+		}
+		if err != nil {
+			_ = d.put(v)
+			return d.explain(fmt.Errorf("mount volume %q: %w", v.Name, err))
+		}
+		v.ServerID = inst.ID
+	}
+	if err := d.put(v); err != nil {
+		return err
+	}
+	return d.waitDevice(ctx, v.Name, dev)
+}
+
+// takeOver detaches v from the server it is attached to, if and only if mayTakeOver allows it.
+func (d *Driver) takeOver(ctx context.Context, cloud Cloud, v *VolumeState, h *hetzner.Volume) error {
+	if err := mayTakeOver(ctx, cloud, h); err != nil {
+		return fmt.Errorf("mount volume %q: %w", v.Name, err)
+	}
+	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "from_server": h.ServerID}).Warn("taking the volume over from a server that cannot be using it")
+	if err := cloud.DetachVolume(ctx, v.ID); err != nil {
+		return d.explain(fmt.Errorf("mount volume %q: detach it from server %d: %w", v.Name, h.ServerID, err))
+	}
+	return nil
+}
+
+// mayTakeOver is THE rule for taking a volume attached to another server: allowed only when
+// that server cannot be using it, because
+//   - it was deleted, or
+//   - it is powered off, or
+//   - the plugin there recorded that it released the volume (label dockbridge/released=<its id>
+//     and no dockbridge/holder=<its id>).
+//
+// Otherwise it returns ErrAttachedElsewhere naming the server. No other code detaches a volume
+// from another server.
+func mayTakeOver(ctx context.Context, cloud Cloud, h *hetzner.Volume) error {
+	other := strconv.FormatInt(h.ServerID, 10)
+	if h.Labels[labelReleased] == other && h.Labels[labelHolder] != other {
+		return nil
+	}
+	srv, err := cloud.Server(ctx, h.ServerID)
+	if errors.Is(err, hetzner.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("it is attached to server %d and checking whether that server still uses it failed: %w", h.ServerID, err)
+	}
+	if srv.Off() {
+		return nil
+	}
+	return fmt.Errorf("%w: it is attached to server %q (id %d, %s), which may be using it. Stop the containers using it there and set DETACH_ON_UNMOUNT=true on that server's plugin (or power that server off), then retry",
+		ErrAttachedElsewhere, srv.Name, srv.ID, srv.Status)
+}
+
+// waitDevice waits, with DEVICE_WAIT_TIMEOUT as the bound, for the volume's device link.
+func (d *Driver) waitDevice(ctx context.Context, name, dev string) error {
+	ctx, cancel := context.WithTimeout(ctx, d.s.DeviceWaitTimeout)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !d.devOK(dev) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mount volume %q: %w: the volume is attached but %s did not appear within %s (DEVICE_WAIT_TIMEOUT); check that the plugin sees the host's /dev and that udev runs, then retry", name, ErrDeviceMissing, dev, d.s.DeviceWaitTimeout)
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func isBlockDevice(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && (fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0)
+}
+
+// checkDevice makes sure the device is this volume before anything is mounted:
+//   - a filesystem whose UUID matches the one recorded on the volume: mount it;
+//   - ext4 or xfs and no UUID recorded yet (first use of a volume with data): adopt it, record it;
+//   - no signature of any kind and no UUID recorded: format it (fresh = true), record the UUID;
+//   - anything else (another UUID, a blank device where a filesystem was recorded, a partition
+//     table, LUKS, ...): refuse, touching nothing.
+func (d *Driver) checkDevice(ctx context.Context, v *VolumeState, dev string) (fresh bool, err error) {
+	sig, err := d.m.Probe(ctx, dev)
+	if err != nil {
+		return false, fmt.Errorf("mount volume %q: %w", v.Name, err)
+	}
+	uuid := v.UUID()
+	switch {
+	case uuid != "" && sig.Blank():
+		return false, fmt.Errorf("mount volume %q: %w: its filesystem was recorded as %s UUID=%s, but %s is blank. Refusing to format: the wrong volume may be at this path", v.Name, ErrWrongVolume, v.FSType(), uuid, dev)
+	case uuid != "":
+		if err := sig.Expect(v.FSType(), uuid); err != nil {
+			return false, fmt.Errorf("mount volume %q: %w: %v. Nothing was changed on the device", v.Name, ErrWrongVolume, err)
+		}
+		return false, nil
+	case sig.Blank():
+		d.log.WithFields(logrus.Fields{"volume": v.Name, "device": dev, "fstype": v.FSType()}).Info("device is blank: formatting")
+		sig, err = d.m.Format(ctx, dev, v.FSType(), mount.FormatOptions{})
+		if err != nil {
+			return false, fmt.Errorf("mount volume %q: %w", v.Name, err)
+		}
+		fresh = true
+	case (sig.Type == "ext4" || sig.Type == "xfs") && sig.Expect(sig.Type, "") == nil:
+		d.log.WithFields(logrus.Fields{"volume": v.Name, "device": dev, "found": sig.String()}).Info("device holds a filesystem and none was recorded: adopting it")
+	default:
+		return false, fmt.Errorf("mount volume %q: %w: %s holds %s, not an ext4 or xfs filesystem. Refusing to mount or format it; nothing was changed on the device", v.Name, mount.ErrForeignSignature, dev, sig)
+	}
+	if err := d.recordFilesystem(ctx, v, sig); err != nil {
+		return false, err
+	}
+	return fresh, nil
+}
+
+// recordFilesystem writes the filesystem's type and UUID on the volume, where every server
+// checks it before mounting.
+func (d *Driver) recordFilesystem(ctx context.Context, v *VolumeState, sig mount.Signature) error {
+	cloud, err := d.api()
+	if err != nil {
+		return err
+	}
+	labels := cloneMap(v.Labels)
+	labels[labelUUID] = sig.UUID
+	labels[labelFSType] = sig.Type
+	h, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
+	if err != nil {
+		return d.explain(fmt.Errorf("mount volume %q: record its filesystem UUID %s on the volume: %w", v.Name, sig.UUID, err))
+	}
+	v.refresh(h)
+	return d.put(v)
+}
+
+func applyOwnership(mp string, labels map[string]string) error {
+	uid, gid := -1, -1
+	if s := labels[labelUID]; s != "" {
+		uid, _ = strconv.Atoi(s)
+	}
+	if s := labels[labelGID]; s != "" {
+		gid, _ = strconv.Atoi(s)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := os.Chown(mp, uid, gid); err != nil {
+			return err
+		}
+	}
+	if s := labels[labelMode]; s != "" {
+		m, err := strconv.ParseUint(s, 8, 32)
+		if err != nil {
+			return fmt.Errorf("mode label %q: %w", s, err)
+		}
+		if err := os.Chmod(mp, os.FileMode(m&0o777)|modeBits(m)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func modeBits(m uint64) os.FileMode {
+	var fm os.FileMode
+	if m&0o4000 != 0 {
+		fm |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		fm |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
+}
+
+// Unmount drops the container's reference; the last one unmounts the filesystem. The state is
+// saved before the unmount, so a kill in between leaves a mount without references that the
+// next start removes, never a reference without a container.
+func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
+	defer d.observe("unmount", time.Now(), &err)
+	unlock := d.volLock.lock(req.Name)
+	defer unlock()
+	v := d.get(req.Name)
+	if v == nil {
+		return fmt.Errorf("unmount: no volume %q", req.Name)
+	}
+	delete(v.Refs, req.ID)
+	if len(v.Refs) > 0 {
+		return d.put(v)
+	}
+	mp := v.Mountpoint
+	v.Mountpoint, v.Device = "", ""
+	if err := d.put(v); err != nil {
+		return err
+	}
+	ctx, cancel := d.ctx()
+	defer cancel()
+	if mp != "" {
+		if err := d.m.Unmount(ctx, mp); err != nil {
+			return fmt.Errorf("unmount volume %q: %w", v.Name, err)
+		}
+		_ = os.Remove(mp)
+	}
+	d.log.WithField("volume", v.Name).Info("unmounted volume")
+	if d.s.DetachOnUnmount {
+		return d.release(ctx, v)
+	}
+	return nil
+}
+
+// release records that this server no longer uses the volume, then detaches it.
+func (d *Driver) release(ctx context.Context, v *VolumeState) error {
+	cloud, err := d.api()
+	if err != nil {
+		return err
+	}
+	inst, err := d.instance(ctx)
+	if err != nil {
+		return err
+	}
+	me := strconv.FormatInt(inst.ID, 10)
+	labels := cloneMap(v.Labels)
+	delete(labels, labelHolder)
+	labels[labelReleased] = me
+	h, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
+	if err != nil {
+		return d.explain(fmt.Errorf("release volume %q: %w", v.Name, err))
+	}
+	v.refresh(h)
+	if err := d.put(v); err != nil {
+		return err
+	}
+	if h.ServerID == inst.ID || d.devOK(d.devicePath(v.ID)) {
+		if err := cloud.DetachVolume(ctx, v.ID); err != nil {
+			return d.explain(fmt.Errorf("release volume %q: detach: %w (it is marked released; another server may take it over)", v.Name, err))
+		}
+	}
+	v.ServerID = 0
+	return d.put(v)
+}
+
+// Remove deletes the Hetzner volume. It refuses while a container uses it, while another server
+// holds it, and when delete protection is on (saying how to lift it).
+func (d *Driver) Remove(req *volume.RemoveRequest) (err error) {
+	defer d.observe("remove", time.Now(), &err)
+	unlock := d.volLock.lock(req.Name)
+	defer unlock()
+	ctx, cancel := d.ctx()
+	defer cancel()
+	v := d.get(req.Name)
+	if v == nil {
+		if v, err = d.discover(ctx, req.Name); err != nil {
+			return err
+		}
+	}
+	if len(v.Refs) > 0 {
+		return fmt.Errorf("remove volume %q: %w by %d container(s): stop and remove them first", v.Name, ErrInUse, len(v.Refs))
+	}
+	cloud, err := d.api()
+	if err != nil {
+		return err
+	}
+	if v.Protected {
+		// Protection may have been lifted since: ask before refusing.
+		h, err := cloud.Volume(ctx, v.ID)
+		if err != nil && !errors.Is(err, hetzner.ErrNotFound) {
+			return d.explain(fmt.Errorf("remove volume %q: %w", v.Name, err))
+		}
+		if err == nil {
+			v.refresh(h)
+			if h.Protected {
+				return protectedError(v)
+			}
+		}
+	}
+	inst, err := d.instance(ctx)
+	if err != nil {
+		return err
+	}
+	if v.Mountpoint != "" {
+		if err := d.m.Unmount(ctx, v.Mountpoint); err != nil {
+			return fmt.Errorf("remove volume %q: %w", v.Name, err)
+		}
+		v.Mountpoint = ""
+	}
+	attachedHere := d.devOK(d.devicePath(v.ID))
+	if !attachedHere {
+		h, err := cloud.Volume(ctx, v.ID)
+		if errors.Is(err, hetzner.ErrNotFound) {
+			return d.del(v.Name)
+		}
+		if err != nil {
+			return d.explain(fmt.Errorf("remove volume %q: %w", v.Name, err))
+		}
+		v.refresh(h)
+		if h.Protected {
+			_ = d.put(v)
+			return protectedError(v)
+		}
+		switch h.ServerID {
+		case 0:
+		case inst.ID:
+			attachedHere = true
+		default:
+			if err := mayTakeOver(ctx, cloud, h); err != nil {
+				return fmt.Errorf("remove volume %q: %w", v.Name, err)
+			}
+			attachedHere = true // detach it like our own: its server cannot be using it
+		}
+	}
+	if attachedHere {
+		if err := cloud.DetachVolume(ctx, v.ID); err != nil {
+			return d.explain(fmt.Errorf("remove volume %q: detach: %w", v.Name, err))
+		}
+	}
+	err = cloud.DeleteVolume(ctx, v.ID)
+	if errors.Is(err, hetzner.ErrProtected) {
+		v.Protected = true
+		_ = d.put(v)
+		return protectedError(v)
+	}
+	if err != nil && !errors.Is(err, hetzner.ErrNotFound) {
+		return d.explain(fmt.Errorf("remove volume %q: delete Hetzner volume %d: %w", v.Name, v.ID, err))
+	}
+	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID}).Info("deleted volume")
+	return d.del(v.Name)
+}
+
+func protectedError(v *VolumeState) error {
+	return fmt.Errorf("remove volume %q: Hetzner volume %d has delete protection (created with protection=true). Lift it first with `hcloud volume disable-protection %d delete` or in the Hetzner Cloud console (Volumes > %s > Protection), then run `docker volume rm %s` again",
+		v.Name, v.ID, v.ID, v.Name, v.Name)
+}

@@ -1,0 +1,78 @@
+// Command hetzner-volume-plugin is the `hetzner` managed Docker volume plugin: wiring only.
+// Settings come from the environment (config.json's env, `docker plugin set`); the work is in
+// internal/volumedriver.
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/mount"
+	"github.com/dockbridge/dockbridge/internal/volumedriver"
+)
+
+func main() {
+	log := logrus.New()
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: false, FullTimestamp: true})
+	s, err := volumedriver.SettingsFromEnv(os.Getenv)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if lvl, err := logrus.ParseLevel(s.LogLevel); err == nil {
+		log.SetLevel(lvl)
+	}
+	var metrics *volumedriver.Metrics
+	var observer func(hetzner.RequestEvent)
+	if s.MetricsAddr != "" {
+		metrics = volumedriver.NewMetrics()
+		observer = metrics.ObserveRequest
+	}
+	cloud, cloudErr := hetzner.New(hetzner.Config{
+		Endpoint: s.Endpoint, Token: s.Token, Application: "dockbridge-volume-plugin", Logger: log, Observer: observer,
+	})
+	store, err := volumedriver.NewStateStore(s.StateDir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := volumedriver.Config{
+		Settings: s, Mounter: mount.New(), Store: store, Log: log, Metrics: metrics, CloudErr: cloudErr,
+		Instance: func(ctx context.Context) (hetzner.Instance, error) { return hetzner.CurrentInstance(ctx, s.MetadataEndpoint) },
+	}
+	if cloudErr == nil {
+		cfg.Cloud = cloud
+	} else {
+		log.Errorf("the plugin starts, but cannot reach Hetzner Cloud: %v", cloudErr)
+	}
+	d, err := volumedriver.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	if err := d.Recover(ctx); err != nil {
+		log.Error(err)
+	}
+	cancel()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := d.Sync(ctx); err != nil {
+			log.Warnf("initial sync with the API: %v", err)
+		}
+	}()
+	if metrics != nil {
+		metrics.Register(d)
+		go func() {
+			log.Infof("serving metrics on http://%s/metrics", s.MetricsAddr)
+			log.Error(http.ListenAndServe(s.MetricsAddr, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
+		}()
+	}
+	log.Info("serving the hetzner volume plugin on /run/docker/plugins/hetzner.sock")
+	log.Fatal(volume.NewHandler(d).ServeUnix("hetzner", 0))
+}
