@@ -595,3 +595,101 @@ func TestHealthCheckLevels(t *testing.T) {
 		t.Errorf("health log has %d lines after 5 runs:\n%s", n, b)
 	}
 }
+
+// fakeBin puts tiny stand-ins for docker and dockerd first on PATH: `docker info` reports
+// root as Docker's root dir. Used only where no real daemon can be pointed at a loop device.
+func fakeBin(t *testing.T, root string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"docker":  "#!/bin/sh\necho '" + root + "'\n",
+		"dockerd": "#!/bin/sh\necho 'Docker version 0.0.0-test'\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// dockbridge-setup.sh end to end in test mode (systemctl skipped): volume, Docker check,
+// health check, completion marker.
+func TestSetupScript(t *testing.T) {
+	t.Run("success writes the completion marker", func(t *testing.T) {
+		dev := loopdevtest.New(t, smallVol)
+		e := newScriptEnv(t, dev, func(p *Params) { p.Docker.NoInstall = true })
+		bin := fakeBin(t, e.mp)
+		out, code := e.run(t, "dockbridge-setup.sh",
+			"PATH="+bin+":"+os.Getenv("PATH"),
+			"DOCKBRIDGE_HEALTH_CHECK="+filepath.Join(e.lib, "docker-volume-health-check.sh"))
+		if code != 0 {
+			t.Fatalf("setup exit %d:\n%s", code, out)
+		}
+		e.requireMounted(t, dev, "ext4")
+		b, err := os.ReadFile(e.complete)
+		if err != nil {
+			t.Fatalf("completion marker: %v\n%s", err, out)
+		}
+		if _, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b))); err != nil {
+			t.Errorf("completion marker %q is not a timestamp: %v", b, err)
+		}
+		if _, err := os.Stat(e.failed); err == nil {
+			t.Error("failure marker written on success")
+		}
+		hb, err := os.ReadFile(e.healthLog)
+		if err != nil {
+			t.Fatalf("health check did not run: %v", err)
+		}
+		if r, err := ParseHealthLine(strings.TrimSpace(string(hb))); err != nil || r.Level != HealthOK {
+			t.Errorf("health after setup: %+v %v", r, err)
+		}
+		// Order: volume before Docker is started, Docker verified before completion.
+		logb, _ := os.ReadFile(e.log)
+		l := string(logb)
+		iVol, iStart, iDone := strings.Index(l, "volume ready"), strings.Index(l, "systemctl restart docker.service"), strings.Index(l, "setup complete")
+		if iVol < 0 || iStart < iVol || iDone < iStart {
+			t.Errorf("steps out of order (volume %d, docker start %d, complete %d):\n%s", iVol, iStart, iDone, l)
+		}
+	})
+
+	t.Run("docker root dir off the volume fails", func(t *testing.T) {
+		// The real engine on this machine keeps its root on its own disk, not on our loop
+		// device: exactly the "Docker on the root disk" case setup must refuse to bless.
+		requireTool(t, "docker")
+		requireTool(t, "dockerd")
+		dev := loopdevtest.New(t, smallVol)
+		e := newScriptEnv(t, dev, func(p *Params) { p.Docker.NoInstall = true })
+		out, code := e.run(t, "dockbridge-setup.sh")
+		if code == 0 {
+			t.Fatalf("setup succeeded although Docker's root dir is not on the volume:\n%s", out)
+		}
+		b, err := os.ReadFile(e.failed)
+		if err != nil || !strings.Contains(string(b), "not the volume") {
+			t.Errorf("failure marker: %v %q\n%s", err, b, out)
+		}
+		if _, err := os.Stat(e.complete); err == nil {
+			t.Error("completion marker written on failure")
+		}
+		logb, _ := os.ReadFile(e.log)
+		if !strings.Contains(string(logb), "skipped: systemctl stop docker.socket docker.service") || !strings.Contains(string(logb), "skipped: systemctl mask docker.service docker.socket") {
+			t.Errorf("Docker not stopped and masked on failure:\n%s", logb)
+		}
+	})
+
+	t.Run("volume failure stops before Docker", func(t *testing.T) {
+		loopdevtest.Require(t)
+		e := newScriptEnv(t, "/dev/dockbridge-test-no-such-device", func(p *Params) {
+			p.Volume.DeviceTimeout = time.Second
+			p.Docker.NoInstall = true
+		})
+		bin := fakeBin(t, e.mp)
+		out, code := e.run(t, "dockbridge-setup.sh", "PATH="+bin+":"+os.Getenv("PATH"))
+		if code != 1 {
+			t.Fatalf("setup exit %d, want 1:\n%s", code, out)
+		}
+		e.requireFailed(t, "did not appear")
+		if strings.Contains(out, "restart docker.service") || strings.Contains(out, "unmask") {
+			t.Errorf("setup went on to Docker after the volume failed:\n%s", out)
+		}
+	})
+}

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck source-path=SCRIPTDIR
 # dockbridge-setup.sh: first-boot setup of a dockbridge Docker host, run by cloud-init's runcmd.
 #
 # Order matters: Docker is kept from starting (bootcmd masked it for this boot) until its data
@@ -17,6 +18,7 @@ set -euo pipefail
 DOCKBRIDGE_STEP=setup
 load_config
 mp=$DOCKBRIDGE_MOUNTPOINT
+: "${DOCKBRIDGE_HEALTH_CHECK:=/usr/local/bin/docker-volume-health-check}"
 
 log "dockbridge setup starting (volume ${DOCKBRIDGE_VOLUME_ID}, env ${DOCKBRIDGE_ENV_NAME:-none})"
 rm -f "$DOCKBRIDGE_FAILED_MARKER" "$DOCKBRIDGE_COMPLETE_MARKER"
@@ -101,7 +103,7 @@ log "Docker is running with Root Dir ${root} on ${root_src} (${mp})"
 DOCKBRIDGE_STEP=health
 run_systemctl daemon-reload || true
 run_systemctl enable --now docker-volume-health.timer || log "WARNING: could not enable docker-volume-health.timer"
-if health=$(/usr/local/bin/docker-volume-health-check 2>&1); then
+if health=$("$DOCKBRIDGE_HEALTH_CHECK" 2>&1); then
   log "health check: ${health}"
 else
   log "WARNING: health check reports a problem: ${health}"

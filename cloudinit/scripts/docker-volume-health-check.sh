@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck source-path=SCRIPTDIR
 # docker-volume-health-check: is Docker's data volume mounted, writable, really used by Docker,
 # and how full is it? Run every 5 minutes by docker-volume-health.timer.
 #

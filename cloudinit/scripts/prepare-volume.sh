@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck source-path=SCRIPTDIR
 # prepare-volume.sh: put the Hetzner data volume at Docker's data root before Docker starts.
 #
 # Rules (the whole point of dockbridge is to keep this data):
