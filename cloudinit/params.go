@@ -265,7 +265,7 @@ func (p Params) validate() error {
 }
 
 // checkPublicKey checks an authorized_keys line "type base64 [comment]". When
-// wantTypes is non-nil the key type must be one of them. It returns the decoded blob.
+// wantTypes is non-nil the key type must be one of them.
 func checkPublicKey(line string, wantTypes []string) error {
 	_, err := parsePublicKey(line, wantTypes)
 	return err
