@@ -171,7 +171,18 @@ func pricingSchema() schema.Pricing {
 		ServerBackup: schema.PricingServerBackup{Percentage: "20.0000000000"},
 		FloatingIP:   schema.PricingFloatingIP{PriceMonthly: price("3.0000")},
 	}
+	// The API lists floating IP and primary IP prices for the same types (ipv4, ipv6);
+	// hcloud-go v2.52 relies on it (it sizes the primary IP list by the floating IP one).
 	for _, typ := range []string{"ipv4", "ipv6"} {
+		fip := schema.PricingFloatingIPType{Type: typ}
+		for _, l := range catalogLocations {
+			m := "3.0000"
+			if typ == "ipv6" {
+				m = "1.0000"
+			}
+			fip.Prices = append(fip.Prices, schema.PricingFloatingIPTypePrice{Location: l.Name, PriceMonthly: price(m)})
+		}
+		p.FloatingIPs = append(p.FloatingIPs, fip)
 		pip := schema.PricingPrimaryIP{Type: typ}
 		for _, l := range catalogLocations {
 			m, h := "0.5000", "0.0008"
