@@ -26,6 +26,7 @@ var (
 	ErrInvalidInput    = errors.New("invalid input")
 	ErrUnavailable     = errors.New("API unavailable")
 	ErrActionFailed    = errors.New("action failed")
+	ErrAPI             = errors.New("API error") // a code this package does not know
 )
 
 // APIError is an error answered by the Hetzner Cloud API (or the failure to reach it),
@@ -97,7 +98,7 @@ func wrap(err error, format string, args ...any) error {
 	switch {
 	case errors.As(err, &herr):
 		e.Code, e.Message = string(herr.Code), herr.Message
-		e.sentinel = sentinelFor(herr.Code)
+		e.sentinel = sentinelFor(herr.Code, statusOf(herr))
 		if details, ok := herr.Details.(hcloud.ErrorDetailsInvalidInput); ok {
 			e.Fields = map[string][]string{}
 			for _, f := range details.Fields {
@@ -117,7 +118,14 @@ func wrap(err error, format string, args ...any) error {
 	return e
 }
 
-func sentinelFor(code hcloud.ErrorCode) error {
+func statusOf(herr hcloud.Error) int {
+	if resp := herr.Response(); resp != nil && resp.Response != nil {
+		return resp.StatusCode
+	}
+	return 0
+}
+
+func sentinelFor(code hcloud.ErrorCode, status int) error {
 	switch code {
 	case hcloud.ErrorCodeNotFound:
 		return ErrNotFound
@@ -143,8 +151,11 @@ func sentinelFor(code hcloud.ErrorCode) error {
 		return ErrInvalidInput
 	case hcloud.ErrorCodeServiceError, hcloud.ErrorCodeServerError, hcloud.ErrorCodeBadGateway,
 		hcloud.ErrorCodeTimeout, hcloud.ErrorCodeMaintenance, hcloud.ErrorCodeResourceUnavailable,
-		hcloud.ErrorCodeUnknownError, hcloud.ErrorCodeRobotUnavailable:
+		hcloud.ErrorCodeUnknownError, hcloud.ErrorCodeRobotUnavailable, "unavailable":
 		return ErrUnavailable
 	}
-	return ErrConflict
+	if status >= 500 {
+		return ErrUnavailable
+	}
+	return ErrAPI
 }

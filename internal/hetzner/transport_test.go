@@ -154,9 +154,12 @@ func TestErrorsMapToSentinels(t *testing.T) {
 		{403, "resource_limit_exceeded", ErrLimitExceeded},
 		{400, "invalid_input", ErrInvalidInput},
 		{400, "json_error", ErrInvalidInput},
+		{503, "unavailable", ErrUnavailable},
+		{500, "some_new_code", ErrUnavailable},
+		{422, "some_new_code", ErrAPI},
 	}
 	for _, tt := range tests {
-		t.Run(tt.code, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d %s", tt.status, tt.code), func(t *testing.T) {
 			f := &fakeAPI{t: t, answers: []func(http.ResponseWriter){apiError(tt.status, tt.code, "the message", nil)}}
 			c, _, _ := newTestClient(t, f, Config{})
 			err := c.DeleteVolume(t.Context(), 7)

@@ -1,0 +1,280 @@
+package hetzner_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockbridge/dockbridge/internal/hcloudsim"
+	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+)
+
+// newClient returns a client for the simulator with short waits, so tests stay quick.
+func newClient(t *testing.T, sim *hcloudsimtest.Sim, mutate ...func(*hetzner.Config)) *hetzner.Client {
+	t.Helper()
+	cfg := hetzner.Config{
+		Endpoint: sim.Endpoint, Token: sim.Token,
+		PollBase: 10 * time.Millisecond, PollMax: 50 * time.Millisecond,
+		RetryBase: 10 * time.Millisecond,
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	c, err := hetzner.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestVolumeLifecycleOnTheSimulator(t *testing.T) {
+	sim := hcloudsimtest.Start(t, hcloudsimtest.WithLocalServer("node1"))
+	c := newClient(t, sim)
+	ctx := t.Context()
+
+	inst, err := hetzner.CurrentInstance(ctx, sim.MetadataEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Hostname != "node1" || inst.Location() != "fsn1" || inst.ID == 0 {
+		t.Fatalf("metadata says %+v; want node1 in fsn1", inst)
+	}
+
+	labels := map[string]string{"managed-by": "dockbridge", "docker-volume": "node1_data"}
+	v, err := c.CreateVolume(ctx, hetzner.VolumeSpec{Name: "node1-data", SizeGB: 10, Location: "fsn1", Labels: labels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != "available" || v.SizeGB != 10 || v.ServerID != 0 || v.LinuxDevice == "" {
+		t.Fatalf("created %+v", v)
+	}
+	if _, err := c.CreateVolume(ctx, hetzner.VolumeSpec{Name: "node1-data", SizeGB: 10, Location: "fsn1"}); !errors.Is(err, hetzner.ErrAlreadyExists) {
+		t.Fatalf("second create with the same name: %v, want ErrAlreadyExists", err)
+	}
+
+	if err := c.AttachVolume(ctx, v.ID, inst.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AttachVolume(ctx, v.ID, inst.ID, false); !errors.Is(err, hetzner.ErrAlreadyAttached) {
+		t.Fatalf("attach twice: %v, want ErrAlreadyAttached", err)
+	}
+	if err := c.ResizeVolume(ctx, v.ID, 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ResizeVolume(ctx, v.ID, 15); !errors.Is(err, hetzner.ErrInvalidInput) {
+		t.Fatalf("shrink: %v, want ErrInvalidInput", err)
+	}
+	if err := c.SetVolumeProtection(ctx, v.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DetachVolume(ctx, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteVolume(ctx, v.ID); !errors.Is(err, hetzner.ErrProtected) {
+		t.Fatalf("delete protected: %v, want ErrProtected", err)
+	}
+	if err := c.SetVolumeProtection(ctx, v.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Volume(ctx, v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SizeGB != 20 || got.ServerID != 0 || got.Protected || got.Labels["docker-volume"] != "node1_data" {
+		t.Fatalf("after resize/detach: %+v", got)
+	}
+	if err := c.DeleteVolume(ctx, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Volume(ctx, v.ID); !errors.Is(err, hetzner.ErrNotFound) {
+		t.Fatalf("get deleted: %v, want ErrNotFound", err)
+	}
+}
+
+func TestListWalksPagesAndSelectsByLabel(t *testing.T) {
+	sim := hcloudsimtest.Start(t)
+	c := newClient(t, sim)
+	ctx := t.Context()
+	for i := range 60 {
+		owner := "dockbridge"
+		if i%3 == 0 {
+			owner = "someone-else"
+		}
+		if _, err := c.CreateVolume(ctx, hetzner.VolumeSpec{Name: fmt.Sprintf("v%02d", i), SizeGB: 10, Location: "nbg1", Labels: map[string]string{"managed-by": owner}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := c.Volumes(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := c.Volumes(ctx, "managed-by=dockbridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 60 || len(ours) != 40 {
+		t.Fatalf("listed %d volumes (%d ours); want 60 (40)", len(all), len(ours))
+	}
+	if _, err := c.Volumes(ctx, "managed-by in (a,"); !errors.Is(err, hetzner.ErrInvalidInput) {
+		t.Fatalf("bad selector: %v, want ErrInvalidInput", err)
+	}
+}
+
+func TestLockedAttachIsRetriedUntilTheResizeFinishes(t *testing.T) {
+	sim := hcloudsimtest.Start(t, hcloudsimtest.WithLocalServer("node1"), hcloudsimtest.WithConfig(func(c *hcloudsim.Config) {
+		c.ActionDurations = map[string]time.Duration{"resize_volume": 1500 * time.Millisecond}
+	}))
+	c := newClient(t, sim)
+	ctx := t.Context()
+	inst, err := hetzner.CurrentInstance(ctx, sim.MetadataEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.CreateVolume(ctx, hetzner.VolumeSpec{Name: "busy", SizeGB: 10, Location: "fsn1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resized := make(chan error, 1)
+	go func() { resized <- c.ResizeVolume(ctx, v.ID, 11) }()
+	time.Sleep(300 * time.Millisecond) // the resize action is running now
+	if err := c.AttachVolume(ctx, v.ID, inst.ID, false); err != nil {
+		t.Fatalf("attach while resizing: %v (want it retried until the lock is gone)", err)
+	}
+	if err := <-resized; err != nil {
+		t.Fatal(err)
+	}
+	stats := sim.Stats()
+	if n := stats.ByStatus["423"]; n < 1 {
+		t.Fatalf("the simulator answered locked %d times; the test did not exercise the lock (%+v)", n, stats.ByStatus)
+	}
+}
+
+func TestFaultsBecomeClearErrorsOrRetries(t *testing.T) {
+	sim := hcloudsimtest.Start(t)
+	c := newClient(t, sim)
+	ctx := t.Context()
+
+	// Two 503s on a GET are retried away.
+	v, err := c.CreateVolume(ctx, hetzner.VolumeSpec{Name: "f", SizeGB: 10, Location: "fsn1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Faults(t, hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "503", Rate: 1, Method: "GET", Path: "/v1/volumes/{id}", Count: 2}}})
+	if _, err := c.Volume(ctx, v.ID); err != nil {
+		t.Fatalf("GET after two injected 503s: %v", err)
+	}
+
+	// A failed action is ErrActionFailed with the action's own message.
+	sim.Faults(t, hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "action_error", Rate: 1, Command: "resize_volume"}}})
+	err = c.ResizeVolume(ctx, v.ID, 12)
+	if !errors.Is(err, hetzner.ErrActionFailed) {
+		t.Fatalf("resize with a failing action: %v, want ErrActionFailed", err)
+	}
+	t.Logf("failed action reads: %v", err)
+
+	// A mutation answered 503 is not retried blindly: the caller sees ErrUnavailable.
+	sim.Faults(t, hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "503", Rate: 1, Method: "DELETE"}}})
+	if err := c.DeleteVolume(ctx, v.ID); !errors.Is(err, hetzner.ErrUnavailable) {
+		t.Fatalf("delete answered 503: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestRateLimitIsWaitedForAndReported(t *testing.T) {
+	clock := hcloudsimtest.NewFakeClock(time.Now())
+	sim := hcloudsimtest.Start(t, hcloudsimtest.WithRateLimit(5), hcloudsimtest.WithClock(clock))
+	c := newClient(t, sim, func(cfg *hetzner.Config) { cfg.MaxRateLimitWait = time.Second })
+	ctx := t.Context()
+	for range 5 {
+		if _, err := c.Volumes(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := c.Budget(); !b.Seen || b.Limit != 5 || b.Remaining != 0 {
+		t.Fatalf("budget after 5 of 5: %+v", b)
+	}
+	// The bucket refills one request per 720 s (5 per hour): more than the 1 s we accept to wait.
+	_, err := c.Volumes(ctx, "")
+	if !errors.Is(err, hetzner.ErrRateLimited) {
+		t.Fatalf("6th request: %v, want ErrRateLimited", err)
+	}
+	clock.Advance(720 * time.Second)
+	if _, err := c.Volumes(ctx, ""); err != nil {
+		t.Fatalf("after the refill: %v", err)
+	}
+}
+
+func TestRejectedTokenSaysHowToFixIt(t *testing.T) {
+	sim := hcloudsimtest.Start(t)
+	c := newClient(t, sim, func(cfg *hetzner.Config) { cfg.Token = "wrong-token" })
+	_, err := c.Volumes(t.Context(), "")
+	if !errors.Is(err, hetzner.ErrUnauthorized) {
+		t.Fatalf("wrong token: %v, want ErrUnauthorized", err)
+	}
+	for _, want := range []string{"HCLOUD_TOKEN", "token"} {
+		if !contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if contains(err.Error(), "wrong-token") {
+		t.Errorf("error shows the token: %q", err)
+	}
+}
+
+func TestServerLifecycle(t *testing.T) {
+	sim := hcloudsimtest.Start(t)
+	c := newClient(t, sim)
+	ctx := t.Context()
+	key, err := c.CreateSSHKey(ctx, "dockbridge-default", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGB5xLdCxfKSo0pYm4YK3kqW0c5kG6ek1bUu0pFEaXzo test", map[string]string{"managed-by": "dockbridge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.SSHKeyByFingerprint(ctx, key.Fingerprint); err != nil || k.ID != key.ID {
+		t.Fatalf("find key by fingerprint %s: %v %+v", key.Fingerprint, err, k)
+	}
+	fw, err := c.CreateFirewall(ctx, "dockbridge-default", []hetzner.FirewallRule{{Port: 22, Sources: []string{"0.0.0.0/0", "::/0"}}}, map[string]string{"managed-by": "dockbridge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol, err := c.CreateVolume(ctx, hetzner.VolumeSpec{Name: "dockbridge-default-data", SizeGB: 10, Location: "fsn1", Format: "ext4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := c.CreateServer(ctx, hetzner.ServerSpec{
+		Name: "dockbridge-default", ServerType: "cx22", Image: "docker-ce", Location: "fsn1",
+		SSHKeyIDs: []int64{key.ID}, VolumeIDs: []int64{vol.ID}, FirewallIDs: []int64{fw.ID},
+		UserData: "#cloud-config\n", Labels: map[string]string{"managed-by": "dockbridge"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Status != "running" || srv.IPv4 == "" || len(srv.VolumeIDs) != 1 {
+		t.Fatalf("server after create: %+v", srv)
+	}
+	prices, err := c.Prices(ctx, "cx22", "fsn1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prices.ServerHourly <= 0 || prices.VolumePerGBMonth <= 0 {
+		t.Fatalf("prices %+v", prices)
+	}
+	if err := c.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Server(ctx, srv.ID); err != nil || !s.Off() {
+		t.Fatalf("after power off: %+v %v", s, err)
+	}
+	if err := c.DeleteServer(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Server(ctx, srv.ID); !errors.Is(err, hetzner.ErrNotFound) {
+		t.Fatalf("deleted server: %v", err)
+	}
+	if v, err := c.Volume(ctx, vol.ID); err != nil || v.ServerID != 0 {
+		t.Fatalf("volume after its server was deleted: %+v %v (want kept and detached)", v, err)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
