@@ -30,6 +30,14 @@ lint: ## go vet, gofmt and go mod tidy must be clean
 	  if ! diff -q go.mod /tmp/go.mod.lint >/dev/null || ! diff -q go.sum /tmp/go.sum.lint >/dev/null; then \
 	    echo "go mod tidy changed go.mod/go.sum: commit the result"; exit 1; fi
 
+# Each part keeps its targets beside its code; a fragment adds its benchmark to BENCH_TARGETS.
+BENCH_TARGETS :=
+-include simimage/simimage.mk plugin/plugin.mk internal/host/host.mk internal/backup/backup.mk
+
+.PHONY: bench
+bench: ## print every benchmark table (API requests per Docker operation, backup throughput) with ratios against baselines run in the same script
+	@set -e; for t in $(BENCH_TARGETS); do $(MAKE) --no-print-directory $$t; done
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin build
