@@ -15,5 +15,11 @@ func NewRootCommand(dockerCli command.Cli) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	cmd.AddCommand(newUpCommand(dockerCli))
+	cmd.AddCommand(newDownCommand(dockerCli))
+	cmd.AddCommand(newStatusCommand(dockerCli))
+	cmd.AddCommand(newSSHCommand(dockerCli))
+	cmd.AddCommand(newDestroyCommand(dockerCli))
+	cmd.AddCommand(newSettingsCommand(dockerCli))
 	return cmd
 }

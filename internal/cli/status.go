@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/docker/go-units"
+	"github.com/spf13/cobra"
+
+	"github.com/dockbridge/dockbridge/internal/host"
+	"github.com/dockbridge/dockbridge/internal/ui"
+)
+
+func newStatusCommand(dockerCli command.Cli) *cobra.Command {
+	var (
+		hf     hostFlags
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "status [OPTIONS]",
+		Short: "Show the server, its cost so far, the data volume and the last health check",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := ui.ParseFormat(output)
+			if err != nil {
+				return err
+			}
+			d, err := newDeps(dockerCli, hf, host.Flags{}, true)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext(cmd)
+			defer cancel()
+			st, err := host.GetStatus(ctx, d, hf.env)
+			if err != nil {
+				return err
+			}
+			if format == ui.FormatJSON {
+				return ui.JSON(dockerCli.Out(), st)
+			}
+			return printStatus(dockerCli.Out(), st)
+		},
+	}
+	hf.add(cmd.Flags())
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
+	return cmd
+}
+
+func printStatus(w io.Writer, st *host.Status) error {
+	kv := [][2]string{
+		{"Environment", st.Env},
+		{"Context", fmt.Sprintf("%s (%s)", st.Context, st.Host)},
+	}
+	if s := st.Server; s != nil {
+		kv = append(kv,
+			[2]string{"Server", fmt.Sprintf("%s (id %d)", s.Name, s.ID)},
+			[2]string{"  Status", s.Status},
+			[2]string{"  Type", fmt.Sprintf("%s in %s", s.Type, s.Location)},
+			[2]string{"  IPv4", s.IPv4},
+			[2]string{"  Uptime", (time.Duration(s.UptimeSeconds) * time.Second).String()},
+		)
+		if s.Currency != "" {
+			kv = append(kv, [2]string{"  Price", fmt.Sprintf("%.4f %s/hour; %.4f %s so far (%d started hours)", s.PricePerHour, s.Currency, s.CostSoFar, s.Currency, s.BilledHours)})
+		}
+	} else {
+		kv = append(kv, [2]string{"Server", "none (nothing billed for compute)"})
+	}
+	if v := st.Volume; v != nil {
+		att := "detached"
+		if v.AttachedTo != 0 {
+			att = fmt.Sprintf("attached to server %d", v.AttachedTo)
+		}
+		kv = append(kv, [2]string{"Volume", fmt.Sprintf("%s (id %d), %d GB in %s, %s", v.Name, v.ID, v.SizeGB, v.Location, att)})
+		if v.TotalBytes > 0 {
+			kv = append(kv, [2]string{"  Usage", fmt.Sprintf("%s of %s (%.1f%%)", units.BytesSize(float64(v.UsedBytes)), units.BytesSize(float64(v.TotalBytes)), v.UsedPct)})
+		}
+	} else {
+		kv = append(kv, [2]string{"Volume", "none"})
+	}
+	kv = append(kv, [2]string{"Health", st.Health})
+	for _, n := range st.Notes {
+		kv = append(kv, [2]string{"Note", n})
+	}
+	return ui.KeyValues(w, kv)
+}

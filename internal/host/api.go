@@ -1,0 +1,120 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+)
+
+// API is the part of the Hetzner Cloud client the lifecycle uses (*hetzner.Client).
+type API interface {
+	SSHKeyByFingerprint(ctx context.Context, fingerprint string) (*hetzner.SSHKey, error)
+	CreateSSHKey(ctx context.Context, name, publicKey string, labels map[string]string) (*hetzner.SSHKey, error)
+	SSHKeys(ctx context.Context, selector string) ([]*hetzner.SSHKey, error)
+	DeleteSSHKey(ctx context.Context, id int64) error
+
+	Firewalls(ctx context.Context, selector string) ([]*hetzner.Firewall, error)
+	CreateFirewall(ctx context.Context, name string, rules []hetzner.FirewallRule, labels map[string]string) (*hetzner.Firewall, error)
+	SetFirewallRules(ctx context.Context, id int64, rules []hetzner.FirewallRule) error
+	DeleteFirewall(ctx context.Context, id int64) error
+
+	Volumes(ctx context.Context, selector string) ([]*hetzner.Volume, error)
+	CreateVolume(ctx context.Context, spec hetzner.VolumeSpec) (*hetzner.Volume, error)
+	SetVolumeLabels(ctx context.Context, volumeID int64, labels map[string]string) (*hetzner.Volume, error)
+	DetachVolume(ctx context.Context, volumeID int64) error
+	DeleteVolume(ctx context.Context, volumeID int64) error
+
+	Servers(ctx context.Context, selector string) ([]*hetzner.Server, error)
+	CreateServer(ctx context.Context, spec hetzner.ServerSpec) (*hetzner.Server, error)
+	DeleteServer(ctx context.Context, id int64) error
+	PowerOn(ctx context.Context, id int64) error
+
+	Prices(ctx context.Context, serverType, location string) (hetzner.Prices, error)
+}
+
+var _ API = (*hetzner.Client)(nil)
+
+// Labels dockbridge puts on what it creates. Nothing without LabelManagedBy=ManagedBy
+// and this environment's LabelEnv is ever changed or deleted.
+const (
+	LabelManagedBy = "managed-by"
+	ManagedBy      = "dockbridge"
+	LabelEnv       = "dockbridge/env"
+	LabelRole      = "dockbridge/role"
+	LabelHostKey   = "dockbridge/hostkey" // server: HostKeyLabel of its pinned host key
+	LabelFSUUID    = "dockbridge/fs-uuid" // data volume: filesystem UUID seen after the first boot
+
+	RoleServer   = "server"
+	RoleDataRoot = "data-root" // the volume holding /var/lib/docker
+	RoleFirewall = "firewall"
+	RoleSSHKey   = "ssh-key"
+)
+
+func labels(env, role string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedBy, LabelEnv: env, LabelRole: role}
+}
+
+func selector(env, role string) string {
+	s := fmt.Sprintf("%s=%s,%s=%s", LabelManagedBy, ManagedBy, LabelEnv, env)
+	if role != "" {
+		s += fmt.Sprintf(",%s=%s", LabelRole, role)
+	}
+	return s
+}
+
+// ours double-checks labels the API selected on: never touch anything else.
+func ours(l map[string]string, env, role string) bool {
+	return l[LabelManagedBy] == ManagedBy && l[LabelEnv] == env && (role == "" || l[LabelRole] == role)
+}
+
+// Resource names (Hetzner names are unique per project and type).
+func serverName(env string) string   { return "dockbridge-" + env }
+func volumeName(env string) string   { return "dockbridge-" + env + "-data" }
+func firewallName(env string) string { return "dockbridge-" + env }
+func sshKeyName(env string) string   { return "dockbridge-" + env }
+
+// envState is what the client remembers about an environment between runs
+// (envs/<env>/state.json, 0600). The API stays the source of truth; this holds what the
+// API can't: the pinned host key (the private half is never written anywhere).
+type envState struct {
+	// HostKey is the authorized_keys form of the host key the server was (or is about to
+	// be) created with. It is written BEFORE the create request, so a server whose create
+	// answer was lost (Ctrl-C, timeout) can still be adopted and verified.
+	HostKey    string    `json:"host_key,omitempty"`
+	ServerID   int64     `json:"server_id,omitempty"`
+	ServerIPv4 string    `json:"server_ipv4,omitempty"`
+	SSHPort    int       `json:"ssh_port,omitempty"`
+	Updated    time.Time `json:"updated"`
+}
+
+func (p Paths) stateFile(env string) string { return filepath.Join(p.EnvDir(env), "state.json") }
+
+func loadState(p Paths, env string) (envState, error) {
+	var s envState
+	b, err := os.ReadFile(p.stateFile(env))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("read state of environment %q: %w", env, err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("read state %s: %w", p.stateFile(env), err)
+	}
+	return s, nil
+}
+
+func saveState(p Paths, env string, s envState) error {
+	s.Updated = time.Now().UTC()
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writePrivate(p.stateFile(env), append(b, '\n'))
+}

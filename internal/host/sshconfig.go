@@ -1,0 +1,196 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The docker context talks to the server through docker's ssh connection helper, which
+// runs the `ssh` binary with no way to pass it options (no -F, no -o from a context).
+// So the context's endpoint is ssh://<alias> and the alias is defined in a file dockbridge
+// owns (envs/<env>/ssh_config: address, user, key, pinned known_hosts, ControlMaster).
+// ssh finds it through ONE line added at the top of ~/.ssh/config:
+//
+//	Include <DOCKER_CONFIG>/dockbridge/envs/*/ssh_config
+//
+// Trade-off: that line is the only change to a file the user owns; it is added once,
+// never rewritten, at the top (where OpenSSH applies it unconditionally; Host blocks in
+// an included file do not leak into the lines after the Include), and removable by hand.
+// Everything that changes (the address after each up, a future local wake-up proxy)
+// stays in our own file, so the context itself never has to change.
+
+// SSHAlias is the Host name ssh and the docker context use for an environment.
+func SSHAlias(env string) string { return "dockbridge-" + env }
+
+// ContextName is the docker context of an environment.
+func ContextName(env string) string {
+	if env == DefaultEnv {
+		return "dockbridge"
+	}
+	return "dockbridge-" + env
+}
+
+// SSHConfigFile is an environment's ssh_config.
+func (p Paths) SSHConfigFile(env string) string { return filepath.Join(p.EnvDir(env), "ssh_config") }
+
+// KnownHostsFile holds the one pinned host key of an environment's server.
+func (p Paths) KnownHostsFile(env string) string { return filepath.Join(p.EnvDir(env), "known_hosts") }
+
+// UserKeyFile is an environment's generated private key.
+func (p Paths) UserKeyFile(env string) string { return filepath.Join(p.EnvDir(env), "id_ed25519") }
+
+// ControlPath is where ssh keeps the shared connection (unix socket paths are limited
+// to ~104 bytes, so a long DOCKER_CONFIG falls back to a directory under /tmp).
+func (p Paths) ControlPath(env string) string {
+	dir := filepath.Join(p.Root, "cm")
+	if len(dir)+len("/cm-")+40 > 100 {
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("dockbridge-%d", os.Getuid()))
+	}
+	return filepath.Join(dir, "%C")
+}
+
+// SSHHost is what an environment's ssh_config says about the server.
+type SSHHost struct {
+	Env     string
+	Addr    string // IPv4 or host name
+	Port    int
+	User    string
+	KeyFile string
+	HostKey string // authorized_keys form of the pinned host key
+}
+
+// WriteSSHConfig writes the environment's known_hosts and ssh_config (0600).
+func WriteSSHConfig(p Paths, h SSHHost) error {
+	alias := SSHAlias(h.Env)
+	known := fmt.Sprintf("%s %s\n", alias, strings.Join(strings.Fields(h.HostKey)[:2], " "))
+	if err := writePrivate(p.KnownHostsFile(h.Env), []byte(known)); err != nil {
+		return err
+	}
+	cp := p.ControlPath(h.Env)
+	if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
+		return fmt.Errorf("create ssh control directory: %w", err)
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Written by `docker dockbridge up` for environment %q; rewritten on every up, do not edit.\n", h.Env)
+	fmt.Fprintf(&b, "Host %s\n", alias)
+	kv := [][2]string{
+		{"HostName", h.Addr},
+		{"Port", strconv.Itoa(h.Port)},
+		{"User", h.User},
+		{"IdentityFile", quoteSSH(h.KeyFile)},
+		{"IdentitiesOnly", "yes"},
+		// The pinned key: the only known_hosts file, looked up by alias, never updated.
+		{"HostKeyAlias", alias},
+		{"UserKnownHostsFile", quoteSSH(p.KnownHostsFile(h.Env))},
+		{"GlobalKnownHostsFile", "/dev/null"},
+		{"StrictHostKeyChecking", "yes"},
+		{"UpdateHostKeys", "no"},
+		{"CheckHostIP", "no"},
+		{"BatchMode", "yes"},
+		{"PasswordAuthentication", "no"},
+		// One connection shared by every docker command (buildx #315).
+		{"ControlMaster", "auto"},
+		{"ControlPath", quoteSSH(cp)},
+		{"ControlPersist", "10m"},
+		{"ServerAliveInterval", "30"},
+		{"ServerAliveCountMax", "3"},
+		{"ConnectTimeout", "15"},
+		{"LogLevel", "ERROR"},
+	}
+	for _, e := range kv {
+		fmt.Fprintf(&b, "  %s %s\n", e[0], e[1])
+	}
+	return writePrivate(p.SSHConfigFile(h.Env), b.Bytes())
+}
+
+func quoteSSH(s string) string {
+	if strings.ContainsAny(s, " \t\"") {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// IncludeLine is the line EnsureInclude adds to the user's ssh config.
+func (p Paths) IncludeLine() string { return "Include " + quoteSSH(p.SSHConfigGlob()) }
+
+const includeComment = "# Added by docker dockbridge: its hosts (dockbridge-<env>) with pinned host keys. Must stay above any Host/Match line."
+
+// EnsureInclude adds the Include line at the top of the user's ssh config unless it is
+// already there. It returns whether it changed the file. The rest of the file is kept
+// byte for byte, and so is its mode.
+func EnsureInclude(p Paths) (bool, error) {
+	path := p.UserSSHConfig
+	line := p.IncludeLine()
+	old, err := os.ReadFile(path)
+	mode := os.FileMode(0o600)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return false, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+		}
+	case err != nil:
+		return false, fmt.Errorf("read %s: %w", path, err)
+	default:
+		for _, l := range strings.Split(string(old), "\n") {
+			if strings.TrimSpace(l) == line {
+				return false, nil
+			}
+		}
+		if fi, err := os.Stat(path); err == nil {
+			mode = fi.Mode().Perm()
+		}
+	}
+	newContent := []byte(includeComment + "\n" + line + "\n\n")
+	newContent = append(newContent, old...)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.dockbridge-*")
+	if err != nil {
+		return false, fmt.Errorf("update %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(newContent); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("update %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("update %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return false, fmt.Errorf("update %s: %w", path, err)
+	}
+	// Follow a symlinked ~/.ssh/config (dotfile managers) instead of replacing the link.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return false, fmt.Errorf("update %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// SSHCommand returns an `ssh` command that uses only the environment's config file
+// (so it works even without the Include line) for alias and args.
+func SSHCommand(ctx context.Context, p Paths, env string, args ...string) *exec.Cmd {
+	a := append([]string{"-F", p.SSHConfigFile(env), "--", SSHAlias(env)}, args...)
+	return exec.CommandContext(ctx, "ssh", a...)
+}
+
+// StopControlMaster ends the shared connection of an environment, if any (best effort:
+// after `down` the address is gone and a stale master would only time out).
+func StopControlMaster(ctx context.Context, p Paths, env string) {
+	if _, err := os.Stat(p.SSHConfigFile(env)); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", "-F", p.SSHConfigFile(env), "-O", "exit", SSHAlias(env))
+	_ = cmd.Run()
+}

@@ -1,0 +1,476 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/dockbridge/dockbridge/cloudinit"
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/ui"
+)
+
+// UpOptions are the choices of one `up`.
+type UpOptions struct {
+	Env            string
+	AllowFrom      []string // CIDRs allowed to reach port 22; nil keeps the firewall's rules (new: anywhere)
+	NoVolumePlugin bool
+	PluginDir      string // `docker plugin create` folder of the hetzner volume plugin
+	Use            bool   // make the context the current one
+}
+
+// UpResult is what `up` reports.
+type UpResult struct {
+	Env           string          `json:"env"`
+	Context       string          `json:"context"`
+	ServerID      int64           `json:"server_id"`
+	ServerName    string          `json:"server_name"`
+	IPv4          string          `json:"ipv4"`
+	ServerType    string          `json:"server_type"`
+	Location      string          `json:"location"`
+	VolumeID      int64           `json:"volume_id"`
+	VolumeName    string          `json:"volume_name"`
+	VolumeSizeGB  int             `json:"volume_size_gb"`
+	ServerCreated bool            `json:"server_created"`
+	UsedContext   bool            `json:"used_context"`
+	SSHInclude    bool            `json:"ssh_config_include_added"`
+	Steps         []ui.StepResult `json:"steps"`
+	Seconds       float64         `json:"seconds"`
+}
+
+var defaultAllowFrom = []string{"0.0.0.0/0", "::/0"}
+
+// Up brings an environment up, creating only what is missing. Run twice, the second run
+// changes nothing and spends one GET per resource (key, firewall, volume, server).
+func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
+	d.defaults()
+	start := d.Now()
+	if err := ValidateEnvName(o.Env); err != nil {
+		return nil, err
+	}
+	for _, c := range o.AllowFrom {
+		if _, _, err := net.ParseCIDR(strings.TrimSpace(c)); err != nil {
+			return nil, fmt.Errorf("--allow-from %q: want a CIDR such as 203.0.113.7/32 (one address) or 0.0.0.0/0 (anywhere)", c)
+		}
+	}
+	if !o.NoVolumePlugin {
+		if err := pluginFolder(o.PluginDir); err != nil {
+			return nil, err
+		}
+	}
+	st, err := loadState(d.Paths, o.Env)
+	if err != nil {
+		return nil, err
+	}
+	res = &UpResult{Env: o.Env, Context: ContextName(o.Env)}
+	defer func() {
+		res.Steps = d.Progress.Steps()
+		res.Seconds = d.Now().Sub(start).Seconds()
+		err = d.explainAPI(err)
+	}()
+
+	// 1. The user's key.
+	userKey, err := ensureUserKey(ctx, d, o.Env)
+	if err != nil {
+		return res, err
+	}
+	// 2. The firewall.
+	fw, err := ensureFirewall(ctx, d, o.Env, o.AllowFrom)
+	if err != nil {
+		return res, err
+	}
+	// 3. The data volume.
+	vol, err := ensureVolume(ctx, d, o.Env)
+	if err != nil {
+		return res, err
+	}
+	res.VolumeID, res.VolumeName, res.VolumeSizeGB = vol.ID, vol.Name, vol.SizeGB
+
+	// 4-6. The server: adopted when it exists (with the pinned key), else created.
+	srv, hostKey, created, err := ensureServer(ctx, d, o.Env, &st, userKey.key, fw, vol)
+	if err != nil {
+		return res, err
+	}
+	res.ServerCreated = created
+	res.ServerID, res.ServerName, res.IPv4, res.ServerType, res.Location = srv.ID, srv.Name, srv.IPv4, srv.ServerType, srv.Location
+	// From here on the server exists and is billed: every failure says so.
+	defer func() {
+		if err != nil && !errors.As(err, new(*ServerRunningError)) {
+			err = &ServerRunningError{Env: o.Env, Server: srv, Err: d.explainAPI(err)}
+		}
+	}()
+
+	// 7. SSH with the pinned host key, cloud-init, Docker's root dir on the volume.
+	target := Target{Addr: d.sshAddr(srv.IPv4), User: d.SSHUser, Signer: userKey.kp.Signer, HostKey: hostKey}
+	step := d.Progress.Start(fmt.Sprintf("Waiting for SSH on %s (pinned host key %s)", target.Addr, shortFP(hostKey)))
+	sshCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
+	remote, err := WaitForSSH(sshCtx, d.Dial, target, d.SSHPoll)
+	cancel()
+	step.End(&err)
+	if err != nil {
+		return res, err
+	}
+	defer remote.Close()
+
+	step = d.Progress.Start("Waiting for cloud-init to finish the setup")
+	ciCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
+	err = waitCloudInit(ciCtx, remote)
+	cancel()
+	step.End(&err)
+	if err != nil {
+		return res, err
+	}
+
+	step = d.Progress.Start("Checking that Docker's root dir is on the data volume")
+	facts, err := verifyRootDir(ctx, remote, vol.ID)
+	if err == nil {
+		step.Note("%s on %s", facts.RootDir, facts.Device)
+		err = recordFSUUID(ctx, d, vol, facts.FSUUID)
+	}
+	step.End(&err)
+	if err != nil {
+		return res, err
+	}
+
+	// 8. The hetzner volume plugin.
+	if o.NoVolumePlugin {
+		step = d.Progress.Start("Volume plugin")
+		step.Note("skipped (--no-volume-plugin)")
+		step.Done()
+	} else {
+		step = d.Progress.Start("Installing the hetzner volume plugin")
+		note, perr := installPlugin(ctx, remote, o.PluginDir, d.Config.Token, d.Config.PluginEndpoint)
+		err = perr
+		step.Note("%s", note)
+		step.End(&err)
+		if err != nil {
+			return res, err
+		}
+	}
+
+	// 9. SSH config and docker context.
+	step = d.Progress.Start(fmt.Sprintf("Docker context %s", res.Context))
+	err = func() error {
+		if err := WriteSSHConfig(d.Paths, SSHHost{Env: o.Env, Addr: srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: string(ssh.MarshalAuthorizedKey(hostKey))}); err != nil {
+			return err
+		}
+		added, err := EnsureInclude(d.Paths)
+		if err != nil {
+			return fmt.Errorf("add our Include line to %s: %w", d.Paths.UserSSHConfig, err)
+		}
+		res.SSHInclude = added
+		changed, err := EnsureContext(d.Contexts, o.Env)
+		if err != nil {
+			return err
+		}
+		if changed {
+			step.Note("created")
+		} else {
+			step.Note("unchanged")
+		}
+		if o.Use {
+			if d.UseContext == nil {
+				return errors.New("--use: switching contexts is not available here; run `docker context use " + res.Context + "`")
+			}
+			if err := d.UseContext(res.Context); err != nil {
+				return fmt.Errorf("docker context use %s: %w", res.Context, err)
+			}
+			res.UsedContext = true
+		}
+		return nil
+	}()
+	step.End(&err)
+	if err != nil {
+		return res, err
+	}
+	st.ServerID, st.ServerIPv4, st.SSHPort = srv.ID, srv.IPv4, d.SSHPort
+	if err := saveState(d.Paths, o.Env, st); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+type userKey struct {
+	kp   *KeyPair
+	key  *hetzner.SSHKey
+	path string
+}
+
+func ensureUserKey(ctx context.Context, d *Deps, env string) (_ *userKey, err error) {
+	step := d.Progress.Start("SSH key")
+	defer step.End(&err)
+	path, create := d.Config.SSHKey, false
+	if path == "" {
+		path, create = d.Paths.UserKeyFile(env), true
+	}
+	kp, made, err := LoadOrCreateKey(path, "dockbridge-"+env, create)
+	if err != nil {
+		return nil, err
+	}
+	fp := MD5Fingerprint(kp.Signer.PublicKey())
+	k, err := d.API.SSHKeyByFingerprint(ctx, fp)
+	switch {
+	case err == nil:
+		step.Note("%s, uploaded as %q (id %d)", path, k.Name, k.ID)
+		return &userKey{kp: kp, key: k, path: path}, nil
+	case !errors.Is(err, hetzner.ErrNotFound):
+		return nil, err
+	}
+	name := sshKeyName(env)
+	k, err = d.API.CreateSSHKey(ctx, name, kp.Public, labels(env, RoleSSHKey))
+	if errors.Is(err, hetzner.ErrAlreadyExists) {
+		// The name is taken by another key: keep the name unique with the fingerprint.
+		name = fmt.Sprintf("%s-%s", name, strings.ReplaceAll(fp, ":", "")[:8])
+		k, err = d.API.CreateSSHKey(ctx, name, kp.Public, labels(env, RoleSSHKey))
+	}
+	if err != nil {
+		return nil, err
+	}
+	verb := "existing key"
+	if made {
+		verb = "new key"
+	}
+	step.Note("%s %s, uploaded as %q (id %d)", verb, path, k.Name, k.ID)
+	return &userKey{kp: kp, key: k, path: path}, nil
+}
+
+func firewallRules(sources []string) []hetzner.FirewallRule {
+	return []hetzner.FirewallRule{{Port: 22, Sources: sources}}
+}
+
+func sameRules(a []hetzner.FirewallRule, sources []string) bool {
+	if len(a) != 1 || a[0].Port != 22 {
+		return false
+	}
+	norm := func(in []string) []string {
+		var out []string
+		for _, s := range in {
+			if _, n, err := net.ParseCIDR(strings.TrimSpace(s)); err == nil {
+				out = append(out, n.String())
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(norm(a[0].Sources), norm(sources))
+}
+
+func ensureFirewall(ctx context.Context, d *Deps, env string, allowFrom []string) (_ *hetzner.Firewall, err error) {
+	step := d.Progress.Start("Firewall (inbound port 22 only)")
+	defer step.End(&err)
+	fws, err := d.API.Firewalls(ctx, selector(env, RoleFirewall))
+	if err != nil {
+		return nil, err
+	}
+	if len(fws) > 1 {
+		return nil, fmt.Errorf("%d firewalls carry the labels of environment %q (ids %v): delete the extra ones in the Hetzner console", len(fws), env, ids(fws, func(f *hetzner.Firewall) int64 { return f.ID }))
+	}
+	if len(fws) == 1 {
+		fw := fws[0]
+		if !ours(fw.Labels, env, RoleFirewall) {
+			return nil, fmt.Errorf("firewall %d does not carry our labels: refusing to use it", fw.ID)
+		}
+		if allowFrom != nil && !sameRules(fw.Rules, allowFrom) {
+			if err := d.API.SetFirewallRules(ctx, fw.ID, firewallRules(allowFrom)); err != nil {
+				return nil, err
+			}
+			step.Note("%q (id %d), port 22 now from %s", fw.Name, fw.ID, strings.Join(allowFrom, ", "))
+			return fw, nil
+		}
+		step.Note("%q (id %d)", fw.Name, fw.ID)
+		return fw, nil
+	}
+	src := allowFrom
+	if src == nil {
+		src = defaultAllowFrom
+	}
+	fw, err := d.API.CreateFirewall(ctx, firewallName(env), firewallRules(src), labels(env, RoleFirewall))
+	if errors.Is(err, hetzner.ErrAlreadyExists) {
+		return nil, fmt.Errorf("a firewall named %q exists without dockbridge's labels: dockbridge does not adopt it; rename or delete it, or use another --name: %w", firewallName(env), err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	step.Note("created %q (id %d), port 22 from %s", fw.Name, fw.ID, strings.Join(src, ", "))
+	return fw, nil
+}
+
+func ensureVolume(ctx context.Context, d *Deps, env string) (_ *hetzner.Volume, err error) {
+	step := d.Progress.Start("Data volume for /var/lib/docker")
+	defer step.End(&err)
+	vols, err := d.API.Volumes(ctx, selector(env, RoleDataRoot))
+	if err != nil {
+		return nil, err
+	}
+	if len(vols) > 1 {
+		return nil, fmt.Errorf("%d volumes carry the labels of environment %q's data volume (ids %v): dockbridge won't guess which one holds your data; remove the label %s from all but one", len(vols), env, ids(vols, func(v *hetzner.Volume) int64 { return v.ID }), LabelRole)
+	}
+	if len(vols) == 1 {
+		v := vols[0]
+		if !ours(v.Labels, env, RoleDataRoot) {
+			return nil, fmt.Errorf("volume %d does not carry our labels: refusing to use it", v.ID)
+		}
+		if v.Location != d.Config.Location {
+			d.Progress.Printf("note: the data volume is in %s, so the server goes there too (not %s)\n", v.Location, d.Config.Location)
+		}
+		step.Note("%q (id %d, %d GB, %s)", v.Name, v.ID, v.SizeGB, v.Location)
+		return v, nil
+	}
+	v, err := d.API.CreateVolume(ctx, hetzner.VolumeSpec{
+		Name: volumeName(env), SizeGB: d.Config.VolumeSizeGB, Location: d.Config.Location, Labels: labels(env, RoleDataRoot),
+	})
+	if errors.Is(err, hetzner.ErrAlreadyExists) {
+		return nil, fmt.Errorf("a volume named %q exists without dockbridge's labels: dockbridge never adopts a volume it did not make (it could hold someone's data); rename or delete it, or use another --name: %w", volumeName(env), err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	step.Note("created %q (id %d, %d GB, %s)", v.Name, v.ID, v.SizeGB, v.Location)
+	return v, nil
+}
+
+// ensureServer finds the environment's server or creates it with a fresh, pinned host key.
+func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *hetzner.SSHKey, fw *hetzner.Firewall, vol *hetzner.Volume) (srv *hetzner.Server, hostKey ssh.PublicKey, created bool, err error) {
+	step := d.Progress.Start("Server")
+	defer step.End(&err)
+	servers, err := d.API.Servers(ctx, selector(env, RoleServer))
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if len(servers) > 1 {
+		return nil, nil, false, fmt.Errorf("%d servers carry the labels of environment %q (ids %v): delete the extra ones in the Hetzner console", len(servers), env, ids(servers, func(s *hetzner.Server) int64 { return s.ID }))
+	}
+	if len(servers) == 1 {
+		s := servers[0]
+		if !ours(s.Labels, env, RoleServer) {
+			return nil, nil, false, fmt.Errorf("server %d does not carry our labels: refusing to use it", s.ID)
+		}
+		var pinned ssh.PublicKey
+		if st.HostKey != "" {
+			pinned, _ = ParseAuthorizedKey(st.HostKey)
+		}
+		if pinned == nil || s.Labels[LabelHostKey] != HostKeyLabel(pinned) {
+			return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf(
+				"server %q (id %d) exists but this machine does not hold the host key it was created with (state in %s is missing or from another server). dockbridge never trusts a host key on first use, so it can't talk to this server",
+				s.Name, s.ID, d.Paths.EnvDir(env))}
+		}
+		if !slices.Contains(s.VolumeIDs, vol.ID) {
+			return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("server %q (id %d) runs without the data volume %d attached: Docker's data is not on it", s.Name, s.ID, vol.ID)}
+		}
+		if s.Off() {
+			step.Note("powering on %q (id %d)", s.Name, s.ID)
+			if err := d.API.PowerOn(ctx, s.ID); err != nil {
+				return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: err}
+			}
+		} else {
+			step.Note("%q (id %d, %s, %s)", s.Name, s.ID, s.Status, s.IPv4)
+		}
+		if s.IPv4 == "" {
+			return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("server %d has no public IPv4 address", s.ID)}
+		}
+		return s, pinned, false, nil
+	}
+	if vol.ServerID != 0 {
+		return nil, nil, false, fmt.Errorf("the data volume %d is attached to server %d, which is not this environment's server: detach it first (hcloud volume detach %d)", vol.ID, vol.ServerID, vol.ID)
+	}
+
+	// A fresh host key pair; the public half is saved (pinned) before the server exists.
+	hk, err := GenerateEd25519("dockbridge-" + env + "-host")
+	if err != nil {
+		return nil, nil, false, err
+	}
+	st.HostKey, st.ServerID, st.ServerIPv4 = hk.Public, 0, ""
+	if err := saveState(d.Paths, env, *st); err != nil {
+		return nil, nil, false, err
+	}
+	userData, err := cloudinit.Render(cloudinit.Params{
+		EnvName:        env,
+		Volume:         cloudinit.Volume{ID: vol.ID, ExpectedUUID: vol.Labels[LabelFSUUID]},
+		AuthorizedKeys: []string{key.PublicKey},
+		HostKeys:       []cloudinit.HostKey{hk.CloudInitHostKey()},
+	})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("render the user-data: %w", err)
+	}
+	srvLabels := labels(env, RoleServer)
+	srvLabels[LabelHostKey] = HostKeyLabel(hk.Signer.PublicKey())
+	spec := hetzner.ServerSpec{
+		Name: serverName(env), ServerType: d.Config.ServerType, Image: d.Config.Image, Location: vol.Location,
+		SSHKeyIDs: []int64{key.ID}, UserData: string(userData), VolumeIDs: []int64{vol.ID},
+		FirewallIDs: []int64{fw.ID}, Labels: srvLabels,
+	}
+	s, err := d.API.CreateServer(ctx, spec)
+	if err != nil {
+		return nil, nil, false, createFailed(ctx, d, env, s, err)
+	}
+	step.Note("created %q (id %d, %s in %s, %s)", s.Name, s.ID, s.ServerType, s.Location, s.IPv4)
+	return s, hk.Signer.PublicKey(), true, nil
+}
+
+// createFailed decides what a failed create leaves behind and says it loudly.
+func createFailed(ctx context.Context, d *Deps, env string, s *hetzner.Server, err error) error {
+	if s == nil || s.ID == 0 {
+		if ctx.Err() != nil || errors.Is(err, hetzner.ErrUnavailable) {
+			return fmt.Errorf("create server %q: %w\nThe request may have reached Hetzner: run `docker dockbridge up%s` again to adopt the server if it exists (its host key is pinned already), or `docker dockbridge down%s` to delete it; `docker dockbridge status%s` shows it",
+				serverName(env), err, nameFlag(env), nameFlag(env), nameFlag(env))
+		}
+		return fmt.Errorf("create server %q: %w", serverName(env), err)
+	}
+	if errors.Is(err, hetzner.ErrActionFailed) {
+		// The server is broken: it must not stay and cost money.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		defer cancel()
+		if derr := d.API.DeleteServer(dctx, s.ID); derr == nil {
+			return fmt.Errorf("create server %q: %w\nThe half-created server %d was deleted (nothing is billed for it any more); run up again", serverName(env), err, s.ID)
+		} else {
+			err = fmt.Errorf("%w; deleting the broken server also failed: %v", err, derr)
+		}
+	}
+	return &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("create server %q: %w", serverName(env), err)}
+}
+
+func recordFSUUID(ctx context.Context, d *Deps, vol *hetzner.Volume, uuid string) error {
+	if uuid == "" {
+		return nil
+	}
+	switch have := vol.Labels[LabelFSUUID]; have {
+	case uuid:
+		return nil
+	case "":
+		l := map[string]string{}
+		for k, v := range vol.Labels {
+			l[k] = v
+		}
+		l[LabelFSUUID] = uuid
+		v, err := d.API.SetVolumeLabels(ctx, vol.ID, l)
+		if err != nil {
+			return fmt.Errorf("record the data volume's filesystem UUID: %w", err)
+		}
+		vol.Labels = v.Labels
+		return nil
+	default:
+		return fmt.Errorf("the data volume %d carries filesystem %s but its label says %s: this is not the filesystem dockbridge made; check it with `docker dockbridge ssh -- blkid`", vol.ID, uuid, have)
+	}
+}
+
+func shortFP(k ssh.PublicKey) string {
+	fp := ssh.FingerprintSHA256(k)
+	if len(fp) > 19 {
+		return fp[:19] + "…"
+	}
+	return fp
+}
+
+func ids[T any](xs []T, id func(T) int64) []int64 {
+	out := make([]int64, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, id(x))
+	}
+	return out
+}
