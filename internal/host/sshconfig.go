@@ -47,14 +47,17 @@ func (p Paths) KnownHostsFile(env string) string { return filepath.Join(p.EnvDir
 // UserKeyFile is an environment's generated private key.
 func (p Paths) UserKeyFile(env string) string { return filepath.Join(p.EnvDir(env), "id_ed25519") }
 
-// ControlPath is where ssh keeps the shared connection (unix socket paths are limited
-// to ~104 bytes, so a long DOCKER_CONFIG falls back to a directory under /tmp).
-func (p Paths) ControlPath(env string) string {
+// ControlPath is where ssh keeps the shared connection of one server: the name hashes
+// the environment, address and pinned host key, so a connection is never reused for
+// another environment or for a new server (whose key differs) on a reused IP address.
+// Unix socket paths are limited to ~104 bytes, so a long DOCKER_CONFIG falls back to a
+// directory under /tmp.
+func (p Paths) ControlPath(h SSHHost) string {
 	dir := filepath.Join(p.Root, "cm")
-	if len(dir)+len("/cm-")+40 > 100 {
+	if len(dir)+1+24 > 100 {
 		dir = filepath.Join(os.TempDir(), fmt.Sprintf("dockbridge-%d", os.Getuid()))
 	}
-	return filepath.Join(dir, "%C")
+	return filepath.Join(dir, sha256Hex(fmt.Sprintf("%s\x00%s\x00%d\x00%s\x00%s", h.Env, h.Addr, h.Port, h.User, h.HostKey))[:24])
 }
 
 // SSHHost is what an environment's ssh_config says about the server.
@@ -65,6 +68,8 @@ type SSHHost struct {
 	User    string
 	KeyFile string
 	HostKey string // authorized_keys form of the pinned host key
+	// NoControlMaster turns connection sharing off (a baseline for measurements).
+	NoControlMaster bool
 }
 
 // WriteSSHConfig writes the environment's known_hosts and ssh_config (0600).
@@ -74,7 +79,7 @@ func WriteSSHConfig(p Paths, h SSHHost) error {
 	if err := writePrivate(p.KnownHostsFile(h.Env), []byte(known)); err != nil {
 		return err
 	}
-	cp := p.ControlPath(h.Env)
+	cp := p.ControlPath(h)
 	if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
 		return fmt.Errorf("create ssh control directory: %w", err)
 	}
@@ -104,6 +109,16 @@ func WriteSSHConfig(p Paths, h SSHHost) error {
 		{"ServerAliveCountMax", "3"},
 		{"ConnectTimeout", "15"},
 		{"LogLevel", "ERROR"},
+	}
+	if h.NoControlMaster {
+		for i := range kv {
+			switch kv[i][0] {
+			case "ControlMaster":
+				kv[i][1] = "no"
+			case "ControlPath":
+				kv[i][1] = "none"
+			}
+		}
 	}
 	for _, e := range kv {
 		fmt.Fprintf(&b, "  %s %s\n", e[0], e[1])

@@ -1,0 +1,167 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/context/store"
+)
+
+func testPaths(t *testing.T) Paths {
+	dir := t.TempDir()
+	return Paths{Root: filepath.Join(dir, "docker", "dockbridge"), UserSSHConfig: filepath.Join(dir, "home", ".ssh", "config")}
+}
+
+func writeHost(t *testing.T, p Paths, env string, s *testSSHD, noCM bool, hostKey string) {
+	t.Helper()
+	if hostKey == "" {
+		hostKey = s.HostKey.Public
+	}
+	must(t, WriteSSHConfig(p, SSHHost{Env: env, Addr: "127.0.0.1", Port: s.Port, User: "root", KeyFile: s.UserKeyFile, HostKey: hostKey, NoControlMaster: noCM}))
+	t.Cleanup(func() { StopControlMaster(context.Background(), p, env) })
+}
+
+func TestSSHConfigPinnedKeyAndSharedConnection(t *testing.T) {
+	s := startSSHD(t)
+	p := testPaths(t)
+	writeHost(t, p, "pin", s, false, "")
+	for _, f := range []string{p.SSHConfigFile("pin"), p.KnownHostsFile("pin")} {
+		fi, err := os.Stat(f)
+		must(t, err)
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", f, fi.Mode().Perm())
+		}
+	}
+	var out, errb bytes.Buffer
+	if err := SSH(t.Context(), p, "pin", []string{"echo", "ok", "-n"}, nil, &out, &errb); err != nil {
+		t.Fatalf("ssh with the pinned key: %v\n%s", err, errb.String())
+	}
+	if out.String() != "ok -n\n" {
+		t.Fatalf("remote output %q (arguments must reach the remote command, not ssh)", out.String())
+	}
+	check := exec.Command("ssh", "-F", p.SSHConfigFile("pin"), "-O", "check", SSHAlias("pin"))
+	if b, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("the shared connection is not running after the first ssh: %v: %s", err, b)
+	}
+	err := SSH(t.Context(), p, "pin", []string{"exit", "7"}, nil, &out, &errb)
+	var exit *ExitError
+	if !errorsAs(err, &exit) || exit.Code != 7 {
+		t.Fatalf("want remote exit status 7, got %v", err)
+	}
+
+	// The same server with another pinned key: ssh must refuse to connect.
+	other, err := GenerateEd25519("impostor")
+	must(t, err)
+	writeHost(t, p, "wrong", s, false, other.Public)
+	errb.Reset()
+	err = SSH(t.Context(), p, "wrong", []string{"true"}, nil, &out, &errb)
+	if !errorsAs(err, &exit) || exit.Code != 255 || !strings.Contains(errb.String(), "Host key verification failed") {
+		t.Fatalf("want ssh to refuse a host key other than the pinned one, got %v: %s", err, errb.String())
+	}
+}
+
+// TestSSHConnectionReuseRatio measures `ssh host true` with and without the shared
+// connection and prints the ratio (no wall-clock assertion).
+func TestSSHConnectionReuseRatio(t *testing.T) {
+	s := startSSHD(t)
+	p := testPaths(t)
+	writeHost(t, p, "cm", s, false, "")
+	writeHost(t, p, "nocm", s, true, "")
+	run := func(env string) {
+		if b, err := SSHCommand(t.Context(), p, env, "true").CombinedOutput(); err != nil {
+			t.Fatalf("ssh %s: %v: %s", env, err, b)
+		}
+	}
+	run("cm") // starts the master
+	const n = 10
+	measure := func(env string) time.Duration {
+		start := time.Now()
+		for range n {
+			run(env)
+		}
+		return time.Since(start) / n
+	}
+	shared, fresh := measure("cm"), measure("nocm")
+	t.Logf("ssh round trip: %v with ControlMaster reuse, %v with a new connection each time: reuse is %.1fx faster", shared, fresh, float64(fresh)/float64(shared))
+}
+
+// TestDockerContextOverPinnedSSH drives the real docker CLI through the context dockbridge
+// writes: docker's ssh connection helper runs `ssh`, which finds our host through the
+// Include line in the user's ssh config (here a test file: a wrapper passes it with -F,
+// as ~/.ssh/config would be read by default).
+func TestDockerContextOverPinnedSSH(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Fatalf("docker CLI missing: %v", err)
+	}
+	s := startSSHD(t)
+	dockerCfg := filepath.Join(t.TempDir(), "docker")
+	p := Paths{Root: filepath.Join(dockerCfg, "dockbridge"), UserSSHConfig: filepath.Join(t.TempDir(), ".ssh", "config")}
+
+	// The user's own config is kept byte for byte below our line.
+	userConf := "Host *\n  ServerAliveInterval 99\n"
+	must(t, os.MkdirAll(filepath.Dir(p.UserSSHConfig), 0o700))
+	must(t, os.WriteFile(p.UserSSHConfig, []byte(userConf), 0o640))
+	changed, err := EnsureInclude(p)
+	must(t, err)
+	again, err := EnsureInclude(p)
+	must(t, err)
+	b, _ := os.ReadFile(p.UserSSHConfig)
+	if !changed || again || !strings.HasPrefix(string(b), includeComment+"\n"+p.IncludeLine()+"\n") || !strings.HasSuffix(string(b), userConf) {
+		t.Fatalf("EnsureInclude: changed=%v again=%v, file:\n%s", changed, again, b)
+	}
+	if fi, _ := os.Stat(p.UserSSHConfig); fi.Mode().Perm() != 0o640 {
+		t.Errorf("EnsureInclude changed the mode of the user's ssh config to %04o", fi.Mode().Perm())
+	}
+
+	writeHost(t, p, "ctx", s, false, "")
+	writeHost(t, p, "ctxnocm", s, true, "")
+	cs := store.New(filepath.Join(dockerCfg, "contexts"), command.DefaultContextStoreConfig())
+	for _, env := range []string{"ctx", "ctxnocm"} {
+		changed, err := EnsureContext(cs, env)
+		if err != nil || !changed {
+			t.Fatalf("EnsureContext(%s): changed=%v err=%v", env, changed, err)
+		}
+		if changed, err := EnsureContext(cs, env); err != nil || changed {
+			t.Fatalf("EnsureContext(%s) twice: changed=%v err=%v", env, changed, err)
+		}
+	}
+
+	bin := t.TempDir()
+	sshPath, _ := exec.LookPath("ssh")
+	must(t, os.WriteFile(filepath.Join(bin, "ssh"), []byte("#!/bin/sh\nexec "+sshPath+" -F '"+p.UserSSHConfig+"' \"$@\"\n"), 0o755))
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	t.Setenv("DOCKER_CONFIG", dockerCfg)
+	docker := func(ctxName string) string {
+		cmd := exec.CommandContext(t.Context(), "docker", "--context", ctxName, "version", "--format", "{{.Server.Version}}")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker --context %s version: %v: %s", ctxName, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if v := docker(ContextName("ctx")); v == "" {
+		t.Fatal("no server version over the context")
+	}
+	const n = 5
+	measure := func(name string) time.Duration {
+		start := time.Now()
+		for range n {
+			docker(name)
+		}
+		return time.Since(start) / n
+	}
+	shared, fresh := measure(ContextName("ctx")), measure(ContextName("ctxnocm"))
+	t.Logf("docker --context X version: %v with ControlMaster reuse, %v without: ratio %.2fx", shared, fresh, float64(fresh)/float64(shared))
+
+	removed, err := RemoveContext(cs, "ctx")
+	if err != nil || !removed {
+		t.Fatalf("RemoveContext: %v %v", removed, err)
+	}
+}
