@@ -52,7 +52,9 @@ func (rt *router) match(method, path string) (r *route, p params, pathMatched bo
 		ok := true
 		for i, s := range cand.segs {
 			if strings.HasPrefix(s, "{") {
-				if segs[i] == "" {
+				// ids are numbers (possibly negative): "/v1/servers/1/actions/explode"
+				// is an unknown action, not a GET of action "explode".
+				if segs[i] == "" || strings.Trim(segs[i], "-0123456789") != "" {
 					ok = false
 					break
 				}
