@@ -59,7 +59,9 @@ func reg(name, content string) hostileEntry {
 	return hostileEntry{tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(content))}, strings.NewReader(content)}
 }
 
-func dirE(name string) hostileEntry { return hostileEntry{h: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}} }
+func dirE(name string) hostileEntry {
+	return hostileEntry{h: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}}
+}
 
 func symlink(name, target string) hostileEntry {
 	return hostileEntry{h: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target}}

@@ -355,5 +355,4 @@ func (zeroReader) Read(p []byte) (int, error) {
 // BufferedWriter returns a large buffered writer for pipes (the helper's stdout).
 func BufferedWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 1<<20) }
 
-
 func newTarWriter(w io.Writer) *tar.Writer { return tar.NewWriter(w) }
