@@ -417,22 +417,22 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 func createFailed(ctx context.Context, d *Deps, env string, s *hetzner.Server, err error) error {
 	if s == nil || s.ID == 0 {
 		if ctx.Err() != nil || errors.Is(err, hetzner.ErrUnavailable) {
-			return fmt.Errorf("create server %q: %w\nThe request may have reached Hetzner: run `docker dockbridge up%s` again to adopt the server if it exists (its host key is pinned already), or `docker dockbridge down%s` to delete it; `docker dockbridge status%s` shows it",
-				serverName(env), err, nameFlag(env), nameFlag(env), nameFlag(env))
+			return fmt.Errorf("%w\nThe request may have reached Hetzner: run `docker dockbridge up%s` again to adopt the server if it exists (its host key is pinned already), or `docker dockbridge down%s` to delete it; `docker dockbridge status%s` shows it",
+				err, nameFlag(env), nameFlag(env), nameFlag(env))
 		}
-		return fmt.Errorf("create server %q: %w", serverName(env), err)
+		return err
 	}
 	if errors.Is(err, hetzner.ErrActionFailed) {
 		// The server is broken: it must not stay and cost money.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 		defer cancel()
 		if derr := d.API.DeleteServer(dctx, s.ID); derr == nil {
-			return fmt.Errorf("create server %q: %w\nThe half-created server %d was deleted (nothing is billed for it any more); run up again", serverName(env), err, s.ID)
+			return fmt.Errorf("%w\nThe half-created server %d was deleted (nothing is billed for it any more); run up again", err, s.ID)
 		} else {
 			err = fmt.Errorf("%w; deleting the broken server also failed: %v", err, derr)
 		}
 	}
-	return &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("create server %q: %w", serverName(env), err)}
+	return &ServerRunningError{Env: env, Server: s, Err: err}
 }
 
 func recordFSUUID(ctx context.Context, d *Deps, vol *hetzner.Volume, uuid string) error {

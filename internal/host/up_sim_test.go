@@ -1,0 +1,563 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/context/store"
+
+	"github.com/dockbridge/dockbridge/internal/hcloudsim"
+	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/ui"
+)
+
+// fakeDisk is what lives on a data volume in these tests: the volume plugin's marker.
+type fakeDisk struct {
+	mu            sync.Mutex
+	marker        string
+	pluginEnabled bool
+	pluginToken   string
+	uuid          string
+	cmds          []string
+}
+
+// fakeRemote answers the commands up/status send, like a server booted from our user-data.
+type fakeRemote struct{ disk *fakeDisk }
+
+func (f *fakeRemote) Close() error { return nil }
+
+func (f *fakeRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
+	d := f.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cmds = append(d.cmds, cmd)
+	in := ""
+	if stdin != nil {
+		b, _ := io.ReadAll(stdin)
+		in = string(b)
+	}
+	switch {
+	case strings.Contains(cmd, "cloud-init status --wait"):
+		return []byte("cloudinit_rc=0\ncomplete=1\nsetup_log=\n"), nil
+	case strings.Contains(cmd, "DockerRootDir"):
+		// makedev(8,16) = 2064: the root dir's filesystem is /dev/sdb, the volume.
+		return []byte("root=/var/lib/docker\nrootdev=2064\nvoldev=8:10\ndevice=/dev/sdb\nuuid=" + d.uuid + "\n"), nil
+	case strings.Contains(cmd, "docker plugin inspect"):
+		en := ""
+		if d.marker != "" {
+			en = fmt.Sprint(d.pluginEnabled)
+		}
+		return []byte(d.marker + "\nenabled=" + en + "\n"), nil
+	case strings.Contains(cmd, "docker plugin create"):
+		if len(in) == 0 {
+			return nil, &RemoteError{Cmd: cmd, ExitCode: 1, Stderr: "empty tar"}
+		}
+		d.marker, d.pluginEnabled = "created", false
+		return nil, nil
+	case strings.Contains(cmd, "docker plugin disable"):
+		d.pluginEnabled = false
+		return nil, nil
+	case strings.Contains(cmd, "docker plugin set"):
+		d.pluginToken = in
+		return nil, nil
+	case strings.Contains(cmd, "docker plugin enable"):
+		d.pluginEnabled = true
+		return nil, nil
+	case strings.HasPrefix(cmd, "cat > "):
+		d.marker = in
+		return nil, nil
+	case strings.Contains(cmd, "df -B1"):
+		return []byte("df=21474836480 1073741824\nhealth=2026-01-01T00:00:00Z OK used=5%\n"), nil
+	}
+	return nil, &RemoteError{Cmd: cmd, ExitCode: 127, Stderr: "fake server: unknown command"}
+}
+
+type simEnv struct {
+	t       *testing.T
+	sim     *hcloudsimtest.Sim
+	api     *hetzner.Client
+	deps    *Deps
+	disk    *fakeDisk
+	stderr  *bytes.Buffer
+	ctxs    *store.ContextStore
+	dials   int
+	// dialGETs counts the test's own API lookups in dial, left out of the figures.
+	dialGETs int64
+	dialErr func(n int) error
+}
+
+func newSimEnv(t *testing.T, opts ...hcloudsimtest.Option) *simEnv {
+	t.Helper()
+	sim := hcloudsimtest.Start(t, opts...)
+	e := &simEnv{t: t, sim: sim, disk: &fakeDisk{uuid: "0b3e6d4c-1f2a-4b5c-8d9e-0123456789ab"}, stderr: &bytes.Buffer{}}
+	e.api = e.client(sim.Token, nil)
+	p := testPaths(t)
+	e.ctxs = store.New(filepath.Join(t.TempDir(), "contexts"), command.DefaultContextStoreConfig())
+	plugin := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(plugin, "config.json"), []byte(`{"interface":{"types":["docker.volumedriver/1.0"]}}`), 0o644))
+	must(t, os.MkdirAll(filepath.Join(plugin, "rootfs", "bin"), 0o755))
+	must(t, os.WriteFile(filepath.Join(plugin, "rootfs", "bin", "hetzner-volume-plugin"), []byte("binary"), 0o755))
+	cfg, err := Resolve(Settings{}, func(string) string { return "" }, Flags{})
+	must(t, err)
+	cfg.Token, cfg.TokenSource, cfg.Endpoint, cfg.PluginEndpoint = sim.Token, "HCLOUD_TOKEN", sim.Endpoint, sim.Endpoint
+	e.deps = &Deps{
+		API: e.api, Paths: p, Config: cfg, Contexts: e.ctxs,
+		Progress: ui.NewProgress(e.stderr, false), Stderr: e.stderr, SSHPoll: 5 * time.Millisecond,
+		BootTimeout: 20 * time.Second,
+	}
+	e.deps.Dial = e.dial
+	t.Setenv("DOCKBRIDGE_TEST_PLUGIN_DIR", plugin)
+	return e
+}
+
+func (e *simEnv) client(token string, rt http.RoundTripper) *hetzner.Client {
+	var hc *http.Client
+	if rt != nil {
+		hc = &http.Client{Transport: rt}
+	}
+	c, err := hetzner.New(hetzner.Config{Endpoint: e.sim.Endpoint, Token: token, HTTPClient: hc,
+		PollBase: 5 * time.Millisecond, PollMax: 20 * time.Millisecond, RetryBase: 5 * time.Millisecond, LockedTimeout: 5 * time.Second})
+	must(e.t, err)
+	return c
+}
+
+// dial plays the server's sshd: it accepts only the host key the server was created with
+// (the server's hostkey label), like the real server whose user-data installs that key.
+func (e *simEnv) dial(ctx context.Context, tg Target) (Remote, error) {
+	e.dials++
+	if e.dialErr != nil {
+		if err := e.dialErr(e.dials); err != nil {
+			return nil, err
+		}
+	}
+	host, _, _ := net.SplitHostPort(tg.Addr)
+	e.dialGETs++
+	servers, err := e.api.Servers(ctx, "managed-by=dockbridge")
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range servers {
+		if s.IPv4 == host {
+			if s.Labels[LabelHostKey] != HostKeyLabel(tg.HostKey) {
+				return nil, fmt.Errorf("%w: fake server %d has another host key", ErrHostKeyMismatch, s.ID)
+			}
+			return &fakeRemote{disk: e.disk}, nil
+		}
+	}
+	return nil, fmt.Errorf("dial %s: connection refused (no server)", tg.Addr)
+}
+
+func (e *simEnv) up(ctx context.Context, env string) (*UpResult, error) {
+	return Up(ctx, e.deps, UpOptions{Env: env, PluginDir: os.Getenv("DOCKBRIDGE_TEST_PLUGIN_DIR")})
+}
+
+func (e *simEnv) total() int64 { return e.sim.Stats().Total }
+
+// requests runs f and returns the API requests it spent, by endpoint.
+func (e *simEnv) requests(f func()) (int64, map[string]int64) {
+	before, dialsBefore := e.sim.Stats(), e.dialGETs
+	f()
+	after, own := e.sim.Stats(), e.dialGETs-dialsBefore
+	after.Total -= own
+	after.ByEndpoint["GET /v1/servers"] -= own
+	diff := map[string]int64{}
+	for k, v := range after.ByEndpoint {
+		if d := v - before.ByEndpoint[k]; d != 0 {
+			diff[k] = d
+		}
+	}
+	return after.Total - before.Total, diff
+}
+
+func (e *simEnv) count(ctx context.Context) (servers, volumes, firewalls, keys int) {
+	ss, err := e.api.Servers(ctx, "")
+	must(e.t, err)
+	vs, err := e.api.Volumes(ctx, "")
+	must(e.t, err)
+	fs, err := e.api.Firewalls(ctx, "")
+	must(e.t, err)
+	ks, err := e.api.SSHKeys(ctx, "")
+	must(e.t, err)
+	return len(ss), len(vs), len(fs), len(ks)
+}
+
+func TestUpCreatesLabelledResourcesAndIsIdempotent(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	var res *UpResult
+	var err error
+	n1, by1 := e.requests(func() { res, err = e.up(ctx, "default") })
+	if err != nil {
+		t.Fatalf("up: %v\n%s", err, e.stderr)
+	}
+	t.Logf("first up: %d API requests %v", n1, by1)
+	if !res.ServerCreated || res.Context != "dockbridge" {
+		t.Fatalf("first up: %+v", res)
+	}
+	for _, want := range []string{"SSH key ... done", "Firewall (inbound port 22 only) ... done", "Server ... done", "Installing the hetzner volume plugin ... done (installed"} {
+		if !strings.Contains(e.stderr.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, e.stderr)
+		}
+	}
+	srv, err := e.api.Servers(ctx, selector("default", RoleServer))
+	must(t, err)
+	vols, err := e.api.Volumes(ctx, selector("default", RoleDataRoot))
+	must(t, err)
+	fws, err := e.api.Firewalls(ctx, selector("default", RoleFirewall))
+	must(t, err)
+	keys, err := e.api.SSHKeys(ctx, selector("default", RoleSSHKey))
+	must(t, err)
+	if len(srv) != 1 || len(vols) != 1 || len(fws) != 1 || len(keys) != 1 {
+		t.Fatalf("labelled resources: %d servers, %d volumes, %d firewalls, %d keys; want one each", len(srv), len(vols), len(fws), len(keys))
+	}
+	if srv[0].VolumeIDs[0] != vols[0].ID || vols[0].ServerID != srv[0].ID {
+		t.Errorf("volume %d not attached to server %d", vols[0].ID, srv[0].ID)
+	}
+	if len(fws[0].Rules) != 1 || fws[0].Rules[0].Port != 22 {
+		t.Errorf("firewall rules %+v, want port 22 only", fws[0].Rules)
+	}
+	if got := vols[0].Labels[LabelFSUUID]; got != e.disk.uuid {
+		t.Errorf("volume fs-uuid label %q, want %q (recorded after the first boot)", got, e.disk.uuid)
+	}
+	if e.disk.pluginToken != e.sim.Token {
+		t.Errorf("the volume plugin did not get the token on stdin")
+	}
+	if strings.Contains(e.stderr.String(), e.sim.Token) {
+		t.Errorf("the token was printed")
+	}
+	if _, err := e.ctxs.GetMetadata("dockbridge"); err != nil {
+		t.Errorf("docker context: %v", err)
+	}
+	cfg, err := os.ReadFile(e.deps.Paths.SSHConfigFile("default"))
+	must(t, err)
+	if !strings.Contains(string(cfg), "HostName "+srv[0].IPv4) || !strings.Contains(string(cfg), "StrictHostKeyChecking yes") {
+		t.Errorf("ssh_config:\n%s", cfg)
+	}
+	for _, f := range []string{e.deps.Paths.UserKeyFile("default"), e.deps.Paths.stateFile("default"), e.deps.Paths.SSHConfigFile("default")} {
+		fi, err := os.Stat(f)
+		must(t, err)
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %04o, want 0600", f, fi.Mode().Perm())
+		}
+	}
+
+	e.stderr.Reset()
+	var res2 *UpResult
+	n2, by2 := e.requests(func() { res2, err = e.up(ctx, "default") })
+	if err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	t.Logf("second up: %d API requests %v in %.3fs", n2, by2, res2.Seconds)
+	for k := range by2 {
+		if !strings.HasPrefix(k, "GET ") {
+			t.Errorf("second up changed something: %s", k)
+		}
+	}
+	if n2 > 4 || res2.ServerCreated || res2.ServerID != res.ServerID {
+		t.Errorf("second up: %d requests (want <= 4), created=%v, server %d vs %d", n2, res2.ServerCreated, res2.ServerID, res.ServerID)
+	}
+	if !strings.Contains(e.stderr.String(), "already installed") {
+		t.Errorf("second up reinstalled the plugin:\n%s", e.stderr)
+	}
+}
+
+func TestDownKeepsVolumeAndUpAdoptsIt(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	first, err := e.up(ctx, "default")
+	must(t, err)
+
+	var down *DownResult
+	n, by := e.requests(func() { down, err = Down(ctx, e.deps, "default") })
+	if err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	t.Logf("down: %d API requests %v", n, by)
+	if len(down.Deleted) != 1 || down.Deleted[0].ID != first.ServerID || down.Volume == nil || down.Volume.ID != first.VolumeID {
+		t.Fatalf("down: %+v", down)
+	}
+	s, v, f, k := e.count(ctx)
+	if s != 0 || v != 1 || f != 1 || k != 1 {
+		t.Fatalf("after down: %d servers %d volumes %d firewalls %d keys; want 0 1 1 1", s, v, f, k)
+	}
+	var st *Status
+	n, by = e.requests(func() { st, err = GetStatus(ctx, e.deps, "default") })
+	must(t, err)
+	t.Logf("status (down): %d API requests %v", n, by)
+	if st.Server != nil || st.Volume == nil || st.Volume.AttachedTo != 0 {
+		t.Errorf("status after down: %+v", st)
+	}
+
+	second, err := e.up(ctx, "default")
+	if err != nil {
+		t.Fatalf("up after down: %v", err)
+	}
+	if !second.ServerCreated || second.ServerID == first.ServerID || second.VolumeID != first.VolumeID {
+		t.Fatalf("up after down: %+v (first %+v)", second, first)
+	}
+	if !strings.Contains(e.stderr.String(), "already installed") {
+		t.Errorf("the plugin on the volume should have survived down/up:\n%s", e.stderr)
+	}
+}
+
+func TestStatusReportsPriceUsageAndHealth(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	_, err := e.up(ctx, "default")
+	must(t, err)
+	var st *Status
+	n, by := e.requests(func() { st, err = GetStatus(ctx, e.deps, "default") })
+	must(t, err)
+	t.Logf("status (up): %d API requests %v", n, by)
+	if st.Server == nil || st.Server.PricePerHour <= 0 || st.Server.Currency == "" || st.Server.BilledHours != 1 || st.Server.CostSoFar != st.Server.PricePerHour {
+		t.Fatalf("server status: %+v", st.Server)
+	}
+	if st.Volume == nil || st.Volume.TotalBytes != 21474836480 || st.Volume.UsedPct != 5 || !strings.Contains(st.Health, "OK") {
+		t.Fatalf("volume status %+v, health %q, notes %v", st.Volume, st.Health, st.Notes)
+	}
+}
+
+func TestEnvironmentsLiveSideBySide(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	a, err := e.up(ctx, "default")
+	must(t, err)
+	b, err := e.up(ctx, "staging")
+	must(t, err)
+	if a.ServerID == b.ServerID || a.VolumeID == b.VolumeID || b.Context != "dockbridge-staging" {
+		t.Fatalf("environments share resources: %+v %+v", a, b)
+	}
+	if _, err := Down(ctx, e.deps, "staging"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.api.Server(ctx, a.ServerID); err != nil {
+		t.Fatalf("down --name staging touched the default server: %v", err)
+	}
+}
+
+func TestDestroyRemovesOnlyOurs(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	_, err := e.up(ctx, "default")
+	must(t, err)
+	_, err = e.up(ctx, "other")
+	must(t, err)
+	// Things that are not ours: no labels, or a look-alike label without the env.
+	foreignVol, err := e.api.CreateVolume(ctx, hetzner.VolumeSpec{Name: "precious", SizeGB: 10, Location: "fsn1"})
+	must(t, err)
+	fakeOurs, err := e.api.CreateVolume(ctx, hetzner.VolumeSpec{Name: "lookalike", SizeGB: 10, Location: "fsn1", Labels: map[string]string{LabelRole: RoleDataRoot, LabelEnv: "default"}})
+	must(t, err)
+	other, err := GenerateEd25519("someone")
+	must(t, err)
+	foreignKey, err := e.api.CreateSSHKey(ctx, "someone", other.Public, nil)
+	must(t, err)
+
+	// Without a terminal and without --yes nothing happens.
+	_, err = Destroy(ctx, e.deps, DestroyOptions{Env: "default"})
+	if !errors.Is(err, ErrNotConfirmed) || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("destroy without --yes: %v", err)
+	}
+	if s, _, _, _ := e.count(ctx); s != 2 {
+		t.Fatalf("destroy without confirmation deleted something")
+	}
+	// A person who answers "n" keeps everything.
+	e.deps.Interactive, e.deps.Stdin = true, strings.NewReader("n\n")
+	if _, err := Destroy(ctx, e.deps, DestroyOptions{Env: "default"}); !errors.Is(err, ErrNotConfirmed) {
+		t.Fatalf("destroy answered n: %v", err)
+	}
+	e.deps.Interactive, e.deps.Stdin = false, nil
+
+	res, err := Destroy(ctx, e.deps, DestroyOptions{Env: "default", Yes: true})
+	must(t, err)
+	if len(res.Kept) != 1 {
+		t.Fatalf("destroy without --volumes must keep the data volume: %+v", res)
+	}
+	res, err = Destroy(ctx, e.deps, DestroyOptions{Env: "default", Volumes: true, Yes: true})
+	must(t, err)
+	t.Logf("destroy --volumes: %v", res.Deleted)
+	for _, id := range []int64{foreignVol.ID, fakeOurs.ID} {
+		if _, err := e.api.Volume(ctx, id); err != nil {
+			t.Errorf("destroy deleted volume %d that is not ours: %v", id, err)
+		}
+	}
+	if _, err := e.api.SSHKeyByFingerprint(ctx, MD5Fingerprint(other.Signer.PublicKey())); err != nil {
+		t.Errorf("destroy deleted SSH key %d that is not ours: %v", foreignKey.ID, err)
+	}
+	left, _ := e.api.Servers(ctx, selector("other", RoleServer))
+	if len(left) != 1 {
+		t.Errorf("destroy of default touched environment other's server")
+	}
+	s, _ := e.api.Servers(ctx, selector("default", ""))
+	v, _ := e.api.Volumes(ctx, selector("default", RoleDataRoot))
+	f, _ := e.api.Firewalls(ctx, selector("default", ""))
+	k, _ := e.api.SSHKeys(ctx, selector("default", ""))
+	if len(s)+len(v)+len(f)+len(k) != 0 {
+		t.Errorf("destroy left %d servers %d volumes %d firewalls %d keys of default", len(s), len(v), len(f), len(k))
+	}
+	if _, err := os.Stat(e.deps.Paths.EnvDir("default")); !os.IsNotExist(err) {
+		t.Errorf("local env dir still there: %v", err)
+	}
+	if _, err := e.ctxs.GetMetadata("dockbridge"); err == nil {
+		t.Errorf("context dockbridge still there")
+	}
+}
+
+func TestRejectedTokenSaysHowToFixIt(t *testing.T) {
+	e := newSimEnv(t)
+	const bad = "not-the-token-1234"
+	e.deps.API = e.client(bad, nil)
+	e.deps.Config.Token = bad
+	_, err := e.up(t.Context(), "default")
+	if err == nil || !errors.Is(err, hetzner.ErrUnauthorized) || !strings.Contains(err.Error(), "HCLOUD_TOKEN") || !strings.Contains(err.Error(), "settings set token") {
+		t.Fatalf("want a rejected-token error that says how to set it, got %v", err)
+	}
+	if strings.Contains(err.Error(), bad) || strings.Contains(e.stderr.String(), bad) {
+		t.Fatalf("the token was printed: %v\n%s", err, e.stderr)
+	}
+}
+
+// After a fault, up either finished or failed with a clear error; nothing is left that the
+// next up can't adopt, and no server is left without saying so.
+func TestUpUnderInjectedFaults(t *testing.T) {
+	cases := []struct {
+		name string
+		rule hcloudsim.FaultRule
+	}{
+		{"server create 503", hcloudsim.FaultRule{Kind: "503", Rate: 1, Method: "POST", Path: "/v1/servers", Count: 1}},
+		{"server create action fails", hcloudsim.FaultRule{Kind: "action_error", Rate: 1, Command: "create_server", Count: 1}},
+		{"volume create 500", hcloudsim.FaultRule{Kind: "500", Rate: 1, Method: "POST", Path: "/v1/volumes", Count: 1}},
+		{"firewall create 502", hcloudsim.FaultRule{Kind: "502", Rate: 1, Method: "POST", Path: "/v1/firewalls", Count: 1}},
+		{"ssh key 429", hcloudsim.FaultRule{Kind: "429", Rate: 1, Method: "POST", Path: "/v1/ssh_keys", Count: 1}},
+		{"every GET 5xx at 30%", hcloudsim.FaultRule{Kind: "503", Rate: 0.3, Method: "GET", Count: 6}},
+		{"attach action fails", hcloudsim.FaultRule{Kind: "action_error", Rate: 1, Command: "attach_volume", Count: 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newSimEnv(t, hcloudsimtest.WithFaults(hcloudsim.FaultConfig{Seed: 1, Rules: []hcloudsim.FaultRule{c.rule}}))
+			ctx := t.Context()
+			_, err := e.up(ctx, "default")
+			servers, _, _, _ := e.count(ctx)
+			if err != nil {
+				t.Logf("first up: %v", err)
+				msg := err.Error()
+				if servers > 0 && !strings.Contains(msg, "EXISTS AND IS BILLED") && !strings.Contains(msg, "may have reached Hetzner") {
+					t.Fatalf("a server exists but the error does not say so: %v", err)
+				}
+			}
+			e.sim.Faults(t, hcloudsim.FaultConfig{})
+			res, err := e.up(ctx, "default")
+			if err != nil {
+				t.Fatalf("second up after the fault: %v", err)
+			}
+			s, v, f, k := e.count(ctx)
+			if s != 1 || v != 1 || f != 1 || k != 1 {
+				t.Fatalf("after recovery: %d servers %d volumes %d firewalls %d keys; want one each", s, v, f, k)
+			}
+			if res.ServerID == 0 {
+				t.Fatal("no server")
+			}
+		})
+	}
+}
+
+// cancelAfter cancels a context once a response to a matching request has arrived,
+// like Ctrl-C at that moment.
+type cancelAfter struct {
+	base   http.RoundTripper
+	match  string
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(r)
+	if r.Method+" "+r.URL.Path == c.match {
+		c.cancel()
+	}
+	return resp, err
+}
+
+func TestInterruptedUpResumes(t *testing.T) {
+	t.Run("during server creation", func(t *testing.T) {
+		e := newSimEnv(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		e.deps.API = e.client(e.sim.Token, &cancelAfter{base: http.DefaultTransport, match: "POST /v1/servers", cancel: cancel})
+		_, err := e.up(ctx, "default")
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "EXISTS AND IS BILLED") {
+			t.Fatalf("interrupted up: want a canceled error naming the billed server, got %v", err)
+		}
+		e.deps.API = e.api
+		res, err := e.up(t.Context(), "default")
+		if err != nil {
+			t.Fatalf("resumed up: %v", err)
+		}
+		if res.ServerCreated {
+			t.Fatalf("resumed up created another server instead of adopting the first")
+		}
+		if s, _, _, _ := e.count(t.Context()); s != 1 {
+			t.Fatalf("%d servers", s)
+		}
+	})
+	t.Run("while waiting for SSH", func(t *testing.T) {
+		e := newSimEnv(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		e.dialErr = func(n int) error {
+			cancel()
+			return errors.New("connection refused")
+		}
+		_, err := e.up(ctx, "default")
+		var running *ServerRunningError
+		if !errors.As(err, &running) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("want ServerRunningError wrapping context.Canceled, got %v", err)
+		}
+		e.dialErr = nil
+		res, err := e.up(t.Context(), "default")
+		if err != nil || res.ServerCreated || res.ServerID != running.Server.ID {
+			t.Fatalf("resume: %+v %v", res, err)
+		}
+	})
+}
+
+func TestUpRefusesAServerWithAnUnknownHostKey(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	_, err := e.up(ctx, "default")
+	must(t, err)
+	must(t, os.Remove(e.deps.Paths.stateFile("default"))) // the pinned key is lost
+	_, err = e.up(ctx, "default")
+	if err == nil || !strings.Contains(err.Error(), "never trusts a host key on first use") || !strings.Contains(err.Error(), "docker dockbridge down") {
+		t.Fatalf("want a refusal that explains the fix, got %v", err)
+	}
+}
+
+func TestUpValidatesInput(t *testing.T) {
+	e := newSimEnv(t)
+	for _, o := range []UpOptions{
+		{Env: "Bad_Name", NoVolumePlugin: true},
+		{Env: "ok", AllowFrom: []string{"10.0.0.1"}, NoVolumePlugin: true},
+		{Env: "ok", PluginDir: t.TempDir()},
+	} {
+		before := e.total()
+		_, err := Up(t.Context(), e.deps, o)
+		if err == nil {
+			t.Errorf("%+v: no error", o)
+			continue
+		}
+		t.Logf("%+v: %v", o, err)
+		if e.total() != before {
+			t.Errorf("%+v: bad input reached the API", o)
+		}
+	}
+}
