@@ -17,8 +17,8 @@ func TestBadInputGetsAPIErrors(t *testing.T) {
 	long := strings.Repeat("n", 64)
 	for _, tc := range []struct {
 		name, method, path, token, body string
-		status                           int
-		code                             string
+		status                          int
+		code                            string
 	}{
 		{"no token", "GET", "/v1/servers", "", "", 401, "unauthorized"},
 		{"wrong token", "GET", "/v1/servers", "nope", "", 401, "unauthorized"},

@@ -75,7 +75,9 @@ type Sim struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	srv    *http.Server
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 type lockKey struct {
@@ -308,13 +310,17 @@ func (s *Sim) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close stops running actions (they stay "running" in the saved state and are marked
 // failed at the next start) and releases the backend.
+// Close is idempotent.
 func (s *Sim) Close() error {
-	s.cancel()
-	s.wg.Wait()
-	s.mu.Lock()
-	err := s.saveLocked()
-	s.mu.Unlock()
-	return errors.Join(err, s.backend.Close())
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		s.mu.Lock()
+		err := s.saveLocked()
+		s.mu.Unlock()
+		s.closeErr = errors.Join(err, s.backend.Close())
+	})
+	return s.closeErr
 }
 
 // statusWriter records the status for the statistics.
