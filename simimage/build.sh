@@ -44,7 +44,9 @@ if [[ $(id -u) != 0 ]]; then
 	echo "build.sh: needs root (debootstrap, chroot); run it with sudo" >&2
 	exit 1
 fi
-command -v debootstrap >/dev/null || { echo "build.sh: debootstrap not found: apt-get install debootstrap" >&2; exit 1; }
+for tool in debootstrap zstd; do
+	command -v $tool >/dev/null || { echo "build.sh: $tool not found: apt-get install $tool" >&2; exit 1; }
+done
 
 # One build at a time (tests of several packages may ask at once); the other waits and reuses it.
 mkdir -p "$cache"
@@ -80,14 +82,26 @@ trap cleanup EXIT
 t0=$SECONDS
 rootfs=$work/rootfs
 packages=python3-cffi-backend,systemd,systemd-sysv,dbus,openssh-server,cloud-init,iproute2,e2fsprogs,xfsprogs,util-linux,curl,ca-certificates,procps,kmod,less
-echo "==> debootstrap $suite from $mirror (debs cached in $cache/debs)"
-debootstrap --variant=minbase --cache-dir="$cache/debs" --include="$packages" \
-	"$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-	tail -n 50 "$work/debootstrap.log" >&2
-	echo "build.sh: debootstrap failed (full log above)" >&2
-	exit 1
-}
-echo "    debootstrap done in $((SECONDS - t0))s"
+# debootstrap's result is cached as a tarball keyed by what it depends on, so a change of the
+# configuration below costs an unpack, not a debootstrap.
+bootstrap_tar=$cache/bootstrap-$(printf '%s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1-12).tar.zst
+if [[ -f $bootstrap_tar ]]; then
+	echo "==> unpack cached debootstrap $bootstrap_tar"
+	mkdir -p "$rootfs"
+	zstd -dcq "$bootstrap_tar" | tar -C "$rootfs" --numeric-owner --xattrs -xpf -
+else
+	echo "==> debootstrap $suite from $mirror (debs cached in $cache/debs)"
+	debootstrap --variant=minbase --cache-dir="$cache/debs" --include="$packages" \
+		"$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+		tail -n 50 "$work/debootstrap.log" >&2
+		echo "build.sh: debootstrap failed (full log above)" >&2
+		exit 1
+	}
+	rm -f "$cache"/bootstrap-*.tar.zst
+	tar -C "$rootfs" --numeric-owner --xattrs --exclude="./var/cache/apt/archives/*.deb" -c . | zstd -T0 -q -o "$bootstrap_tar.tmp"
+	mv "$bootstrap_tar.tmp" "$bootstrap_tar"
+fi
+echo "    root filesystem ready after $((SECONDS - t0))s"
 
 # Configuration: files from rootfs/ (all 0644), then what cannot be a file.
 (cd "$here/rootfs" && find . -type f -printf '%P\n') | while read -r f; do
@@ -120,7 +134,6 @@ echo "==> docker import $base_ref"
 tar -C "$rootfs" --numeric-owner --xattrs -c . | docker import \
 	--change 'CMD ["/sbin/init"]' \
 	--change 'ENV container=docker' \
-	--change 'STOPSIGNAL SIGRTMIN+3' \
 	--message "dockbridge simulated server: Debian 12 ($hash)" \
 	- "$base_ref" >/dev/null
 
@@ -146,5 +159,9 @@ docker commit \
 	--change 'CMD ["/sbin/init"]' \
 	--message "dockbridge simulated server: Debian 12 + docker.io ($hash)" \
 	"$builder" "$docker_ref" >/dev/null
+
+# Images of older recipes: remove those no container uses.
+docker images --format '{{.Repository}}:{{.Tag}}' | grep -E '^dockbridge-sim/(debian-12|docker-ce):' |
+	grep -v ":$hash\$" | xargs -r docker rmi >/dev/null 2>&1 || true
 
 echo "built $base_ref $docker_ref in $((SECONDS - t0))s"

@@ -115,6 +115,8 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 		"--label", labelServerID + "=" + strconv.FormatInt(spec.ID, 10),
 		"--label", labelNetwork + "=" + spec.Network,
 		"--network", spec.Network,
+		// systemd shuts down on SIGRTMIN+3 (docker import cannot set STOPSIGNAL).
+		"--stop-signal", "SIGRTMIN+3",
 		"--publish", fmt.Sprintf("%s:%d:22", spec.IPv4, spec.SSHPort),
 		"--security-opt", "seccomp=unconfined",
 		"--security-opt", "apparmor=unconfined",
@@ -221,7 +223,7 @@ func (h *Host) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop shuts the server down: systemd gets SIGRTMIN+3 (the image's stop signal) and up to
+// Stop shuts the server down: systemd gets SIGRTMIN+3 and up to
 // 30s to stop its units, like an ACPI shutdown.
 func (h *Host) Stop(ctx context.Context) error {
 	if _, _, err := docker(ctx, "stop", "--time", "30", h.Container); err != nil {

@@ -1,0 +1,411 @@
+package simhost
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dockbridge/dockbridge/internal/mount/loopdev/loopdevtest"
+	"github.com/dockbridge/dockbridge/simimage"
+)
+
+// requireHost fails the test (skips it under -short) unless root, a Docker engine and the
+// tools the servers need are there.
+func requireHost(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		missing = append(missing, "a Docker engine (docker info: "+err.Error()+")")
+	}
+	for _, tool := range []string{"iptables", "debootstrap", "ssh-keygen", "ssh-keyscan", "losetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "simulated servers need: " + strings.Join(missing, ", ")
+	if testing.Short() {
+		t.Skip(msg + " (skipped under -short)")
+	}
+	t.Fatal(msg)
+}
+
+func TestRecipeHashMatchesScript(t *testing.T) {
+	out, err := exec.Command("bash", "../../simimage/build.sh", "--print-hash").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build.sh --print-hash: %v: %s", err, out)
+	}
+	want, err := simimage.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Fatalf("build.sh hashes the recipe as %s, simimage.Hash() as %s: a file in simimage/ is missing from the go:embed list, or the two hash functions differ", got, want)
+	}
+	ref, err := ImageRef(KindDockerCE)
+	if err != nil || ref != "dockbridge-sim/docker-ce:"+want {
+		t.Fatalf("ImageRef(docker-ce) = %q, %v", ref, err)
+	}
+	if _, err := ImageRef("ubuntu-24.04"); err == nil || !strings.Contains(err.Error(), `"docker-ce"`) {
+		t.Fatalf("ImageRef(ubuntu-24.04) error = %v, want one naming the known kinds", err)
+	}
+}
+
+func TestSpecValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec Spec
+		want string
+	}{
+		{"no id", Spec{Name: "a", IPv4: netip.MustParseAddr("127.0.0.2")}, "must be positive"},
+		{"public address", Spec{ID: 1, Name: "a", IPv4: netip.MustParseAddr("192.0.2.1")}, "loopback"},
+		{"no address", Spec{ID: 1, Name: "a"}, "loopback"},
+		{"no name", Spec{ID: 1, IPv4: netip.MustParseAddr("127.0.0.2")}, "Name or Hostname"},
+		{"device outside /dev", Spec{ID: 1, Name: "a", IPv4: netip.MustParseAddr("127.0.0.2"),
+			Devices: []Device{{HostPath: "/dev/loop0", Path: "/mnt/x"}}}, "under /dev/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.spec.validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("validate() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// testEnv is a private network with a stand-in metadata service routed from it.
+type testEnv struct {
+	net  *Network
+	ipv4 netip.Addr // base of this run's public addresses: 127.<a>.<b>.x
+
+	mu       sync.Mutex
+	metaSeen []string // remote addresses of metadata requests
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	requireHost(t)
+	ctx := t.Context()
+	start := time.Now()
+	if err := EnsureImages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("EnsureImages: %v", time.Since(start).Round(time.Millisecond))
+
+	var rnd [2]byte
+	_, _ = rand.Read(rnd[:])
+	name := "dbsimtest-" + hex.EncodeToString(rnd[:])
+	n, err := EnsureNetwork(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &testEnv{net: n, ipv4: netip.AddrFrom4([4]byte{127, 100 + rnd[0]%100, rnd[1], 0})}
+	t.Cleanup(func() {
+		if err := n.Remove(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+
+	// The simulator's stand-in: answers instance-id by the caller's address.
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(n.Gateway, 0).String())
+	if err != nil {
+		t.Fatalf("listen on the network's gateway: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env.mu.Lock()
+		env.metaSeen = append(env.metaSeen, r.RemoteAddr)
+		env.mu.Unlock()
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintf(w, "%s %s", r.URL.Path, host)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	remove, err := n.RouteMetadata(ctx, netip.MustParseAddrPort(ln.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := remove(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return env
+}
+
+func (e *testEnv) addr(last byte) netip.Addr {
+	a := e.ipv4.As4()
+	a[3] = last
+	return netip.AddrFrom4(a)
+}
+
+func create(t *testing.T, spec Spec) *Host {
+	t.Helper()
+	h, err := Create(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Remove(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
+}
+
+func exec1(t *testing.T, h *Host, cmd ...string) string {
+	t.Helper()
+	out, stderr, err := h.Exec(t.Context(), cmd...)
+	if err != nil {
+		t.Fatalf("%v (stdout: %s)", err, out)
+	}
+	_ = stderr
+	return strings.TrimSpace(string(out))
+}
+
+// TestServer boots a docker-ce server and checks, on that one server: systemd reaches running,
+// cloud-init runs user_data from the NoCloud seed, sshd serves the injected host key, a volume
+// attached at create is there before cloud-init, Docker inside uses overlay2 on an ext4 volume,
+// the metadata address reaches the simulator with the server's address, hot-plug works; then
+// the server is replaced and Docker's state on the volume survives.
+func TestServer(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := t.Context()
+
+	keyDir := t.TempDir()
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", keyDir+"/host").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	priv, _ := os.ReadFile(keyDir + "/host")
+	pub, _ := os.ReadFile(keyDir + "/host.pub")
+	const volumeID = 4242
+	volPath := fmt.Sprintf("/dev/disk/by-id/scsi-0HC_Volume_%d", volumeID)
+	userData := "#cloud-config\n" +
+		"ssh_keys:\n  ed25519_private: |\n    " + strings.ReplaceAll(strings.TrimSpace(string(priv)), "\n", "\n    ") + "\n" +
+		"  ed25519_public: " + strings.TrimSpace(string(pub)) + "\n" +
+		"write_files:\n  - path: /root/user-data-ran\n    content: \"hello from user_data\\n\"\n" +
+		"bootcmd:\n  - [sh, -c, \"test -b " + volPath + " && echo present > /root/volume-at-boot\"]\n"
+
+	dataDev := loopdevtest.New(t, 2<<30)
+	spec := Spec{
+		ID: 7, Name: "sim-7", ImageKind: KindDockerCE, UserData: []byte(userData),
+		IPv4: env.addr(7), Network: env.net.Name,
+		Devices: []Device{{HostPath: dataDev, Path: volPath}},
+	}
+	start := time.Now()
+	h := create(t, spec)
+	if err := h.WaitRunning(ctx); err != nil {
+		t.Fatal(err)
+	}
+	toRunning := time.Since(start)
+	if err := h.WaitCloudInit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("boot: systemd running after %v, cloud-init done after %v", toRunning.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	t.Run("state", func(t *testing.T) {
+		if st, err := h.State(ctx); err != nil || st != StateRunning {
+			t.Fatalf("State() = %q, %v; want running", st, err)
+		}
+	})
+	t.Run("cloud-init ran user_data from NoCloud", func(t *testing.T) {
+		if got := exec1(t, h, "cat", "/root/user-data-ran"); got != "hello from user_data" {
+			t.Fatalf("/root/user-data-ran = %q", got)
+		}
+		if got := exec1(t, h, "cloud-init", "query", "v1.instance_id"); got != "7" {
+			t.Fatalf("instance id = %q, want 7", got)
+		}
+		out := exec1(t, h, "cloud-init", "status", "--long")
+		if !strings.Contains(out, "status: done") || !strings.Contains(out, "DataSourceNoCloud") {
+			t.Fatalf("cloud-init status:\n%s", out)
+		}
+	})
+	t.Run("volume attached at create is there before cloud-init", func(t *testing.T) {
+		if got := exec1(t, h, "cat", "/root/volume-at-boot"); got != "present" {
+			t.Fatalf("/root/volume-at-boot = %q", got)
+		}
+	})
+	t.Run("sshd serves the injected host key", func(t *testing.T) {
+		want := strings.Fields(string(pub))[1]
+		var out []byte
+		for i := 0; i < 50; i++ {
+			out, _ = exec.CommandContext(ctx, "ssh-keyscan", "-T", "5", "-t", "ed25519", spec.IPv4.String()).Output()
+			if len(out) > 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if f := strings.Fields(string(out)); len(f) < 3 || f[2] != want {
+			t.Fatalf("ssh-keyscan %s = %q, want key %s", spec.IPv4, out, want)
+		}
+	})
+	t.Run("metadata reaches the simulator with the server's address", func(t *testing.T) {
+		ip, err := h.PrivateIP(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := exec1(t, h, "curl", "-sSf", "--max-time", "10", "http://169.254.169.254/hetzner/v1/metadata/instance-id")
+		if want := "/hetzner/v1/metadata/instance-id " + ip.String(); got != want {
+			t.Fatalf("metadata answered %q, want %q", got, want)
+		}
+	})
+	t.Run("hot-plug and unplug a volume", func(t *testing.T) {
+		dev := loopdevtest.New(t, 320<<20) // mkfs.xfs needs 300 MiB
+		const p = "/dev/disk/by-id/scsi-0HC_Volume_99"
+		if err := h.AttachBlockDevice(ctx, dev, p); err != nil {
+			t.Fatal(err)
+		}
+		exec1(t, h, "mkfs.xfs", "-q", p)
+		if got := exec1(t, h, "blkid", "-p", "-s", "TYPE", "-o", "value", p); got != "xfs" {
+			t.Fatalf("blkid in the server = %q, want xfs", got)
+		}
+		if err := h.DetachBlockDevice(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := h.Exec(ctx, "test", "-e", p); err == nil {
+			t.Fatalf("%s still exists after detach", p)
+		}
+	})
+
+	// Docker inside, its state on the volume: ext4, overlay2, a container made there.
+	startDocker := func(t *testing.T, h *Host) {
+		t.Helper()
+		exec1(t, h, "sh", "-c", "systemctl stop docker.service docker.socket && mount "+volPath+" /var/lib/docker && systemctl start docker.service")
+		got := exec1(t, h, "docker", "info", "--format", "{{.Driver}} {{.DockerRootDir}}")
+		if got != "overlay2 /var/lib/docker" {
+			t.Fatalf("docker info in the server: %q, want overlay2 /var/lib/docker", got)
+		}
+		if fs := exec1(t, h, "findmnt", "-n", "-o", "FSTYPE", "/var/lib/docker"); fs != "ext4" {
+			t.Fatalf("/var/lib/docker is %q, want ext4", fs)
+		}
+	}
+	t.Run("docker inside on an ext4 volume uses overlay2", func(t *testing.T) {
+		exec1(t, h, "mkfs.ext4", "-q", volPath)
+		startDocker(t, h)
+		if _, _, err := h.ExecInput(ctx, busyboxRootfs(t), "docker", "import", "-", "tiny:1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := exec1(t, h, "docker", "run", "--rm", "tiny:1", "/bin/busybox", "echo", "inner container ran"); got != "inner container ran" {
+			t.Fatalf("inner container printed %q", got)
+		}
+		exec1(t, h, "docker", "create", "--name", "keep-me", "tiny:1", "/bin/busybox", "true")
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("docker state survives replacing the server", func(t *testing.T) {
+		if err := h.Remove(ctx); err != nil {
+			t.Fatal(err)
+		}
+		spec2 := spec
+		spec2.Devices = nil // re-attached by hot-plug this time
+		spec2.UserData = nil
+		h2 := create(t, spec2)
+		if err := h2.WaitRunning(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := h2.AttachBlockDevice(ctx, dataDev, volPath); err != nil {
+			t.Fatal(err)
+		}
+		startDocker(t, h2)
+		if got := exec1(t, h2, "docker", "ps", "-a", "--format", "{{.Names}}"); got != "keep-me" {
+			t.Fatalf("containers after replacing the server: %q, want keep-me", got)
+		}
+		// Unmount before the loop device is released by the test's cleanup.
+		exec1(t, h2, "sh", "-c", "systemctl stop docker.service docker.socket && umount /var/lib/docker")
+	})
+}
+
+// busyboxRootfs is a tar of a root filesystem holding only the host's static busybox, for
+// `docker import` inside a server (there is no registry to pull from).
+func busyboxRootfs(t *testing.T) []byte {
+	t.Helper()
+	const bin = "/bin/busybox"
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatalf("%s: %v (apt-get install busybox-static)", bin, err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatalf("%s is dynamically linked: apt-get install busybox-static", bin)
+		}
+	}
+	f.Close()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755})
+	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))})
+	_, _ = tw.Write(data)
+	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/sh", Linkname: "busybox", Mode: 0o777})
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// BenchmarkBoot measures a debian-12 server's boot: create to systemd running and to
+// cloud-init done, as medians over b.N boots (go test -run XXX -bench Boot -benchtime 5x).
+func BenchmarkBoot(b *testing.B) {
+	ctx := b.Context()
+	if err := EnsureImages(ctx); err != nil {
+		b.Fatal(err)
+	}
+	n, err := EnsureNetwork(ctx, "dbsimbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = n.Remove(context.Background()) }()
+	var running, done []time.Duration
+	for i := 0; i < b.N; i++ {
+		spec := Spec{ID: int64(100 + i), Name: fmt.Sprintf("bench-%d", i), ImageKind: KindDebian12,
+			UserData: []byte("#cloud-config\nwrite_files:\n  - path: /root/x\n    content: x\n"),
+			IPv4:     netip.AddrFrom4([4]byte{127, 99, 0, byte(2 + i)}), Network: n.Name}
+		start := time.Now()
+		h, err := Create(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := h.WaitRunning(ctx); err != nil {
+			b.Fatal(err)
+		}
+		running = append(running, time.Since(start))
+		if err := h.WaitCloudInit(ctx); err != nil {
+			b.Fatal(err)
+		}
+		done = append(done, time.Since(start))
+		if err := h.Remove(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(median(running).Milliseconds()), "ms-to-running")
+	b.ReportMetric(float64(median(done).Milliseconds()), "ms-to-cloud-init-done")
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
