@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,29 +16,36 @@ import (
 )
 
 func main() {
-	var o hcloudsim.Options
-	fs := flag.NewFlagSet("hcloud-sim", flag.ExitOnError)
-	o.Register(fs)
-	_ = fs.Parse(os.Args[1:])
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hcloud-sim:", err)
+		os.Exit(1)
+	}
+}
 
+// run parses args, starts the simulator and serves until ctx ends.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	var o hcloudsim.Options
+	fs := flag.NewFlagSet("hcloud-sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if o.Verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg, err := o.Config(ctx, log)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "hcloud-sim:", err)
-		os.Exit(2)
+		return err
 	}
 	sim, err := hcloudsim.New(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "hcloud-sim:", err)
-		os.Exit(1)
+		return err
 	}
 	log.Info("hcloud-sim listening", "api", "http://"+o.Listen+"/v1",
 		"metadata", "http://"+o.Listen+"/hetzner/v1/metadata", "backend", o.Backend, "state_dir", o.StateDir)
@@ -45,8 +53,5 @@ func main() {
 	if cerr := sim.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hcloud-sim:", err)
-		os.Exit(1)
-	}
+	return err
 }
