@@ -43,7 +43,15 @@ func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
-func hostPaths() (host.Paths, error) { return host.NewPaths(config.Dir()) }
+// hostPaths: $DOCKER_CONFIG/dockbridge, else docker's config dir (--config, ~/.docker).
+// The environment is read here because docker/cli caches config.Dir() per process.
+func hostPaths() (host.Paths, error) {
+	dir := os.Getenv("DOCKER_CONFIG")
+	if dir == "" {
+		dir = config.Dir()
+	}
+	return host.NewPaths(dir)
+}
 
 // newDeps resolves settings and builds the API client; needAPI false skips the token check.
 func newDeps(dockerCli command.Cli, f hostFlags, extra host.Flags, needAPI bool) (*host.Deps, error) {
