@@ -260,7 +260,8 @@ func (d *Driver) Capabilities() *volume.CapabilitiesResponse {
 }
 
 // List answers from the state: no API request.
-func (d *Driver) List() (*volume.ListResponse, error) {
+func (d *Driver) List() (resp *volume.ListResponse, err error) {
+	defer d.observe("list", time.Now(), &err)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := &volume.ListResponse{Volumes: []*volume.Volume{}}
@@ -278,9 +279,12 @@ func created(v *VolumeState) string {
 	return v.CreatedAt.UTC().Format(time.RFC3339)
 }
 
-// Get answers from the state. A name the state does not know is looked up once through the
-// API (a volume created on another server); misses are remembered for a minute.
+// Get answers from the state. A name the state does not know (a volume created on another
+// server since the start sync) is looked up once through the API: answering "no such volume"
+// would make `docker run -v NAME:/data` silently create a local volume instead. Misses are
+// remembered for a minute.
 func (d *Driver) Get(req *volume.GetRequest) (resp *volume.GetResponse, err error) {
+	defer d.observe("get", time.Now(), &err)
 	v := d.get(req.Name)
 	if v == nil {
 		ctx, cancel := d.ctx()
@@ -366,7 +370,8 @@ func (d *Driver) discover(ctx context.Context, name string) (*VolumeState, error
 }
 
 // Path answers from the state: the mount point while mounted, "" otherwise.
-func (d *Driver) Path(req *volume.PathRequest) (*volume.PathResponse, error) {
+func (d *Driver) Path(req *volume.PathRequest) (resp *volume.PathResponse, err error) {
+	defer d.observe("path", time.Now(), &err)
 	v := d.get(req.Name)
 	if v == nil {
 		return nil, fmt.Errorf("no volume %q", req.Name)

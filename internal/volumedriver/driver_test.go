@@ -187,7 +187,8 @@ func TestGetListPathNeedNoAPI(t *testing.T) {
 	if len(calls) != 0 {
 		t.Errorf("Get/List/Path made API calls: %v", calls)
 	}
-	// An unknown name is looked up once, then remembered as missing.
+	// An unknown name is looked up once (it may have been created on another server), then
+	// remembered as missing for a while.
 	calls = h.apiCalls(func() {
 		for range 3 {
 			if _, err := h.d.Get(&volume.GetRequest{Name: "nope"}); err == nil {

@@ -1,0 +1,367 @@
+// Package integration drives the `hetzner` managed volume plugin through the real Docker engine:
+// the plugin is assembled by plugin/build.sh, installed with `docker plugin create`, and talks to
+// an in-process Hetzner Cloud simulator whose local backend turns this machine into a server
+// with real loop devices. Needs root, a running dockerd, docker-compose and busybox-static:
+// missing prerequisites FAIL the tests (they are skipped only under -short).
+//
+// The tests share one simulator and one plugin (hetzner:latest, recreated at start and removed
+// at the end). They do not restart dockerd unless DOCKBRIDGE_TEST_DOCKERD_RESTART=1: that would
+// disturb every other package's tests running at the same time.
+package integration
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dockbridge/dockbridge/internal/hcloudsim"
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+)
+
+const (
+	pluginName = "hetzner:latest"
+	image      = "dockbridge-test/busybox:latest"
+	simToken   = "itest-token"
+)
+
+var benchTable = flag.Bool("bench-table", false, "run TestPluginBench and print the API/latency table")
+
+// env is the shared test environment.
+var env struct {
+	sim         *hcloudsim.Sim
+	base        string // http://127.0.0.1:PORT
+	client      *hetzner.Client
+	byID        string
+	imageDir    string
+	tmp         string
+	pluginID    string
+	metricsAddr string
+	localID     int64
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("plugin integration tests skipped under -short (they need root, dockerd and loop devices)")
+		os.Exit(0)
+	}
+	if err := setup(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: plugin integration setup: %v\n", err)
+		teardown()
+		os.Exit(1)
+	}
+	code := m.Run()
+	teardown()
+	os.Exit(code)
+}
+
+func prerequisites() error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		missing = append(missing, "/dev/loop-control (modprobe loop)")
+	}
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		missing = append(missing, "a running Docker engine (docker info: "+strings.TrimSpace(string(out))+")")
+	}
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		missing = append(missing, "docker-compose (apt-get install docker-compose)")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		missing = append(missing, "/bin/busybox (apt-get install busybox-static)")
+	}
+	for _, t := range []string{"cryptsetup", "sfdisk", "mkfs.xfs", "losetup"} {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing prerequisites: %s", strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+func setup() error {
+	if err := prerequisites(); err != nil {
+		return err
+	}
+	var err error
+	if env.tmp, err = os.MkdirTemp("", "dockbridge-plugin-it-"); err != nil {
+		return err
+	}
+	// A by-id directory of our own under /dev (the plugin sees the host's /dev): other
+	// simulators running at the same time number their volumes the same way.
+	env.byID = fmt.Sprintf("/dev/dockbridge-it-%d", os.Getpid())
+	env.imageDir = filepath.Join(env.tmp, "images")
+	if err := os.MkdirAll(env.byID, 0o755); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	backend, err := hcloudsim.NewLocalBackend(hcloudsim.LocalBackendConfig{ImageDir: env.imageDir, ByIDDir: env.byID, Logger: log})
+	if err != nil {
+		return err
+	}
+	cfg := hcloudsim.Config{Token: simToken, ActionProfile: "fast", LocalServer: "itest-host", Backend: backend, Logger: log}
+	if *benchTable {
+		// Actions finish at once: the table shows the plugin's own latency, not simulated waits.
+		cfg.ActionDurations = map[string]time.Duration{}
+		for _, c := range []string{"create_volume", "attach_volume", "detach_volume", "resize_volume", "change_protection"} {
+			cfg.ActionDurations[c] = 0
+		}
+	}
+	if env.sim, err = hcloudsim.New(context.Background(), cfg); err != nil {
+		return err
+	}
+	env.localID = env.sim.LocalServerID()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = http.Serve(ln, env.sim) }()
+	env.base = "http://" + ln.Addr().String()
+	if env.client, err = hetzner.New(hetzner.Config{Endpoint: env.base + "/v1", Token: simToken, PollBase: 20 * time.Millisecond, PollMax: 200 * time.Millisecond}); err != nil {
+		return err
+	}
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	env.metricsAddr = mln.Addr().String()
+	mln.Close()
+
+	repo, err := filepath.Abs("../../..")
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(env.tmp, "plugin")
+	build := exec.Command("bash", filepath.Join(repo, "plugin/build.sh"))
+	build.Env = append(os.Environ(), "OUT="+out, "NO_CREATE=1")
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("plugin/build.sh: %v\n%s", err, b)
+	}
+	if err := importImage(); err != nil {
+		return err
+	}
+	_, _ = dockerCmd("plugin", "rm", "-f", pluginName)
+	if _, err := dockerCmd("plugin", "create", pluginName, out); err != nil {
+		return err
+	}
+	if _, err := dockerCmd("plugin", "set", pluginName,
+		"HCLOUD_TOKEN="+simToken, "HCLOUD_ENDPOINT="+env.base+"/v1",
+		"HCLOUD_METADATA_ENDPOINT="+env.base+"/hetzner/v1/metadata",
+		"DEVICE_DIR="+env.byID, "DEVICE_WAIT_TIMEOUT=20s", "METRICS_ADDR="+env.metricsAddr, "LOG_LEVEL=debug"); err != nil {
+		return err
+	}
+	if _, err := dockerCmd("plugin", "enable", pluginName); err != nil {
+		return err
+	}
+	id, err := dockerCmd("plugin", "inspect", "-f", "{{.Id}}", pluginName)
+	if err != nil {
+		return err
+	}
+	env.pluginID = strings.TrimSpace(id)
+	return nil
+}
+
+func importImage() error {
+	if _, err := dockerCmd("image", "inspect", image); err == nil {
+		return nil
+	}
+	root, err := os.MkdirTemp(env.tmp, "rootfs-")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		return err
+	}
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin/busybox"), b, 0o755); err != nil {
+		return err
+	}
+	for _, a := range []string{"sh", "cat", "echo", "ls", "sleep", "df", "stat", "touch", "test", "sync", "id"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command("sh", "-c", "tar -C "+root+" -c . | docker import - "+image)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker import: %v: %s", err, out)
+	}
+	return nil
+}
+
+func teardown() {
+	if out, err := dockerCmd("ps", "-aq", "--filter", "label=dockbridge-it"); err == nil {
+		for _, id := range strings.Fields(out) {
+			_, _ = dockerCmd("rm", "-f", id)
+		}
+	}
+	if out, err := dockerCmd("volume", "ls", "-q", "--filter", "driver="+pluginName); err == nil {
+		for _, v := range strings.Fields(out) {
+			_, _ = dockerCmd("volume", "rm", "-f", v)
+		}
+	}
+	_, _ = dockerCmd("plugin", "disable", "-f", pluginName)
+	_, _ = dockerCmd("plugin", "rm", "-f", pluginName)
+	if env.sim != nil {
+		_ = env.sim.Close()
+	}
+	// Loop devices of images left behind, then the images and links.
+	if imgs, _ := filepath.Glob(filepath.Join(env.imageDir, "*.img")); len(imgs) > 0 {
+		for _, img := range imgs {
+			out, _ := exec.Command("losetup", "-j", img).Output()
+			for _, line := range strings.Split(string(out), "\n") {
+				if dev, _, ok := strings.Cut(line, ":"); ok {
+					_ = exec.Command("umount", dev).Run()
+					_ = exec.Command("losetup", "-d", dev).Run()
+				}
+			}
+		}
+	}
+	if env.byID != "" {
+		_ = os.RemoveAll(env.byID)
+	}
+	if env.tmp != "" {
+		_ = os.RemoveAll(env.tmp)
+	}
+}
+
+func dockerCmd(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+func docker(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := dockerCmd(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// run runs script in a throwaway container with volume vol at /data.
+func run(t testing.TB, vol, script string) string {
+	t.Helper()
+	return docker(t, "run", "--rm", "--label", "dockbridge-it=1", "-v", vol+":/data", image, "sh", "-c", script)
+}
+
+var seq atomic.Int64
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9]+`)
+
+// volName returns a fresh volume name for the test.
+func volName(t testing.TB) string {
+	n := strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+	n = strings.TrimPrefix(n, "testplugin")
+	if len(n) > 40 {
+		n = n[:40]
+	}
+	return fmt.Sprintf("it%d-%s", seq.Add(1), strings.Trim(n, "-"))
+}
+
+func createVolume(t testing.TB, name string, opts ...string) {
+	t.Helper()
+	args := []string{"volume", "create", "-d", "hetzner", name}
+	for _, o := range opts {
+		args = append(args, "-o", o)
+	}
+	docker(t, args...)
+	t.Cleanup(func() { _, _ = dockerCmd("volume", "rm", "-f", name) })
+}
+
+// simVolume returns the simulator's volume of that name (nil if none).
+func simVolume(t testing.TB, name string) *hetzner.Volume {
+	t.Helper()
+	v, err := env.client.VolumeByName(context.Background(), name)
+	if errors.Is(err, hetzner.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("simulator: volume %s: %v", name, err)
+	}
+	return v
+}
+
+// hostMountpoint is where the plugin mounts volume name, seen from the host.
+func hostMountpoint(name string) string {
+	return filepath.Join("/var/lib/docker/plugins", env.pluginID, "propagated-mount", name)
+}
+
+// hostMounted reports whether something is mounted on the volume's mount point in the host's
+// mount namespace.
+func hostMounted(t testing.TB, name string) bool {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mp := hostMountpoint(name)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && fields[4] == mp {
+			return true
+		}
+	}
+	return false
+}
+
+// pluginPID finds the plugin's process by its executable inside the plugin's rootfs.
+func pluginPID(t testing.TB) int {
+	t.Helper()
+	want := filepath.Join("/var/lib/docker/plugins", env.pluginID, "rootfs/hetzner-volume-plugin")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, d := range dirs {
+			if exe, err := os.Readlink(d + "/exe"); err == nil && exe == want {
+				pid, _ := strconv.Atoi(filepath.Base(d))
+				return pid
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no process runs %s", want)
+	return 0
+}
+
+func stats() hcloudsim.Stats { return env.sim.Stats() }
+
+// apiRequests counts the API requests (not metadata) between two snapshots.
+func apiRequests(before, after hcloudsim.Stats) (int64, map[string]int64) {
+	var n int64
+	diff := map[string]int64{}
+	for k, v := range after.ByEndpoint {
+		if d := v - before.ByEndpoint[k]; d > 0 && !strings.Contains(k, "/metadata/") {
+			diff[k] = d
+			n += d
+		}
+	}
+	return n, diff
+}
