@@ -244,6 +244,9 @@ func Resolve(s Settings, env Env, f Flags) (Config, error) {
 	if v := env("HCLOUD_ENDPOINT"); v != "" {
 		c.Endpoint = v
 	}
+	if v := env("DOCKBRIDGE_PLUGIN_ENDPOINT"); v != "" {
+		c.PluginEndpoint = v
+	}
 	over := func(dst *string, v string) {
 		if v != "" {
 			*dst = v
