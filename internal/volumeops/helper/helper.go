@@ -1,0 +1,307 @@
+// Package helper is what runs inside the helper container: the volume is mounted at /data, the
+// archive streams on stdin/stdout and a JSON report goes to stderr, one object per line.
+// It is entered through Main when the environment has DOCKBRIDGE_HELPER=1 (see Init).
+package helper
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dockbridge/dockbridge/internal/backup"
+)
+
+// EnvVar marks a process as the helper.
+const EnvVar = "DOCKBRIDGE_HELPER"
+
+// DataDir is where the volume is mounted in the helper container.
+const DataDir = "/data"
+
+// Init turns the process into the helper when EnvVar is set; call it first thing in main (the
+// CLI plugin's binary is also the helper binary).
+func Init() {
+	if os.Getenv(EnvVar) == "1" {
+		os.Exit(Main(os.Args[1:]))
+	}
+}
+
+// Line is one line of the helper's stderr.
+type Line struct {
+	Warning string          `json:"warning,omitempty"`
+	Error   string          `json:"error,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
+}
+
+// BackupResult is the final report of `backup`.
+type BackupResult struct {
+	Metadata        backup.Metadata `json:"metadata"`
+	Stats           backup.Stats    `json:"stats"`
+	CompressedBytes int64           `json:"compressed_bytes"`
+}
+
+// RestoreResult is the final report of `restore`.
+type RestoreResult struct {
+	Metadata backup.Metadata `json:"metadata"`
+	Stats    backup.Stats    `json:"stats"`
+	Cleared  int             `json:"cleared"`
+}
+
+// ProbeResult is the final report of `probe`.
+type ProbeResult struct {
+	Mounted     bool   `json:"mounted"`
+	FSType      string `json:"fs_type,omitempty"`
+	Writable    bool   `json:"writable"`
+	WriteError  string `json:"write_error,omitempty"`
+	Entries     int64  `json:"entries"`
+	UsedBytes   int64  `json:"used_bytes"` // allocated blocks of the volume's files
+	TotalBytes  uint64 `json:"total_bytes"`
+	FreeBytes   uint64 `json:"free_bytes"` // available to unprivileged users
+	TotalInodes uint64 `json:"total_inodes"`
+	FreeInodes  uint64 `json:"free_inodes"`
+}
+
+var stderr = json.NewEncoder(os.Stderr)
+
+func warn(s string) { _ = stderr.Encode(Line{Warning: s}) }
+
+func result(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		_ = stderr.Encode(Line{Error: err.Error()})
+		return 1
+	}
+	_ = stderr.Encode(Line{Result: b})
+	return 0
+}
+
+// Main runs a helper command and returns the exit code.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) == 0 {
+		_ = stderr.Encode(Line{Error: "helper: no command"})
+		return 2
+	}
+	var err error
+	var code int
+	switch args[0] {
+	case "backup":
+		code, err = runBackup(ctx, args[1:])
+	case "restore":
+		code, err = runRestore(ctx, args[1:])
+	case "probe":
+		code, err = runProbe(ctx, args[1:])
+	default:
+		err = fmt.Errorf("helper: unknown command %q", args[0])
+	}
+	if err != nil {
+		_ = stderr.Encode(Line{Error: err.Error()})
+		return 1
+	}
+	return code
+}
+
+func runBackup(ctx context.Context, args []string) (int, error) {
+	fl := flag.NewFlagSet("backup", flag.ContinueOnError)
+	comp := fl.String("compression", "zstd", "")
+	metaB64 := fl.String("meta", "", "")
+	strict := fl.Bool("strict", false, "")
+	if err := fl.Parse(args); err != nil {
+		return 0, err
+	}
+	c, err := backup.ParseCompression(*comp)
+	if err != nil {
+		return 0, err
+	}
+	var meta backup.Metadata
+	if b, err := base64.StdEncoding.DecodeString(*metaB64); err != nil {
+		return 0, fmt.Errorf("decode metadata: %w", err)
+	} else if err := json.Unmarshal(b, &meta); err != nil {
+		return 0, fmt.Errorf("decode metadata: %w", err)
+	}
+	if ok, _ := isMountpoint(DataDir); !ok {
+		return 0, fmt.Errorf("%s is not a mount point in the helper: the volume was not mounted", DataDir)
+	}
+	cw := &countWriter{w: os.Stdout}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	m, st, err := backup.WriteCompressed(ctx, bw, DataDir, meta, c, backup.WriteOptions{Warn: warn, Strict: *strict})
+	if err != nil {
+		return 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, fmt.Errorf("write archive: %w", err)
+	}
+	return result(BackupResult{Metadata: m, Stats: st, CompressedBytes: cw.n}), nil
+}
+
+func runRestore(ctx context.Context, args []string) (int, error) {
+	fl := flag.NewFlagSet("restore", flag.ContinueOnError)
+	comp := fl.String("compression", "zstd", "")
+	clearFirst := fl.Bool("clear", false, "")
+	allowDevices := fl.Bool("allow-devices", false, "")
+	if err := fl.Parse(args); err != nil {
+		return 0, err
+	}
+	c, err := backup.ParseCompression(*comp)
+	if err != nil {
+		return 0, err
+	}
+	if ok, _ := isMountpoint(DataDir); !ok {
+		return 0, fmt.Errorf("%s is not a mount point in the helper: the volume was not mounted", DataDir)
+	}
+	des, err := os.ReadDir(DataDir)
+	if err != nil {
+		return 0, err
+	}
+	cleared := 0
+	if len(des) > 0 {
+		if !*clearFirst {
+			return 0, fmt.Errorf("the volume is not empty (%d entries at its top): refusing to restore over it", len(des))
+		}
+		for _, de := range des {
+			if err := os.RemoveAll(filepath.Join(DataDir, de.Name())); err != nil {
+				return 0, fmt.Errorf("clear the volume: %w", err)
+			}
+			cleared++
+		}
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(DataDir, &sfs); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", DataDir, err)
+	}
+	room := int64(sfs.Bavail) * sfs.Bsize
+	if os.Geteuid() == 0 {
+		room = int64(sfs.Bfree) * sfs.Bsize
+	}
+	in := bufio.NewReaderSize(os.Stdin, 1<<20)
+	m, st, err := backup.ExtractCompressed(ctx, in, c, DataDir, backup.ExtractOptions{
+		MaxBytes: room, AllowDevices: *allowDevices, Chown: os.Geteuid() == 0, Warn: warn,
+	})
+	if err != nil {
+		return 0, err
+	}
+	// Make it durable before we say it is done.
+	if f, err := os.Open(DataDir); err == nil {
+		_ = unix.Syncfs(int(f.Fd()))
+		f.Close()
+	}
+	return result(RestoreResult{Metadata: m, Stats: st, Cleared: cleared}), nil
+}
+
+func runProbe(ctx context.Context, args []string) (int, error) {
+	fl := flag.NewFlagSet("probe", flag.ContinueOnError)
+	writeTest := fl.Bool("write-test", false, "")
+	if err := fl.Parse(args); err != nil {
+		return 0, err
+	}
+	var r ProbeResult
+	r.Mounted, r.FSType = isMountpoint(DataDir)
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(DataDir, &sfs); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", DataDir, err)
+	}
+	r.TotalBytes = sfs.Blocks * uint64(sfs.Bsize)
+	r.FreeBytes = sfs.Bavail * uint64(sfs.Bsize)
+	r.TotalInodes, r.FreeInodes = sfs.Files, sfs.Ffree
+	seen := map[uint64]bool{}
+	err := filepath.WalkDir(DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // vanished
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if p != DataDir {
+			r.Entries++
+		}
+		if st.Nlink > 1 && !fi.IsDir() {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		r.UsedBytes += st.Blocks * 512
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("measure %s: %w", DataDir, err)
+	}
+	if *writeTest {
+		if err := writeProbe(); err != nil {
+			r.WriteError = err.Error()
+		} else {
+			r.Writable = true
+		}
+	}
+	return result(r), nil
+}
+
+func writeProbe() error {
+	f, err := os.CreateTemp(DataDir, ".dockbridge-write-test-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write([]byte("dockbridge")); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// isMountpoint reads /proc/self/mountinfo.
+func isMountpoint(dir string) (bool, string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 10 || fields[4] != dir {
+			continue
+		}
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) {
+				return true, fields[i+1]
+			}
+		}
+		return true, ""
+	}
+	return false, ""
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+
+// The CLI plugin's binary is also the helper binary: importing this package is enough.
+func init() { Init() }
