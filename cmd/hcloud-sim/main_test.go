@@ -77,7 +77,7 @@ func TestRunServesAPIAndMetadata(t *testing.T) {
 	if _, _, err := bad.Server.List(t.Context(), hcloud.ServerListOpts{}); !hcloud.IsError(err, hcloud.ErrorCodeUnauthorized) {
 		t.Errorf("wrong token: %v, want unauthorized", err)
 	}
-	id, err := metadata.NewClient(metadata.WithEndpoint("http://"+addr+"/hetzner/v1/metadata")).InstanceIDWithContext(t.Context())
+	id, err := metadata.NewClient(metadata.WithEndpoint("http://" + addr + "/hetzner/v1/metadata")).InstanceIDWithContext(t.Context())
 	if err != nil || id != servers[0].ID {
 		t.Errorf("metadata instance-id %d, %v; want %d", id, err, servers[0].ID)
 	}
