@@ -43,7 +43,9 @@ func main() {
 	}
 	cfg := volumedriver.Config{
 		Settings: s, Mounter: mount.New(), Store: store, Log: log, Metrics: metrics, CloudErr: cloudErr,
-		Instance: func(ctx context.Context) (hetzner.Instance, error) { return hetzner.CurrentInstance(ctx, s.MetadataEndpoint) },
+		Instance: func(ctx context.Context) (hetzner.Instance, error) {
+			return hetzner.CurrentInstance(ctx, s.MetadataEndpoint)
+		},
 	}
 	if cloudErr == nil {
 		cfg.Cloud = cloud

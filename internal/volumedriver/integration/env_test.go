@@ -332,22 +332,34 @@ func hostMounted(t testing.TB, name string) bool {
 	return false
 }
 
-// pluginPID finds the plugin's process by its executable inside the plugin's rootfs.
+// pluginPID finds the plugin's process: it runs /hetzner-volume-plugin in its own root, with
+// this run's DEVICE_DIR in its environment.
 func pluginPID(t testing.TB) int {
 	t.Helper()
-	want := filepath.Join("/var/lib/docker/plugins", env.pluginID, "rootfs/hetzner-volume-plugin")
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		dirs, _ := filepath.Glob("/proc/[0-9]*")
-		for _, d := range dirs {
-			if exe, err := os.Readlink(d + "/exe"); err == nil && exe == want {
-				pid, _ := strconv.Atoi(filepath.Base(d))
-				return pid
-			}
+		if pid := pluginPIDNow(); pid != 0 {
+			return pid
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("no process runs %s", want)
+	t.Fatal("no plugin process found")
+	return 0
+}
+
+func pluginPIDNow() int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if exe, err := os.Readlink(d + "/exe"); err != nil || exe != "/hetzner-volume-plugin" {
+			continue
+		}
+		environ, err := os.ReadFile(d + "/environ")
+		if err != nil || !strings.Contains(string(environ), "DEVICE_DIR="+env.byID+"\x00") {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(d))
+		return pid
+	}
 	return 0
 }
 
