@@ -29,7 +29,7 @@ func (d *Driver) explain(err error) error {
 		if ep == "" {
 			ep = hetzner.DefaultEndpoint
 		}
-		return fmt.Errorf("%w (the Hetzner API at %s could not be reached or failed; the plugin retried with backoff)", err, ep)
+		return fmt.Errorf("%w (the Hetzner API at %s could not be reached or failed; reads were retried with backoff, changes are not repeated blindly: run the command again)", err, ep)
 	}
 	return err
 }
