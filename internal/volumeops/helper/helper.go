@@ -302,6 +302,5 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-
 // The CLI plugin's binary is also the helper binary: importing this package is enough.
 func init() { Init() }

@@ -157,7 +157,9 @@ func Container(t testing.TB, c *client.Client, name, vol string, start bool) str
 	if err != nil {
 		t.Fatalf("create container %s: %v", name, err)
 	}
-	t.Cleanup(func() { _, _ = c.ContainerRemove(context.Background(), res.ID, client.ContainerRemoveOptions{Force: true}) })
+	t.Cleanup(func() {
+		_, _ = c.ContainerRemove(context.Background(), res.ID, client.ContainerRemoveOptions{Force: true})
+	})
 	if start {
 		if _, err := c.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
 			t.Fatalf("start %s: %v", name, err)
