@@ -54,7 +54,8 @@ func (p Paths) UserKeyFile(env string) string { return filepath.Join(p.EnvDir(en
 // directory under /tmp.
 func (p Paths) ControlPath(h SSHHost) string {
 	dir := filepath.Join(p.Root, "cm")
-	if len(dir)+1+24 > 100 {
+	// ssh appends ".XXXXXXXXXXXXXXXX" to the name while it sets the master up.
+	if len(dir)+1+24+17 > 100 {
 		dir = filepath.Join(os.TempDir(), fmt.Sprintf("dockbridge-%d", os.Getuid()))
 	}
 	return filepath.Join(dir, sha256Hex(fmt.Sprintf("%s\x00%s\x00%d\x00%s\x00%s", h.Env, h.Addr, h.Port, h.User, h.HostKey))[:24])

@@ -417,6 +417,15 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 func createFailed(ctx context.Context, d *Deps, env string, s *hetzner.Server, err error) error {
 	if s == nil || s.ID == 0 {
 		if ctx.Err() != nil || errors.Is(err, hetzner.ErrUnavailable) {
+			// The answer was lost (Ctrl-C, timeout, 5xx): look once, even after Ctrl-C, so
+			// a server that was made anyway is reported instead of left running silently.
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			defer cancel()
+			if found, lerr := d.API.Servers(lctx, selector(env, RoleServer)); lerr == nil && len(found) > 0 {
+				return &ServerRunningError{Env: env, Server: found[0], Err: err}
+			} else if lerr == nil {
+				return fmt.Errorf("%w\nNo server was created; run up again", err)
+			}
 			return fmt.Errorf("%w\nThe request may have reached Hetzner: run `docker dockbridge up%s` again to adopt the server if it exists (its host key is pinned already), or `docker dockbridge down%s` to delete it; `docker dockbridge status%s` shows it",
 				err, nameFlag(env), nameFlag(env), nameFlag(env))
 		}

@@ -86,17 +86,17 @@ func (f *fakeRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]by
 }
 
 type simEnv struct {
-	t       *testing.T
-	sim     *hcloudsimtest.Sim
-	api     *hetzner.Client
-	deps    *Deps
-	disk    *fakeDisk
-	stderr  *bytes.Buffer
-	ctxs    *store.ContextStore
-	dials   int
+	t      *testing.T
+	sim    *hcloudsimtest.Sim
+	api    *hetzner.Client
+	deps   *Deps
+	disk   *fakeDisk
+	stderr *bytes.Buffer
+	ctxs   *store.ContextStore
+	dials  int
 	// dialGETs counts the test's own API lookups in dial, left out of the figures.
 	dialGETs int64
-	dialErr func(n int) error
+	dialErr  func(n int) error
 }
 
 func newSimEnv(t *testing.T, opts ...hcloudsimtest.Option) *simEnv {
