@@ -412,6 +412,9 @@ func TestLocked(t *testing.T) {
 	if !s.Locked {
 		t.Errorf("server.locked = false during attach")
 	}
+	if during, _, _ := c.Volume.GetByID(ctx, v.ID); during.Server != nil {
+		t.Errorf("volume.server = %d before the attach action finished", during.Server.ID)
+	}
 	var progress []int
 	err = c.Action.WaitForFunc(ctx, func(u *hcloud.Action) error { progress = append(progress, u.Progress); return nil }, a)
 	if err != nil {

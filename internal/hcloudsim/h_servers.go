@@ -250,7 +250,7 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 	sv := &server{
 		ID: id, Name: req.Name, Status: "initializing", Created: s.clock.Now().UTC(),
 		ServerTypeID: st.id, Location: locName, ImageID: im.id, Labels: labels,
-		Volumes: append([]int64{}, req.Volumes...), Firewalls: fws, SSHKeys: append([]int64{}, req.SSHKeys...),
+		Volumes: []int64{}, Firewalls: fws, SSHKeys: append([]int64{}, req.SSHKeys...),
 		UserData: req.UserData,
 	}
 	if req.PublicNet == nil || req.PublicNet.EnableIPv4 {
@@ -260,10 +260,6 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 		sv.IPv6 = fmt.Sprintf("2001:db8:%x::/64", id&0xffff)
 	}
 	s.st.Servers[id] = sv
-	for _, vid := range req.Volumes {
-		sid := id
-		s.st.Volumes[vid].Server = &sid
-	}
 	for _, fw := range fws {
 		s.st.Firewalls[fw].Servers = append(s.st.Firewalls[fw].Servers, id)
 	}
@@ -298,11 +294,24 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 			return nil
 		},
 		done: func(err error) {
-			if sv, ok := s.st.Servers[id]; ok {
-				if err != nil || !start {
-					sv.Status = "off"
-				} else {
-					sv.Status = "starting"
+			sv, ok := s.st.Servers[id]
+			if !ok {
+				return
+			}
+			if err != nil || !start {
+				sv.Status = "off"
+			} else {
+				sv.Status = "starting"
+			}
+			if err != nil {
+				return
+			}
+			// The volumes given at create are attached by create_server.
+			for _, vid := range spec.Volumes {
+				if v, ok := s.st.Volumes[vid]; ok {
+					sid := id
+					v.Server = &sid
+					sv.Volumes = append(sv.Volumes, vid)
 				}
 			}
 		},

@@ -176,11 +176,7 @@ func (s *Sim) createVolume(r *http.Request, _ params) (int, any, *apiError) {
 	})
 	next := []schema.Action{}
 	if sv != nil {
-		sid := sv.ID
-		// Reserve the slot now; the attach action makes it real.
-		v.Server = &sid
-		sv.Volumes = append(sv.Volumes, id)
-		a := s.attachActionLocked(id, sid, automount, create)
+		a := s.attachActionLocked(id, sv.ID, automount, create)
 		next = append(next, a.schemaLocked())
 	}
 	s.persistLocked()
@@ -189,8 +185,9 @@ func (s *Sim) createVolume(r *http.Request, _ params) (int, any, *apiError) {
 
 func ptr[T any](v T) *T { return &v }
 
-// attachActionLocked starts attach_volume; v.Server and sv.Volumes are already set (the
-// attachment is reserved) and are rolled back if the action fails.
+// attachActionLocked starts attach_volume. Like the real API, volume.server and
+// server.volumes change when the action succeeds; until then the action's locks on the
+// volume and the server keep every conflicting request out.
 func (s *Sim) attachActionLocked(vid, sid int64, automount bool, after *action) *action {
 	return s.startActionLocked(actionSpec{
 		command: "attach_volume", resources: []schema.ActionResourceReference{ref("volume", vid), ref("server", sid)},
@@ -202,14 +199,17 @@ func (s *Sim) attachActionLocked(vid, sid int64, automount bool, after *action) 
 			return nil
 		},
 		done: func(err error) {
-			if err == nil {
+			if err != nil {
 				return
 			}
-			if v, ok := s.st.Volumes[vid]; ok && v.Server != nil && *v.Server == sid {
-				v.Server = nil
-			}
-			if sv, ok := s.st.Servers[sid]; ok {
-				sv.Volumes = removeID(sv.Volumes, vid)
+			v, vok := s.st.Volumes[vid]
+			sv, sok := s.st.Servers[sid]
+			if vok && sok {
+				id := sid
+				v.Server = &id
+				if !containsID(sv.Volumes, vid) {
+					sv.Volumes = append(sv.Volumes, vid)
+				}
 			}
 		},
 	})
@@ -303,10 +303,7 @@ func (s *Sim) attachVolume(r *http.Request, p params) (int, any, *apiError) {
 	case sv.Status == "deleting":
 		return 0, nil, notFound("server", sv.ID)
 	}
-	sid := sv.ID
-	v.Server = &sid
-	sv.Volumes = append(sv.Volumes, v.ID)
-	a := s.attachActionLocked(v.ID, sid, req.Automount != nil && *req.Automount, nil)
+	a := s.attachActionLocked(v.ID, sv.ID, req.Automount != nil && *req.Automount, nil)
 	s.persistLocked()
 	return http.StatusCreated, schema.VolumeActionAttachVolumeResponse{Action: a.schemaLocked()}, nil
 }
