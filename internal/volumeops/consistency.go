@@ -37,8 +37,15 @@ func (e *Engine) stopUsers(ctx context.Context, vols []string) (*stopped, error)
 			}
 		}
 	}
-	// Newest first: what was started last (often what depends on the rest) stops first.
-	slices.SortStableFunc(running, func(a, b ContainerRef) int { return int(b.Created - a.Created) })
+	// Newest first: what was created last (often what depends on the rest) stops first. The list
+	// has creation times in seconds; inspect has them to the nanosecond.
+	created := map[string]time.Time{}
+	for _, r := range running {
+		if ci, err := e.API.ContainerInspect(ctx, r.ID, client.ContainerInspectOptions{}); err == nil {
+			created[r.ID], _ = time.Parse(time.RFC3339Nano, ci.Container.Created)
+		}
+	}
+	slices.SortStableFunc(running, func(a, b ContainerRef) int { return created[b.ID].Compare(created[a.ID]) })
 	s := &stopped{e: e}
 	timeout := int(StopTimeout.Seconds())
 	for _, r := range running {

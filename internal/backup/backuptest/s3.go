@@ -21,6 +21,13 @@ type S3Server struct {
 	SecretKey string
 	Bucket    string
 	Dir       string // posix root; the bucket is Dir/Bucket
+	cmd       *exec.Cmd
+}
+
+// Stop kills the server (to test an unreachable destination).
+func (s *S3Server) Stop(t testing.TB) {
+	_ = s.cmd.Process.Kill()
+	_, _ = s.cmd.Process.Wait()
 }
 
 // StartS3 starts versitygw for the test and creates a bucket. A missing binary fails the test
@@ -62,9 +69,10 @@ func StartS3(t testing.TB) *S3Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
 	}
+	s.cmd = cmd
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_, _ = cmd.Process.Wait()
 		logf.Close()
 	})
 	deadline := time.Now().Add(30 * time.Second)
