@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // sbinDirs are searched after PATH: a managed plugin's rootfs or a non-login root shell may
@@ -70,9 +71,10 @@ func Run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var stdout, combined bytes.Buffer
-	cmd.Stdout = &multi{&stdout, &combined}
-	cmd.Stderr = &combined
+	var stdout bytes.Buffer
+	combined := &lockedBuffer{}
+	cmd.Stdout = &tee{&stdout, combined}
+	cmd.Stderr = combined
 	err = cmd.Run()
 	if err == nil {
 		return stdout.Bytes(), nil
@@ -93,10 +95,31 @@ func Run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	}
 }
 
-// multi writes to two buffers (stdout alone, and stdout+stderr interleaved).
-type multi struct{ a, b *bytes.Buffer }
+// tee writes stdout to its own buffer and to the interleaved one.
+type tee struct {
+	stdout   *bytes.Buffer
+	combined *lockedBuffer
+}
 
-func (m *multi) Write(p []byte) (int, error) {
-	m.a.Write(p)
-	return m.b.Write(p)
+func (t *tee) Write(p []byte) (int, error) {
+	t.stdout.Write(p)
+	return t.combined.Write(p)
+}
+
+// lockedBuffer is written by the stdout and stderr copiers of os/exec, two goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
