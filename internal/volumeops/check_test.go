@@ -36,7 +36,11 @@ func TestCheckThresholds(t *testing.T) {
 		{"at critical", probe(85, 1), nil, DefaultThresholds, StatusCritical, "critical at 85%"},
 		{"inodes critical", probe(10, 90), nil, DefaultThresholds, StatusCritical, "inodes 90.0% used"},
 		{"custom thresholds", probe(60, 1), nil, Thresholds{Warning: 0.5, Critical: 0.6}, StatusCritical, "critical at 60%"},
-		{"not writable", func() helper.ProbeResult { p := probe(10, 1); p.Writable, p.WriteError = false, "read-only file system"; return p }(), nil, DefaultThresholds, StatusCritical, "read-only"},
+		{"not writable", func() helper.ProbeResult {
+			p := probe(10, 1)
+			p.Writable, p.WriteError = false, "read-only file system"
+			return p
+		}(), nil, DefaultThresholds, StatusCritical, "read-only"},
 		{"not mounted", func() helper.ProbeResult { p := probe(10, 1); p.Mounted = false; return p }(), nil, DefaultThresholds, StatusCritical, "not mounted"},
 		{"mount fails", helper.ProbeResult{}, errors.New("plugin hetzner: volume attached to another server"), DefaultThresholds, StatusCritical, "another server"},
 	}
