@@ -31,6 +31,7 @@ type API interface {
 	DeleteVolume(ctx context.Context, volumeID int64) error
 
 	Servers(ctx context.Context, selector string) ([]*hetzner.Server, error)
+	Server(ctx context.Context, id int64) (*hetzner.Server, error)
 	CreateServer(ctx context.Context, spec hetzner.ServerSpec) (*hetzner.Server, error)
 	DeleteServer(ctx context.Context, id int64) error
 	PowerOn(ctx context.Context, id int64) error

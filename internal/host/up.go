@@ -361,7 +361,10 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 				s.Name, s.ID, d.Paths.EnvDir(env))}
 		}
 		if !slices.Contains(s.VolumeIDs, vol.ID) {
-			return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("server %q (id %d) runs without the data volume %d attached: Docker's data is not on it", s.Name, s.ID, vol.ID)}
+			// An interrupted create may still be attaching it: wait for that, with a bound.
+			if s, err = waitAttached(ctx, d, s, vol.ID); err != nil {
+				return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: err}
+			}
 		}
 		if s.Off() {
 			step.Note("powering on %q (id %d)", s.Name, s.ID)
@@ -482,4 +485,28 @@ func ids[T any](xs []T, id func(T) int64) []int64 {
 		out = append(out, id(x))
 	}
 	return out
+}
+
+// waitAttached polls the server until the volume shows as attached (an attach action of
+// an interrupted create still running), for at most two minutes.
+func waitAttached(ctx context.Context, d *Deps, s *hetzner.Server, volumeID int64) (*hetzner.Server, error) {
+	deadline := d.Now().Add(2 * time.Minute)
+	for {
+		select {
+		case <-ctx.Done():
+			return s, fmt.Errorf("wait for volume %d to attach to server %d: %w", volumeID, s.ID, ctx.Err())
+		case <-time.After(max(d.SSHPoll, 10*time.Millisecond)):
+		}
+		cur, err := d.API.Server(ctx, s.ID)
+		if err != nil {
+			return s, err
+		}
+		s = cur
+		if slices.Contains(s.VolumeIDs, volumeID) {
+			return s, nil
+		}
+		if d.Now().After(deadline) {
+			return s, fmt.Errorf("server %q (id %d) runs without the data volume %d attached: Docker's data is not on it", s.Name, s.ID, volumeID)
+		}
+	}
 }
