@@ -29,7 +29,8 @@ const (
 // capabilities is what a server container gets on top of Docker's default set. --privileged
 // is not an option: it asks for every capability, and runc fails where the host's bounding set
 // lacks one (CAP_SYS_RESOURCE on some VMs). SYS_ADMIN: systemd's mounts and namespaces, mount
-// of volumes, Docker inside; NET_ADMIN: Docker's bridges and iptables inside.
+// of volumes, Docker inside; NET_ADMIN: Docker's bridges and iptables inside (without it
+// docker.service fails and systemd is degraded).
 var capabilities = []string{"SYS_ADMIN", "NET_ADMIN"}
 
 // Device is a host block device present in the server from its first boot.
@@ -118,13 +119,15 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 		// systemd shuts down on SIGRTMIN+3 (docker import cannot set STOPSIGNAL).
 		"--stop-signal", "SIGRTMIN+3",
 		"--publish", fmt.Sprintf("%s:%d:22", spec.IPv4, spec.SSHPort),
+		// Docker inside needs syscalls the default profile refuses (systemd alone does not).
 		"--security-opt", "seccomp=unconfined",
+		// Hosts with AppArmor (Ubuntu) would confine mount otherwise.
 		"--security-opt", "apparmor=unconfined",
+		// systemd needs a writable cgroup tree; it then runs in the container's own cgroup
+		// (/docker/<id>). A private cgroup namespace makes it fail. It mounts /run (tmpfs)
+		// itself, thanks to SYS_ADMIN.
 		"--cgroupns", "host",
 		"--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-		"--tmpfs", "/run:rw,nosuid,nodev,mode=755",
-		"--tmpfs", "/run/lock:rw,nosuid,nodev,noexec",
-		"--tmpfs", "/tmp:rw,nosuid,nodev",
 		// Loop devices (volumes) may be hot-plugged: allow the whole major.
 		"--device-cgroup-rule", "b 7:* rwm",
 	}
@@ -199,6 +202,25 @@ func Get(ctx context.Context, network string, id int64) (*Host, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// RemoveAll removes every server container on network (a simulator's leftovers).
+func RemoveAll(ctx context.Context, network string) error {
+	if network == "" {
+		network = DefaultNetwork
+	}
+	out, _, err := docker(ctx, "ps", "--all", "--quiet", "--filter", "label="+labelNetwork+"="+network)
+	if err != nil {
+		return fmt.Errorf("list servers on network %s: %w", network, err)
+	}
+	ids := strings.Fields(string(out))
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, _, err := docker(ctx, append([]string{"rm", "--force", "--volumes"}, ids...)...); err != nil {
+		return fmt.Errorf("remove servers on network %s: %w", network, err)
+	}
+	return nil
 }
 
 // ErrNotFound: the server's container does not exist.

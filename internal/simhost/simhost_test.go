@@ -103,6 +103,9 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots server containers (about a minute); skipped under -short")
+	}
 	requireHost(t)
 	ctx := t.Context()
 	start := time.Now()
@@ -120,6 +123,9 @@ func newTestEnv(t *testing.T) *testEnv {
 	}
 	env := &testEnv{net: n, ipv4: netip.AddrFrom4([4]byte{127, 100 + rnd[0]%100, rnd[1], 0})}
 	t.Cleanup(func() {
+		if err := RemoveAll(context.Background(), n.Name); err != nil {
+			t.Error(err)
+		}
 		if err := n.Remove(context.Background()); err != nil {
 			t.Error(err)
 		}
@@ -282,6 +288,24 @@ func TestServer(t *testing.T) {
 		}
 		if _, _, err := h.Exec(ctx, "test", "-e", p); err == nil {
 			t.Fatalf("%s still exists after detach", p)
+		}
+	})
+
+	t.Run("stop and start again", func(t *testing.T) {
+		if err := h.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := h.State(ctx); err != nil || st != StateOff {
+			t.Fatalf("State() after Stop = %q, %v; want off", st, err)
+		}
+		if err := h.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.WaitRunning(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := exec1(t, h, "cloud-init", "query", "v1.instance_id"); got != "7" {
+			t.Fatalf("instance id after restart = %q, want 7", got)
 		}
 	})
 
