@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestOfficialHcloudCLI drives the official hcloud CLI (Debian's hcloud-cli) against the
+// simulator, unmodified, through HCLOUD_ENDPOINT: what a person trying dockbridge does.
+func TestOfficialHcloudCLI(t *testing.T) {
+	bin, err := exec.LookPath("hcloud")
+	if err != nil {
+		if testing.Short() {
+			t.Skip("hcloud CLI not installed")
+		}
+		t.Fatal("the official hcloud CLI is missing: apt-get install hcloud-cli (bash .ci/run installs it)")
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--listen", addr, "--token", "cli-token"}, &out) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/_sim/health")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("simulator did not come up: %v\n%s", err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "id.pub")
+	if err := os.WriteFile(keyPath, []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGB5xLdCxfKSo0pYm4YK3kqW0c5kG6ek1bUu0pFEaXzo cli-test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hcloud := func(token string, args ...string) (string, error) {
+		cmd := exec.CommandContext(t.Context(), bin, args...)
+		cmd.Env = append(os.Environ(), "HCLOUD_ENDPOINT=http://"+addr+"/v1", "HCLOUD_TOKEN="+token,
+			"HCLOUD_CONFIG="+filepath.Join(dir, "cli.toml"), "HCLOUD_POLL_INTERVAL=50ms")
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"location", "list"}, "fsn1"},
+		{[]string{"server-type", "list"}, "cx22"},
+		{[]string{"ssh-key", "create", "--name", "me", "--public-key-from-file", keyPath}, "SSH key"},
+		{[]string{"volume", "create", "--name", "data", "--size", "10", "--location", "fsn1", "--label", "managed-by=dockbridge"}, "Volume"},
+		{[]string{"server", "create", "--name", "web", "--type", "cx22", "--image", "docker-ce", "--location", "fsn1", "--ssh-key", "me", "--volume", "data"}, "Server"},
+		{[]string{"server", "list", "-o", "columns=name,status"}, "running"},
+		{[]string{"volume", "list", "-l", "managed-by=dockbridge", "-o", "columns=name,server"}, "web"},
+		{[]string{"server", "poweroff", "web"}, "stopped"},
+		{[]string{"volume", "detach", "data"}, "detached"},
+		{[]string{"volume", "resize", "data", "--size", "20"}, "resized"},
+		{[]string{"server", "delete", "web"}, "deleted"},
+		{[]string{"volume", "delete", "data"}, "deleted"},
+	}
+	for _, s := range steps {
+		got, err := hcloud("cli-token", s.args...)
+		if err != nil {
+			t.Fatalf("hcloud %s: %v\n%s", strings.Join(s.args, " "), err, got)
+		}
+		if !strings.Contains(got, s.want) {
+			t.Fatalf("hcloud %s printed %q; want it to contain %q", strings.Join(s.args, " "), got, s.want)
+		}
+	}
+	// The API's own errors reach the person through the CLI.
+	for _, c := range []struct {
+		token string
+		args  []string
+		want  string
+	}{
+		{"wrong", []string{"server", "list"}, "unauthorized"},
+		{"cli-token", []string{"volume", "create", "--name", "tiny", "--size", "5", "--location", "fsn1"}, "invalid_input"},
+		{"cli-token", []string{"server", "describe", "424242"}, "not found"},
+	} {
+		got, err := hcloud(c.token, c.args...)
+		if err == nil || !strings.Contains(strings.ToLower(got), c.want) {
+			t.Errorf("hcloud %s: err %v, output %q; want a failure mentioning %q", strings.Join(c.args, " "), err, got, c.want)
+		}
+	}
+}
