@@ -145,7 +145,10 @@ func TestPluginSurvivesDockerdRestart(t *testing.T) {
 	c := strings.TrimSpace(docker(t, "run", "-d", "--restart", "always", "--label", "dockbridge-it=1", "-v", name+":/data", image,
 		"sh", "-c", "echo $(cat /data/n 2>/dev/null)x > /data/n; sleep 600"))
 	t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", c) })
-	waitFor(t, "first write", func() bool { out, err := dockerCmd("exec", c, "cat", "/data/n"); return err == nil && strings.TrimSpace(out) == "x" })
+	waitFor(t, "first write", func() bool {
+		out, err := dockerCmd("exec", c, "cat", "/data/n")
+		return err == nil && strings.TrimSpace(out) == "x"
+	})
 	restartDockerd(t)
 	waitFor(t, "the container restarted by its policy", func() bool {
 		out, err := dockerCmd("exec", c, "cat", "/data/n")
