@@ -1,5 +1,7 @@
 # The hetzner managed volume plugin. Included by the top-level Makefile.
 
+BENCH_TARGETS += bench-plugin
+
 .PHONY: plugin
 plugin: ## assemble build/plugin and (re)create the managed plugin hetzner:latest, disabled
 	GO=$(GO) VERSION=$(VERSION) bash plugin/build.sh
