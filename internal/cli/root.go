@@ -21,5 +21,9 @@ func NewRootCommand(dockerCli command.Cli) *cobra.Command {
 	cmd.AddCommand(newSSHCommand(dockerCli))
 	cmd.AddCommand(newDestroyCommand(dockerCli))
 	cmd.AddCommand(newSettingsCommand(dockerCli))
+	cmd.AddCommand(newVolumeCommand(dockerCli))
+	cmd.AddCommand(newBackupCommand(dockerCli))
+	cmd.AddCommand(newRestoreCommand(dockerCli))
+	cmd.AddCommand(newMetricsCommand(dockerCli))
 	return cmd
 }

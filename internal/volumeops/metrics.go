@@ -133,11 +133,11 @@ func (m Metrics) Families() []*dto.MetricFamily {
 	prov := gauge("dockbridge_volume_provisioned_bytes", "Size of the Hetzner Cloud volume backing the Docker volume.")
 	ctrs := gauge("dockbridge_volume_containers", "Containers that mount the volume, by state.")
 	for _, v := range m.Volumes {
-		hid := ""
 		if v.HetznerID != 0 {
-			hid = fmt.Sprint(v.HetznerID)
+			sample(info, 1, "volume", v.Volume, "driver", v.Driver, "hetzner_id", fmt.Sprint(v.HetznerID))
+		} else {
+			sample(info, 1, "volume", v.Volume, "driver", v.Driver)
 		}
-		sample(info, 1, "volume", v.Volume, "driver", v.Driver, "hetzner_id", hid)
 		if v.UsedBytes >= 0 {
 			sample(used, float64(v.UsedBytes), "volume", v.Volume)
 		}

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"fmt"
+
+	"filippo.io/age"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+
+	"github.com/dockbridge/dockbridge/internal/backup"
+	"github.com/dockbridge/dockbridge/internal/ui"
+	"github.com/dockbridge/dockbridge/internal/volumeops"
+)
+
+// newRestoreCommand is `docker dockbridge restore ARCHIVE`.
+func newRestoreCommand(dockerCli command.Cli) *cobra.Command {
+	return restoreCmd(volumeDepsFrom(dockerCli))
+}
+
+func restoreCmd(d volumeDeps) *cobra.Command {
+	var (
+		sf           storeFlags
+		from         string
+		vol          string
+		force        bool
+		identity     string
+		allowDevices bool
+		safetyTo     string
+		output       string
+	)
+	cmd := &cobra.Command{
+		Use:   "restore [OPTIONS] ARCHIVE",
+		Short: "Restore a backup into a volume",
+		Long: `Restore a backup into a volume.
+
+The checksum is verified first. A missing volume is created with the driver, driver options and
+labels it had. A volume that holds data is refused unless --force: then a safety backup of its
+content is taken first (the restore stops if that fails), the containers using it are stopped,
+its content is replaced, and the containers are started again.`,
+		Example: `  docker dockbridge restore /srv/backups/db_data-20251017T143025Z.tar.zst
+  docker dockbridge restore s3://my-bucket/host1/db_data-20251017T143025Z.tar.zst --volume db_copy`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := ui.ParseFormat(output)
+			if err != nil {
+				return err
+			}
+			var ids []age.Identity
+			if identity != "" {
+				if ids, err = backup.ParseIdentities(identity); err != nil {
+					return err
+				}
+			}
+			e, err := d.engine()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := interruptible(cmd)
+			defer cancel()
+			loc, name := splitArchive(args[0], from)
+			store, err := sf.open(ctx, loc)
+			if err != nil {
+				return err
+			}
+			safety := store
+			if safetyTo != "" {
+				if safety, err = sf.open(ctx, safetyTo); err != nil {
+					return err
+				}
+			}
+			res, err := e.Restore(ctx, volumeops.RestoreOptions{Store: store, Archive: name, Volume: vol, Force: force,
+				Identities: ids, AllowDevices: allowDevices, SafetyStore: safety})
+			for _, w := range res.Warnings {
+				fmt.Fprintf(d.errOut, "warning: %s\n", w)
+			}
+			if err != nil {
+				return err
+			}
+			if format == ui.FormatJSON {
+				return ui.JSON(d.out, res)
+			}
+			kv := [][2]string{{"Volume", res.Volume}, {"Created", yesNo(res.Created)}, {"Restored", res.Stats.String()},
+				{"From", name}}
+			if res.SafetyBackup != nil {
+				kv = append(kv, [2]string{"Safety backup", res.SafetyBackup.Location + res.SafetyBackup.Archive.Name})
+			}
+			return ui.KeyValues(d.out, kv)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "where ARCHIVE is when it is a bare name (default .)")
+	f.StringVar(&vol, "volume", "", "restore into this volume (default: the volume the backup came from)")
+	f.BoolVar(&force, "force", false, "replace the content of a volume that holds data (after a safety backup)")
+	f.StringVar(&identity, "identity", "", "age identity file for an encrypted archive")
+	f.BoolVar(&allowDevices, "allow-devices", false, "create device files found in the archive")
+	f.StringVar(&safetyTo, "safety-to", "", "where the --force safety backup goes (default: next to ARCHIVE)")
+	f.StringVarP(&output, "output", "o", "", "output format: table or json")
+	sf.add(f)
+	return cmd
+}

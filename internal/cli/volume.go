@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+
+	"github.com/dockbridge/dockbridge/internal/ui"
+	"github.com/dockbridge/dockbridge/internal/volumeops"
+)
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// newVolumeCommand is `docker dockbridge volume ls|inspect|check`.
+func newVolumeCommand(dockerCli command.Cli) *cobra.Command {
+	return volumeCmd(volumeDepsFrom(dockerCli))
+}
+
+func volumeCmd(d volumeDeps) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "volume",
+		Short: "List, inspect and check the volumes of the current docker context",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(volumeLsCmd(d), volumeInspectCmd(d), volumeCheckCmd(d))
+	return cmd
+}
+
+func volumeLsCmd(d volumeDeps) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "ls [OPTIONS]",
+		Short: "List volumes: driver, space used, and the Hetzner volume id and size for hetzner volumes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := ui.ParseFormat(output)
+			if err != nil {
+				return err
+			}
+			e, err := d.engine()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := interruptible(cmd)
+			defer cancel()
+			vols, err := e.ListVolumes(ctx)
+			if err != nil {
+				return err
+			}
+			if format == ui.FormatJSON {
+				if vols == nil {
+					vols = []volumeops.Volume{}
+				}
+				return ui.JSON(d.out, vols)
+			}
+			var rows [][]string
+			for _, v := range vols {
+				hid, size := "-", "-"
+				if v.Hetzner != nil {
+					hid, size = fmt.Sprint(v.Hetzner.ID), fmt.Sprintf("%d GB", v.Hetzner.SizeGB)
+				}
+				rows = append(rows, []string{v.Name, v.Driver, humanBytes(v.UsedBytes), hid, size})
+			}
+			return ui.Table(d.out, []string{"name", "driver", "used", "hetzner id", "size"}, rows)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
+	return cmd
+}
+
+type volumeDetails struct {
+	volumeops.Volume
+	Usage      *usageJSON               `json:"usage,omitempty"`
+	UsageError string                   `json:"usage_error,omitempty"`
+	Containers []volumeops.ContainerRef `json:"containers"`
+}
+
+type usageJSON struct {
+	UsedBytes       int64  `json:"used_bytes"`
+	Entries         int64  `json:"entries"`
+	FilesystemBytes uint64 `json:"filesystem_bytes"`
+	FilesystemFree  uint64 `json:"filesystem_free_bytes"`
+	FSType          string `json:"fs_type,omitempty"`
+}
+
+func volumeInspectCmd(d volumeDeps) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] VOLUME",
+		Short: "Show a volume's details, its usage and the containers that use it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := ui.ParseFormat(output)
+			if err != nil {
+				return err
+			}
+			e, err := d.engine()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := interruptible(cmd)
+			defer cancel()
+			v, err := e.InspectVolume(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			det := volumeDetails{Volume: v}
+			if det.Containers, err = e.ContainersUsing(ctx, v.Name); err != nil {
+				return err
+			}
+			if det.Containers == nil {
+				det.Containers = []volumeops.ContainerRef{}
+			}
+			if p, err := e.Probe(ctx, v.Name, false); err != nil {
+				det.UsageError = err.Error()
+			} else {
+				det.Usage = &usageJSON{UsedBytes: p.UsedBytes, Entries: p.Entries, FilesystemBytes: p.TotalBytes,
+					FilesystemFree: p.FreeBytes, FSType: p.FSType}
+			}
+			if format == ui.FormatJSON {
+				return ui.JSON(d.out, det)
+			}
+			return printVolumeDetails(d.out, det)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
+	return cmd
+}
+
+func printVolumeDetails(w io.Writer, det volumeDetails) error {
+	kv := [][2]string{{"Name", det.Name}, {"Driver", det.Driver}, {"Scope", det.Scope}, {"Created", det.CreatedAt},
+		{"Mountpoint", det.Mountpoint}}
+	if h := det.Hetzner; h != nil {
+		kv = append(kv, [2]string{"Hetzner volume", fmt.Sprintf("%d (%d GB, %s)", h.ID, h.SizeGB, h.Location)},
+			[2]string{"Attached to", h.Server}, [2]string{"Device", h.Device})
+	}
+	if u := det.Usage; u != nil {
+		kv = append(kv, [2]string{"Used", fmt.Sprintf("%s in %d entries", humanBytes(u.UsedBytes), u.Entries)},
+			[2]string{"Filesystem", fmt.Sprintf("%s, %s free of %s", u.FSType, humanBytes(int64(u.FilesystemFree)), humanBytes(int64(u.FilesystemBytes)))})
+	} else {
+		kv = append(kv, [2]string{"Used", "unknown: " + det.UsageError})
+	}
+	kv = append(kv, [2]string{"Labels", joinMap(det.Labels)}, [2]string{"Options", joinMap(det.Options)})
+	if err := ui.KeyValues(w, kv); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if len(det.Containers) == 0 {
+		fmt.Fprintln(w, "No container uses this volume.")
+		return nil
+	}
+	var rows [][]string
+	for _, c := range det.Containers {
+		mode := "ro"
+		if c.RW {
+			mode = "rw"
+		}
+		rows = append(rows, []string{c.Name, c.State, c.Mount, mode})
+	}
+	return ui.Table(w, []string{"container", "state", "mounted at", "mode"}, rows)
+}
+
+func joinMap(m map[string]string) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, k+"="+v)
+	}
+	sortStrings(parts)
+	return strings.Join(parts, ", ")
+}
+
+func volumeCheckCmd(d volumeDeps) *cobra.Command {
+	var (
+		output     string
+		warn, crit float64
+	)
+	cmd := &cobra.Command{
+		Use:   "check [OPTIONS] [VOLUME...]",
+		Short: "Check volumes (all by default): mounted, writable, usage against thresholds; exits non-zero on critical",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := ui.ParseFormat(output)
+			if err != nil {
+				return err
+			}
+			e, err := d.engine()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := interruptible(cmd)
+			defer cancel()
+			res, err := e.Check(ctx, args, volumeops.Thresholds{Warning: warn / 100, Critical: crit / 100})
+			if err != nil {
+				return err
+			}
+			critical := 0
+			for _, r := range res {
+				if r.Status == volumeops.StatusCritical {
+					critical++
+				}
+			}
+			if format == ui.FormatJSON {
+				if err := ui.JSON(d.out, res); err != nil {
+					return err
+				}
+			} else {
+				var rows [][]string
+				for _, r := range res {
+					usage := fmt.Sprintf("%.1f%%", r.Usage*100)
+					if r.ProbeFailed {
+						usage = "-"
+					} else if r.SharedFS {
+						usage += " (engine disk)"
+					}
+					rows = append(rows, []string{r.Volume, strings.ToUpper(string(r.Status)), usage, humanBytes(r.UsedBytes),
+						yesNo(r.Mounted), yesNo(r.Writable), strings.Join(r.Problems, "; ")})
+				}
+				if err := ui.Table(d.out, []string{"volume", "status", "usage", "used", "mounted", "writable", "problems"}, rows); err != nil {
+					return err
+				}
+			}
+			if critical > 0 {
+				return errors.New(plural(critical, "volume is", "volumes are") + " critical")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
+	cmd.Flags().Float64Var(&warn, "warning", volumeops.DefaultThresholds.Warning*100, "usage percentage that is a warning")
+	cmd.Flags().Float64Var(&crit, "critical", volumeops.DefaultThresholds.Critical*100, "usage percentage that is critical (exit status 1)")
+	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
