@@ -53,8 +53,27 @@ type Spec struct {
 	Hostname   string // defaults to Name
 	InstanceID int64  // metadata instance-id; defaults to ID
 	Network    string // Docker network; defaults to DefaultNetwork (see EnsureNetwork)
+	// PrivateIP is the server's address on the network, chosen by Docker when unset. Set it
+	// to know, before the server boots, which source address its metadata requests come from.
+	PrivateIP netip.Addr
 	Devices    []Device
+	// Datasource is how cloud-init finds the server's metadata and user_data:
+	// DatasourceNoCloud (the default) or DatasourceHetzner.
+	Datasource string
 }
+
+// Datasources of cloud-init in a server.
+const (
+	// DatasourceNoCloud: the host writes meta-data (instance-id, local-hostname, public-keys)
+	// and UserData into the NoCloud seed directory before the first boot. Needs nothing else.
+	DatasourceNoCloud = "nocloud"
+	// DatasourceHetzner: cloud-init's Hetzner datasource reads metadata (YAML) and user-data from
+	// http://169.254.169.254/hetzner/v1/{metadata,userdata}, as on Hetzner Cloud, so the network's
+	// metadata route (Network.RouteMetadata) must lead to a service that answers for this
+	// server. Only its DMI check is simulated (vendor Hetzner, serial = InstanceID). UserData and
+	// PublicKeys must be empty: the metadata service serves them.
+	DatasourceHetzner = "hetzner"
+)
 
 // Host is a simulated server: one container.
 type Host struct {
@@ -91,6 +110,17 @@ func (s *Spec) validate() error {
 	}
 	if s.Network == "" {
 		s.Network = DefaultNetwork
+	}
+	switch s.Datasource {
+	case "":
+		s.Datasource = DatasourceNoCloud
+	case DatasourceNoCloud:
+	case DatasourceHetzner:
+		if len(s.UserData) > 0 || len(s.PublicKeys) > 0 {
+			return fmt.Errorf("server %d: with datasource %q, user_data and SSH keys come from the metadata service; leave Spec.UserData and Spec.PublicKeys empty", s.ID, s.Datasource)
+		}
+	default:
+		return fmt.Errorf("server %d: unknown datasource %q (want %q or %q)", s.ID, s.Datasource, DatasourceNoCloud, DatasourceHetzner)
 	}
 	for _, d := range s.Devices {
 		if !strings.HasPrefix(d.Path, "/dev/") {
@@ -137,6 +167,9 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 	for _, d := range spec.Devices {
 		args = append(args, "--device", d.HostPath+":"+d.Path+":rwm")
 	}
+	if spec.PrivateIP.IsValid() {
+		args = append(args, "--ip", spec.PrivateIP.String())
+	}
 	args = append(args, image)
 	if _, _, err := docker(ctx, args...); err != nil {
 		return nil, fmt.Errorf("create server %d: %w", spec.ID, err)
@@ -152,33 +185,52 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 	return h, nil
 }
 
-// seed writes cloud-init's NoCloud seed into the created container.
+// seed writes what cloud-init needs to find the server's data into the created container.
 func (h *Host) seed(ctx context.Context, spec Spec) error {
-	var meta strings.Builder
-	fmt.Fprintf(&meta, "instance-id: %d\nlocal-hostname: %s\n", spec.InstanceID, spec.Hostname)
-	if len(spec.PublicKeys) > 0 {
-		meta.WriteString("public-keys:\n")
-		for _, k := range spec.PublicKeys {
-			fmt.Fprintf(&meta, "  - %s\n", strconv.Quote(strings.TrimSpace(k)))
+	type file struct {
+		name string
+		data []byte
+	}
+	var files []file
+	switch spec.Datasource {
+	case DatasourceHetzner:
+		files = []file{
+			{"etc/cloud/cloud.cfg.d/95_dockbridge_datasource.cfg", []byte("datasource_list: [HetznerSim, None]\n")},
+			{"etc/dockbridge-sim/dmi/system-manufacturer", []byte("Hetzner\n")},
+			{"etc/dockbridge-sim/dmi/system-serial-number", []byte(strconv.FormatInt(spec.InstanceID, 10) + "\n")},
+		}
+	default:
+		var meta strings.Builder
+		fmt.Fprintf(&meta, "instance-id: %d\nlocal-hostname: %s\n", spec.InstanceID, spec.Hostname)
+		if len(spec.PublicKeys) > 0 {
+			meta.WriteString("public-keys:\n")
+			for _, k := range spec.PublicKeys {
+				fmt.Fprintf(&meta, "  - %s\n", strconv.Quote(strings.TrimSpace(k)))
+			}
+		}
+		files = []file{
+			{"var/lib/cloud/seed/nocloud/meta-data", []byte(meta.String())},
+			{"var/lib/cloud/seed/nocloud/user-data", spec.UserData},
+			{"var/lib/cloud/seed/nocloud/vendor-data", nil},
 		}
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
-	for _, dir := range []string{"var/", "var/lib/", "var/lib/cloud/", "var/lib/cloud/seed/", "var/lib/cloud/seed/nocloud/"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: now}); err != nil {
-			return err
-		}
-	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{"var/lib/cloud/seed/nocloud/meta-data", []byte(meta.String())},
-		{"var/lib/cloud/seed/nocloud/user-data", spec.UserData},
-		{"var/lib/cloud/seed/nocloud/vendor-data", nil},
-	}
+	dirs := map[string]bool{}
 	for _, f := range files {
+		// Parent directories first, each once (docker cp keeps existing ones as they are).
+		parts := strings.Split(path.Dir(f.name), "/")
+		for i := range parts {
+			dir := strings.Join(parts[:i+1], "/") + "/"
+			if dirs[dir] {
+				continue
+			}
+			dirs[dir] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: now}); err != nil {
+				return err
+			}
+		}
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o600, Size: int64(len(f.data)), ModTime: now}); err != nil {
 			return err
 		}
@@ -193,15 +245,6 @@ func (h *Host) seed(ctx context.Context, spec Spec) error {
 		return fmt.Errorf("seed cloud-init of server %d: %w", h.ID, err)
 	}
 	return nil
-}
-
-// Get returns the server id on network if its container exists.
-func Get(ctx context.Context, network string, id int64) (*Host, error) {
-	h := &Host{ID: id, Container: ContainerName(network, id)}
-	if _, err := h.inspect(ctx, "{{.Id}}"); err != nil {
-		return nil, err
-	}
-	return h, nil
 }
 
 // RemoveAll removes every server container on network (a simulator's leftovers).

@@ -31,11 +31,8 @@ func EnsureNetwork(ctx context.Context, name string) (*Network, error) {
 		name = DefaultNetwork
 	}
 	if _, _, err := docker(ctx, "network", "inspect", name); err != nil {
-		_, _, err := docker(ctx, "network", "create", "--driver", "bridge",
-			"--opt", "com.docker.network.bridge.name="+bridgeName(name),
-			"--label", "dockbridge-sim=1", name)
-		if err != nil && !strings.Contains(err.Error(), "already exists") {
-			return nil, fmt.Errorf("create docker network %s for simulated servers: %w", name, err)
+		if err := createNetwork(ctx, name); err != nil {
+			return nil, err
 		}
 	}
 	out, _, err := docker(ctx, "network", "inspect", "--format",
@@ -55,6 +52,40 @@ func EnsureNetwork(ctx context.Context, name string) (*Network, error) {
 		return nil, fmt.Errorf("docker network %s gateway: %w", name, err)
 	}
 	return n, nil
+}
+
+// createNetwork creates a bridge network with an explicit subnet, so servers may get fixed
+// addresses (Spec.PrivateIP, docker's --ip). The subnet is the one Docker picks as free: create,
+// read it, recreate with it.
+func createNetwork(ctx context.Context, name string) error {
+	create := func(extra ...string) error {
+		args := append([]string{"network", "create", "--driver", "bridge",
+			"--opt", "com.docker.network.bridge.name=" + bridgeName(name),
+			"--label", "dockbridge-sim=1"}, extra...)
+		_, _, err := docker(ctx, append(args, name)...)
+		return err
+	}
+	if err := create(); err != nil {
+		if strings.Contains(err.Error(), "already exists") {
+			return nil
+		}
+		return fmt.Errorf("create docker network %s for simulated servers: %w", name, err)
+	}
+	out, _, err := docker(ctx, "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}", name)
+	if err != nil {
+		return fmt.Errorf("inspect docker network %s: %w", name, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return fmt.Errorf("docker network %s: want one IPv4 subnet and gateway, got %q", name, out)
+	}
+	if _, _, err := docker(ctx, "network", "rm", name); err != nil {
+		return fmt.Errorf("recreate docker network %s with a fixed subnet: %w", name, err)
+	}
+	if err := create("--subnet", f[0], "--gateway", f[1]); err != nil {
+		return fmt.Errorf("create docker network %s with subnet %s: %w", name, f[0], err)
+	}
+	return nil
 }
 
 // Remove deletes the network; it fails while servers are still attached.

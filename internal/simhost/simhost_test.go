@@ -98,7 +98,14 @@ type testEnv struct {
 	ipv4 netip.Addr // base of this run's public addresses: 127.<a>.<b>.x
 
 	mu       sync.Mutex
-	metaSeen []string // remote addresses of metadata requests
+	metaSeen []string                 // remote addresses of metadata requests
+	hetzner  map[string]hetznerServer // private IP -> what the metadata service tells it
+}
+
+type hetznerServer struct {
+	id       int64
+	hostname string
+	userData string
 }
 
 func newTestEnv(t *testing.T) *testEnv {
@@ -121,7 +128,8 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &testEnv{net: n, ipv4: netip.AddrFrom4([4]byte{127, 100 + rnd[0]%100, rnd[1], 0})}
+	env := &testEnv{net: n, ipv4: netip.AddrFrom4([4]byte{127, 100 + rnd[0]%100, rnd[1], 0}),
+		hetzner: map[string]hetznerServer{}}
 	t.Cleanup(func() {
 		if err := RemoveAll(context.Background(), n.Name); err != nil {
 			t.Error(err)
@@ -141,7 +149,26 @@ func newTestEnv(t *testing.T) *testEnv {
 		env.metaSeen = append(env.metaSeen, r.RemoteAddr)
 		env.mu.Unlock()
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprintf(w, "%s %s", r.URL.Path, host)
+		env.mu.Lock()
+		hs, ok := env.hetzner[host]
+		env.mu.Unlock()
+		if !ok {
+			fmt.Fprintf(w, "%s %s", r.URL.Path, host)
+			return
+		}
+		// Like Hetzner's service, for the server at this address.
+		switch r.URL.Path {
+		case "/hetzner/v1/metadata":
+			// cloud-init's Hetzner datasource fails without network-config.
+			fmt.Fprintf(w, "hostname: %s\ninstance-id: %d\npublic-ipv4: 192.0.2.%d\nregion: eu-central\npublic-keys: []\nvendor_data: \"\"\n"+
+				"network-config:\n  version: 1\n  config:\n  - type: physical\n    name: eth0\n    subnets:\n    - type: dhcp\n", hs.hostname, hs.id, hs.id)
+		case "/hetzner/v1/metadata/instance-id":
+			fmt.Fprint(w, hs.id)
+		case "/hetzner/v1/userdata":
+			fmt.Fprint(w, hs.userData)
+		default:
+			http.NotFound(w, r)
+		}
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -216,8 +243,17 @@ func TestServer(t *testing.T) {
 		IPv4: env.addr(7), Network: env.net.Name,
 		Devices: []Device{{HostPath: dataDev, Path: volPath}},
 	}
+	// A second server, booting meanwhile: cloud-init's Hetzner datasource against the stand-in.
+	hzSpec := Spec{ID: 8, Name: "sim-8", ImageKind: KindDebian12, Datasource: DatasourceHetzner,
+		IPv4: env.addr(8), Network: env.net.Name, PrivateIP: addrIn(env.net.Subnet, 108)}
+	env.mu.Lock()
+	env.hetzner[hzSpec.PrivateIP.String()] = hetznerServer{id: 8, hostname: "sim-8",
+		userData: "#cloud-config\nwrite_files:\n  - path: /root/from-metadata-service\n    content: \"hetzner datasource\\n\"\n"}
+	env.mu.Unlock()
+
 	start := time.Now()
 	h := create(t, spec)
+	hz := create(t, hzSpec)
 	if err := h.WaitRunning(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +307,24 @@ func TestServer(t *testing.T) {
 		got := exec1(t, h, "curl", "-sSf", "--max-time", "10", "http://169.254.169.254/hetzner/v1/metadata/instance-id")
 		if want := "/hetzner/v1/metadata/instance-id " + ip.String(); got != want {
 			t.Fatalf("metadata answered %q, want %q", got, want)
+		}
+	})
+	t.Run("cloud-init's Hetzner datasource reads the metadata service", func(t *testing.T) {
+		if err := hz.WaitRunning(ctx); err != nil {
+			log, _, _ := hz.Exec(ctx, "sh", "-c", "grep -B2 -A25 Traceback /var/log/cloud-init.log | head -60")
+			t.Fatalf("%v\ncloud-init.log:\n%s", err, log)
+		}
+		if err := hz.WaitCloudInit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := exec1(t, hz, "cat", "/root/from-metadata-service"); got != "hetzner datasource" {
+			t.Fatalf("/root/from-metadata-service = %q", got)
+		}
+		if got := exec1(t, hz, "cloud-init", "query", "--format", "{{ v1.platform }} {{ v1.instance_id }} {{ v1.local_hostname }}"); got != "hetzner 8 sim-8" {
+			t.Fatalf("cloud-init platform, instance id, hostname = %q, want hetzner 8 sim-8", got)
+		}
+		if err := hz.Remove(ctx); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("hot-plug and unplug a volume", func(t *testing.T) {
@@ -432,4 +486,11 @@ func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+// addrIn is the n-th address of an IPv4 prefix.
+func addrIn(p netip.Prefix, n byte) netip.Addr {
+	a := p.Masked().Addr().As4()
+	a[3] += n
+	return netip.AddrFrom4(a)
 }
