@@ -56,7 +56,7 @@ type Spec struct {
 	// PrivateIP is the server's address on the network, chosen by Docker when unset. Set it
 	// to know, before the server boots, which source address its metadata requests come from.
 	PrivateIP netip.Addr
-	Devices    []Device
+	Devices   []Device
 	// Datasource is how cloud-init finds the server's metadata and user_data:
 	// DatasourceNoCloud (the default) or DatasourceHetzner.
 	Datasource string
