@@ -1,6 +1,7 @@
 package volumeops
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -36,6 +37,8 @@ type BackupResult struct {
 	Warnings []string        `json:"warnings,omitempty"`
 	// Stopped lists the containers stopped for the backup (and started again).
 	Stopped []string `json:"stopped,omitempty"`
+	// HelperMaxRSS is the helper container's peak memory.
+	HelperMaxRSS int64 `json:"helper_max_rss_bytes"`
 }
 
 // Backup backs up volumes: the running containers that use them are stopped (unless
@@ -141,7 +144,9 @@ func (e *Engine) backupOne(ctx context.Context, v Volume, opts BackupOptions) (B
 	if err != nil {
 		return res, err
 	}
-	counter := &countingWriter{w: aw}
+	// Frames from the engine are small: batch them into large writes.
+	buffered := bufio.NewWriterSize(aw, 1<<20)
+	counter := &countingWriter{w: buffered}
 	args := []string{"backup", "--compression", string(opts.Compression), "--meta", base64.StdEncoding.EncodeToString(mj)}
 	if !opts.KeepRunning {
 		args = append(args, "--strict")
@@ -150,6 +155,10 @@ func (e *Engine) backupOne(ctx context.Context, v Volume, opts BackupOptions) (B
 	start := time.Now()
 	res.Warnings, err = e.runHelper(ctx, helperRun{volume: v.Name, readOnly: true, args: args, stdout: counter}, &hr)
 	if err != nil {
+		aw.Abort()
+		return res, err
+	}
+	if err := buffered.Flush(); err != nil {
 		aw.Abort()
 		return res, err
 	}
@@ -171,6 +180,7 @@ func (e *Engine) backupOne(ctx context.Context, v Volume, opts BackupOptions) (B
 		return res, err
 	}
 	res.Metadata = hr.Metadata
+	res.HelperMaxRSS = hr.MaxRSSBytes
 	el := time.Since(start).Seconds()
 	e.progressf("Stored %s: %s, %d MB archive in %.1fs (%.0f MB/s of data)", name, hr.Stats, res.Archive.Size>>20, el, float64(hr.Stats.Bytes)/1e6/max(el, 1e-3))
 	return res, nil

@@ -36,6 +36,8 @@ type Engine struct {
 	HelperBinary string
 	// Progress receives one line per step (stderr); nil: silent.
 	Progress io.Writer
+
+	helperRef string // the helper image, once known
 }
 
 func (e *Engine) progressf(format string, args ...any) {

@@ -50,6 +50,17 @@ func checkHelperBinary(bin, engineArch string) error {
 // image holds only the helper binary; its tag is the binary's hash, so an engine imports each
 // version once.
 func (e *Engine) HelperImage(ctx context.Context) (string, error) {
+	if e.helperRef != "" {
+		return e.helperRef, nil
+	}
+	ref, err := e.helperImage(ctx)
+	if err == nil {
+		e.helperRef = ref
+	}
+	return ref, err
+}
+
+func (e *Engine) helperImage(ctx context.Context) (string, error) {
 	bin, err := helperBinary(e)
 	if err != nil {
 		return "", err

@@ -38,6 +38,7 @@ type RestoreResult struct {
 	Stats        backup.Stats    `json:"stats"`
 	Stopped      []string        `json:"stopped,omitempty"`
 	Warnings     []string        `json:"warnings,omitempty"`
+	HelperMaxRSS int64           `json:"helper_max_rss_bytes"`
 }
 
 // Restore restores an archive into a volume: checksum first; a missing volume is created with
@@ -139,6 +140,7 @@ func (e *Engine) Restore(ctx context.Context, opts RestoreOptions) (RestoreResul
 		return res, e.undoCreate(ctx, &res, err)
 	}
 	res.Stats = hr.Stats
+	res.HelperMaxRSS = hr.MaxRSS
 	if hr.Metadata.Volume != meta.Volume || hr.Stats.Bytes != meta.Bytes || hr.Stats.Entries != meta.Entries {
 		return res, fmt.Errorf("restore %s: the helper read another archive than the one checked (%s vs %s)", opts.Archive, hr.Stats, meta.Volume)
 	}
