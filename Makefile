@@ -18,8 +18,12 @@ build: ## build bin/docker-dockbridge, bin/hcloud-sim and bin/hetzner-volume-plu
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/hcloud-sim ./cmd/hcloud-sim
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/hetzner-volume-plugin ./volume-plugin
 
+.PHONY: setup
+setup: ## install the Debian packages the tests and the demo use and start dockerd if none answers (root)
+	@bash scripts/setup.sh
+
 .PHONY: test
-test: ## run every test (needs root, loop devices and a Docker engine: `bash .ci/run` sets those up)
+test: setup ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root)
 	$(GO) test -count=1 -timeout 80m ./...
 
 .PHONY: lint

@@ -14,7 +14,7 @@ install: ## put docker-dockbridge into ~/.docker/cli-plugins (and build/plugin, 
 	@docker dockbridge --help >/dev/null && echo "installed: try 'docker dockbridge --help'"
 
 .PHONY: demo
-demo: build plugin install ## the persistence demo: up, a container with a named and a hetzner volume, down, up, all intact (simulator unless HCLOUD_TOKEN is set)
+demo: setup build plugin install ## the persistence demo: up, a container with a named and a hetzner volume, down, up, all intact (simulator unless HCLOUD_TOKEN is set)
 	bash internal/host/demo.sh
 
 .PHONY: test-host
