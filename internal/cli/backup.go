@@ -42,6 +42,7 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 ` + "`sha256sum -c`, `zstd -d` and `tar -x`" + ` restore it without this tool.`,
 		Example: `  docker dockbridge backup db_data --to /srv/backups
   docker dockbridge backup --all --to s3://my-bucket/host1 --encrypt-to age1...`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			format, err := ui.ParseFormat(output)
 			if err != nil {

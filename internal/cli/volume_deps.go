@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/go-units"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -100,3 +101,5 @@ func humanBytes(n int64) string {
 }
 
 func sortStrings(s []string) { slices.Sort(s) }
+
+func volumeInspectOpts() client.VolumeInspectOptions { return client.VolumeInspectOptions{} }
