@@ -103,10 +103,13 @@ else
 fi
 echo "    root filesystem ready after $((SECONDS - t0))s"
 
-# Configuration: files from rootfs/ (all 0644), then what cannot be a file.
+# Configuration: files from rootfs/ (0644; 0755 in usr/local/sbin), then what cannot be a file.
 (cd "$here/rootfs" && find . -type f -printf '%P\n') | while read -r f; do
 	install -D -m 0644 "$here/rootfs/$f" "$rootfs/$f"
 done
+chmod 0755 "$rootfs"/usr/local/sbin/*
+mkdir -p "$rootfs/etc/dockbridge-sim/devices.d" "$rootfs/etc/systemd/system/sysinit.target.wants"
+ln -sf /etc/systemd/system/dockbridge-sim-devices.service "$rootfs/etc/systemd/system/sysinit.target.wants/"
 cat >"$rootfs/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite main
 deb $mirror $suite-updates main

@@ -123,8 +123,8 @@ func (s *Spec) validate() error {
 		return fmt.Errorf("server %d: unknown datasource %q (want %q or %q)", s.ID, s.Datasource, DatasourceNoCloud, DatasourceHetzner)
 	}
 	for _, d := range s.Devices {
-		if !strings.HasPrefix(d.Path, "/dev/") {
-			return fmt.Errorf("server %d: device path %q must be under /dev/", s.ID, d.Path)
+		if err := checkDevicePath(d.Path); err != nil {
+			return fmt.Errorf("server %d: %w", s.ID, err)
 		}
 	}
 	return nil
@@ -187,10 +187,6 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 
 // seed writes what cloud-init needs to find the server's data into the created container.
 func (h *Host) seed(ctx context.Context, spec Spec) error {
-	type file struct {
-		name string
-		data []byte
-	}
 	var files []file
 	switch spec.Datasource {
 	case DatasourceHetzner:
@@ -214,6 +210,19 @@ func (h *Host) seed(ctx context.Context, spec Spec) error {
 			{"var/lib/cloud/seed/nocloud/vendor-data", nil},
 		}
 	}
+	if err := h.copyIn(ctx, files...); err != nil {
+		return fmt.Errorf("seed cloud-init of server %d: %w", h.ID, err)
+	}
+	return nil
+}
+
+type file struct {
+	name string // relative to /
+	data []byte
+}
+
+// copyIn writes files (mode 0600, parent directories 0755) into the container, running or not.
+func (h *Host) copyIn(ctx context.Context, files ...file) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
@@ -241,10 +250,8 @@ func (h *Host) seed(ctx context.Context, spec Spec) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	if _, _, err := dockerIn(ctx, &buf, "cp", "-", h.Container+":/"); err != nil {
-		return fmt.Errorf("seed cloud-init of server %d: %w", h.ID, err)
-	}
-	return nil
+	_, _, err := dockerIn(ctx, &buf, "cp", "-", h.Container+":/")
+	return err
 }
 
 // RemoveAll removes every server container on network (a simulator's leftovers).
@@ -373,6 +380,10 @@ func (h *Host) WaitRunning(ctx context.Context) error {
 		if errors.Is(err, ErrNotFound) {
 			return err
 		}
+		var ee *ExecError
+		if err != nil && !errors.As(err, &ee) && !h.running(ctx) {
+			return fmt.Errorf("wait for server %d to boot: its container is not running", h.ID)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for server %d to boot (systemd %q): %w", h.ID, st, ctx.Err())
@@ -474,9 +485,12 @@ func (h *Host) ExecInput(ctx context.Context, stdin []byte, cmd ...string) (stdo
 	return o.Bytes(), e.Bytes(), fmt.Errorf("exec %s in server %d: %w", strings.Join(cmd, " "), h.ID, err)
 }
 
-// AttachBlockDevice hot-plugs hostDevice (a loop device) into the running server as a block
-// device node at pathInHost, e.g. /dev/disk/by-id/scsi-0HC_Volume_42. The container's device
-// cgroup permits loop devices (major 7); other majors are refused.
+// AttachBlockDevice attaches hostDevice (a loop device) to the server as a block device node at
+// pathInHost, e.g. /dev/disk/by-id/scsi-0HC_Volume_42: at once if the server runs (hot-plug),
+// and on every later boot before cloud-init, like a Hetzner volume stays attached across
+// reboots (the image's dockbridge-sim-devices.service recreates the node from a record in
+// /etc/dockbridge-sim/devices.d). The container's device cgroup permits loop devices (major 7);
+// other majors are refused.
 func (h *Host) AttachBlockDevice(ctx context.Context, hostDevice, pathInHost string) error {
 	var st unix.Stat_t
 	if err := unix.Stat(hostDevice, &st); err != nil {
@@ -489,8 +503,15 @@ func (h *Host) AttachBlockDevice(ctx context.Context, hostDevice, pathInHost str
 	if major != 7 {
 		return fmt.Errorf("attach %s to server %d: major %d is not a loop device (7); servers accept only loop devices", hostDevice, h.ID, major)
 	}
-	if !strings.HasPrefix(pathInHost, "/dev/") {
-		return fmt.Errorf("attach %s to server %d: path %q must be under /dev/", hostDevice, h.ID, pathInHost)
+	if err := checkDevicePath(pathInHost); err != nil {
+		return fmt.Errorf("attach %s to server %d: %w", hostDevice, h.ID, err)
+	}
+	record := file{deviceRecord(pathInHost), fmt.Appendf(nil, "%s %d %d\n", pathInHost, major, minor)}
+	if err := h.copyIn(ctx, record); err != nil {
+		return fmt.Errorf("attach %s to server %d: record the attachment: %w", hostDevice, h.ID, err)
+	}
+	if !h.running(ctx) {
+		return nil // the node appears on the next boot
 	}
 	script := `set -e; mkdir -p "$(dirname "$1")"; rm -f "$1"; mknod -m 0660 "$1" b "$2" "$3"; chgrp disk "$1" 2>/dev/null || true`
 	if _, _, err := h.Exec(ctx, "sh", "-c", script, "attach", pathInHost, fmt.Sprint(major), fmt.Sprint(minor)); err != nil {
@@ -499,15 +520,39 @@ func (h *Host) AttachBlockDevice(ctx context.Context, hostDevice, pathInHost str
 	return nil
 }
 
-// DetachBlockDevice removes the device node pathInHost from the server. Like pulling a disk,
-// it does not unmount: a mounted filesystem stays usable until unmounted (the kernel holds the
-// device), unlike Hetzner, which refuses nothing but leaves I/O errors.
+// DetachBlockDevice removes the device node pathInHost from the server, now if it runs and for
+// later boots. Like pulling a disk, it does not unmount; unlike on Hetzner, a filesystem still
+// mounted stays usable until unmounted (the kernel keeps the loop device open).
 func (h *Host) DetachBlockDevice(ctx context.Context, pathInHost string) error {
-	if !strings.HasPrefix(pathInHost, "/dev/") || path.Clean(pathInHost) != pathInHost {
-		return fmt.Errorf("detach from server %d: path %q must be a clean path under /dev/", h.ID, pathInHost)
+	if err := checkDevicePath(pathInHost); err != nil {
+		return fmt.Errorf("detach from server %d: %w", h.ID, err)
+	}
+	// An empty record: docker cp cannot delete, and the boot script skips empty records.
+	if err := h.copyIn(ctx, file{deviceRecord(pathInHost), nil}); err != nil {
+		return fmt.Errorf("detach %s from server %d: %w", pathInHost, h.ID, err)
+	}
+	if !h.running(ctx) {
+		return nil
 	}
 	if _, _, err := h.Exec(ctx, "rm", "-f", pathInHost); err != nil {
 		return fmt.Errorf("detach %s from server %d: %w", pathInHost, h.ID, err)
 	}
 	return nil
+}
+
+func checkDevicePath(p string) error {
+	if !strings.HasPrefix(p, "/dev/") || path.Clean(p) != p || strings.ContainsAny(p, " \n") {
+		return fmt.Errorf("device path %q must be a clean path under /dev/ without spaces", p)
+	}
+	return nil
+}
+
+// deviceRecord is the file, relative to /, that records an attachment at device path p.
+func deviceRecord(p string) string {
+	return "etc/dockbridge-sim/devices.d/" + strings.ReplaceAll(strings.TrimPrefix(p, "/dev/"), "/", "-")
+}
+
+func (h *Host) running(ctx context.Context) bool {
+	st, err := h.inspect(ctx, "{{.State.Running}}")
+	return err == nil && st == "true"
 }

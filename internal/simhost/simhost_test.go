@@ -327,25 +327,18 @@ func TestServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("hot-plug and unplug a volume", func(t *testing.T) {
-		dev := loopdevtest.New(t, 320<<20) // mkfs.xfs needs 300 MiB
-		const p = "/dev/disk/by-id/scsi-0HC_Volume_99"
-		if err := h.AttachBlockDevice(ctx, dev, p); err != nil {
+	hotDev := loopdevtest.New(t, 320<<20) // mkfs.xfs needs 300 MiB
+	const hotPath = "/dev/disk/by-id/scsi-0HC_Volume_99"
+	t.Run("hot-plug a volume", func(t *testing.T) {
+		if err := h.AttachBlockDevice(ctx, hotDev, hotPath); err != nil {
 			t.Fatal(err)
 		}
-		exec1(t, h, "mkfs.xfs", "-q", p)
-		if got := exec1(t, h, "blkid", "-p", "-s", "TYPE", "-o", "value", p); got != "xfs" {
+		exec1(t, h, "mkfs.xfs", "-q", hotPath)
+		if got := exec1(t, h, "blkid", "-p", "-s", "TYPE", "-o", "value", hotPath); got != "xfs" {
 			t.Fatalf("blkid in the server = %q, want xfs", got)
 		}
-		if err := h.DetachBlockDevice(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := h.Exec(ctx, "test", "-e", p); err == nil {
-			t.Fatalf("%s still exists after detach", p)
-		}
 	})
-
-	t.Run("stop and start again", func(t *testing.T) {
+	t.Run("stop and start again, the volume stays attached", func(t *testing.T) {
 		if err := h.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -360,6 +353,17 @@ func TestServer(t *testing.T) {
 		}
 		if got := exec1(t, h, "cloud-init", "query", "v1.instance_id"); got != "7" {
 			t.Fatalf("instance id after restart = %q, want 7", got)
+		}
+		if got := exec1(t, h, "blkid", "-p", "-s", "TYPE", "-o", "value", hotPath); got != "xfs" {
+			t.Fatalf("blkid of the hot-plugged volume after restart = %q, want xfs", got)
+		}
+	})
+	t.Run("unplug a volume", func(t *testing.T) {
+		if err := h.DetachBlockDevice(ctx, hotPath); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := h.Exec(ctx, "test", "-e", hotPath); err == nil {
+			t.Fatalf("%s still exists after detach", hotPath)
 		}
 	})
 
