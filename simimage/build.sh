@@ -15,9 +15,9 @@ cache=${DOCKBRIDGE_SIM_CACHE:-/var/cache/dockbridge-sim}
 suite=bookworm
 
 # recipe_hash must match simimage.RecipeHash in Go: sha256sum over the sorted recipe files
-# (everything here but Go and Markdown files), first 12 hex digits.
+# (everything here but Go, Markdown and Makefile files), first 12 hex digits.
 recipe_hash() {
-	(cd "$here" && find . -type f ! -name '*.go' ! -name '*.md' -printf '%P\n' | LC_ALL=C sort |
+	(cd "$here" && find . -type f ! -name '*.go' ! -name '*.md' ! -name '*.mk' -printf '%P\n' | LC_ALL=C sort |
 		xargs -d '\n' sha256sum | sha256sum | cut -c1-12)
 }
 

@@ -17,9 +17,10 @@ import (
 	"strings"
 )
 
-// Recipe is every file of the recipe: build.sh, simimage.mk and the rootfs/ overlay.
+// Recipe is every file of the recipe: build.sh and the rootfs/ overlay (not simimage.mk,
+// which only calls build.sh).
 //
-//go:embed build.sh simimage.mk rootfs
+//go:embed build.sh rootfs
 var Recipe embed.FS
 
 // Hash is the recipe hash: the first 12 hex digits of sha256 over `sha256sum` lines of the
