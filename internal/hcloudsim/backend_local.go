@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 
-	"github.com/dockbridge/dockbridge/internal/mount"
 	"github.com/dockbridge/dockbridge/internal/mount/loopdev"
 )
 
@@ -26,9 +24,8 @@ type LocalBackendConfig struct {
 // has a sparse image file, and a volume attached to the local server is a loop device
 // linked at <by-id-dir>/scsi-0HC_Volume_<id>. Other servers stay virtual.
 type localBackend struct {
-	store *loopdev.Store
-	fs    *mount.Linux
-	log   *slog.Logger
+	vols *loopVolumes
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	localID int64
@@ -38,23 +35,14 @@ var _ Backend = (*localBackend)(nil)
 
 // NewLocalBackend returns the local backend. It needs root and loop devices to attach.
 func NewLocalBackend(cfg LocalBackendConfig) (Backend, error) {
-	if cfg.ImageDir == "" {
-		return nil, fmt.Errorf("local backend: the volume image directory is required")
-	}
-	if cfg.ByIDDir == "" {
-		cfg.ByIDDir = loopdev.DefaultByIDDir
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.ByIDDir, 0o755); err != nil {
-		return nil, fmt.Errorf("local backend: create %s: %w", cfg.ByIDDir, err)
-	}
-	st, err := loopdev.New(cfg.ImageDir, cfg.ByIDDir)
+	vols, err := newLoopVolumes(cfg.ImageDir, cfg.ByIDDir, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("local backend: %w", err)
 	}
-	return &localBackend{store: st, fs: mount.New(), log: cfg.Logger}, nil
+	return &localBackend{vols: vols, log: cfg.Logger}, nil
 }
 
 func (b *localBackend) Name() string { return "local" }
@@ -75,26 +63,16 @@ func (b *localBackend) DeleteServer(ctx context.Context, id int64) error {
 	return nil
 }
 
-func gib(sizeGB int) int64 { return int64(sizeGB) << 30 }
-
 func (b *localBackend) CreateVolume(ctx context.Context, v VolumeSpec) error {
-	if err := b.store.Create(ctx, v.ID, gib(v.SizeGB)); err != nil {
-		return err
-	}
-	if v.Format != "" {
-		if _, err := b.fs.Format(ctx, b.store.ImagePath(v.ID), v.Format, mount.FormatOptions{}); err != nil {
-			return fmt.Errorf("format volume %d as %s: %w", v.ID, v.Format, err)
-		}
-	}
-	return nil
+	return b.vols.create(ctx, v)
 }
 
 func (b *localBackend) ResizeVolume(ctx context.Context, id int64, sizeGB int) error {
-	return b.store.Resize(ctx, id, gib(sizeGB))
+	return b.vols.resize(ctx, id, sizeGB)
 }
 
 func (b *localBackend) DeleteVolume(ctx context.Context, id int64) error {
-	return b.store.Delete(ctx, id)
+	return b.vols.delete(ctx, id)
 }
 
 // AttachVolume gives the local server a real device; other servers are virtual.
@@ -103,7 +81,7 @@ func (b *localBackend) AttachVolume(ctx context.Context, volumeID, serverID int6
 	if !b.isLocal(serverID) {
 		return nil
 	}
-	_, _, err := b.store.Attach(ctx, volumeID)
+	_, err := b.vols.attach(ctx, volumeID)
 	return err
 }
 
@@ -111,7 +89,7 @@ func (b *localBackend) DetachVolume(ctx context.Context, volumeID, serverID int6
 	if !b.isLocal(serverID) {
 		return nil
 	}
-	err := b.store.Detach(ctx, volumeID)
+	err := b.vols.store.Detach(ctx, volumeID)
 	if errors.Is(err, loopdev.ErrBusy) {
 		return fmt.Errorf("the device of volume %d is still in use on this machine (mounted?): unmount it first: %w", volumeID, err)
 	}
@@ -124,17 +102,10 @@ func (b *localBackend) Restore(ctx context.Context, s RestoreState) error {
 	b.mu.Lock()
 	b.localID = s.LocalServerID
 	b.mu.Unlock()
-	var errs []error
+	errs := []error{b.vols.ensureImages(ctx, s.Volumes)}
 	for _, v := range s.Volumes {
-		if _, err := os.Stat(b.store.ImagePath(v.ID)); errors.Is(err, os.ErrNotExist) {
-			b.log.Warn("volume image missing; creating a blank one", "volume", v.ID, "path", b.store.ImagePath(v.ID))
-			if err := b.store.Create(ctx, v.ID, gib(v.SizeGB)); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
 		if v.Server != 0 && v.Server == s.LocalServerID {
-			if _, _, err := b.store.Attach(ctx, v.ID); err != nil {
+			if _, err := b.vols.attach(ctx, v.ID); err != nil {
 				errs = append(errs, fmt.Errorf("re-attach volume %d: %w", v.ID, err))
 			}
 		}
