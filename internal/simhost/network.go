@@ -109,6 +109,9 @@ func bridgeName(network string) string {
 //
 // The returned function removes the rule.
 func (n *Network) RouteMetadata(ctx context.Context, target netip.AddrPort) (remove func(context.Context) error, err error) {
+	if target.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("route metadata to %s: name the address, e.g. %s, the network's gateway, when the service listens on all addresses", target, netip.AddrPortFrom(n.Gateway, target.Port()))
+	}
 	if target.Addr().IsLoopback() {
 		return nil, fmt.Errorf("route metadata to %s: a loopback address is not reachable from servers; listen on %s (the network's gateway) or 0.0.0.0 instead", target, n.Gateway)
 	}

@@ -498,3 +498,16 @@ func addrIn(p netip.Prefix, n byte) netip.Addr {
 	a[3] += n
 	return netip.AddrFrom4(a)
 }
+
+func TestRouteMetadataRefusesUnreachableTargets(t *testing.T) {
+	n := &Network{Name: "x", Bridge: "dbsim-x", Gateway: netip.MustParseAddr("172.30.0.1")}
+	for target, want := range map[string]string{
+		"127.0.0.1:8080": "loopback",
+		"0.0.0.0:8080":   "172.30.0.1:8080",
+	} {
+		_, err := n.RouteMetadata(t.Context(), netip.MustParseAddrPort(target))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("RouteMetadata(%s) = %v, want an error mentioning %q", target, err, want)
+		}
+	}
+}
