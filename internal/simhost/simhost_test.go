@@ -34,7 +34,7 @@ func requireHost(t *testing.T) {
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		missing = append(missing, "a Docker engine (docker info: "+err.Error()+")")
 	}
-	for _, tool := range []string{"iptables", "debootstrap", "ssh-keygen", "ssh-keyscan", "losetup"} {
+	for _, tool := range []string{"iptables", "debootstrap", "zstd", "ssh", "ssh-keygen", "ssh-keyscan", "losetup"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -227,8 +227,12 @@ func TestServer(t *testing.T) {
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", keyDir+"/host").CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v: %s", err, out)
 	}
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", keyDir+"/client").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
 	priv, _ := os.ReadFile(keyDir + "/host")
 	pub, _ := os.ReadFile(keyDir + "/host.pub")
+	clientPub, _ := os.ReadFile(keyDir + "/client.pub")
 	const volumeID = 4242
 	volPath := fmt.Sprintf("/dev/disk/by-id/scsi-0HC_Volume_%d", volumeID)
 	userData := "#cloud-config\n" +
@@ -240,7 +244,7 @@ func TestServer(t *testing.T) {
 	dataDev := loopdevtest.New(t, 2<<30)
 	spec := Spec{
 		ID: 7, Name: "sim-7", ImageKind: KindDockerCE, UserData: []byte(userData),
-		IPv4: env.addr(7), Network: env.net.Name,
+		IPv4: env.addr(7), Network: env.net.Name, PublicKeys: []string{string(clientPub)},
 		Devices: []Device{{HostPath: dataDev, Path: volPath}},
 	}
 	// A second server, booting meanwhile: cloud-init's Hetzner datasource against the stand-in.
@@ -285,7 +289,7 @@ func TestServer(t *testing.T) {
 			t.Fatalf("/root/volume-at-boot = %q", got)
 		}
 	})
-	t.Run("sshd serves the injected host key", func(t *testing.T) {
+	t.Run("sshd serves the injected host key and lets root in with the metadata's key", func(t *testing.T) {
 		want := strings.Fields(string(pub))[1]
 		var out []byte
 		for i := 0; i < 50; i++ {
@@ -297,6 +301,17 @@ func TestServer(t *testing.T) {
 		}
 		if f := strings.Fields(string(out)); len(f) < 3 || f[2] != want {
 			t.Fatalf("ssh-keyscan %s = %q, want key %s", spec.IPv4, out, want)
+		}
+		// Log in as root with the metadata's public key, trusting only the injected host key.
+		knownHosts := keyDir + "/known_hosts"
+		if err := os.WriteFile(knownHosts, []byte(spec.IPv4.String()+" "+strings.TrimSpace(string(pub))+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		login, err := exec.CommandContext(ctx, "ssh", "-i", keyDir+"/client", "-F", "/dev/null",
+			"-o", "UserKnownHostsFile="+knownHosts, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+			"root@"+spec.IPv4.String(), "cat /root/user-data-ran").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(login)) != "hello from user_data" {
+			t.Fatalf("ssh root@%s: %v: %s", spec.IPv4, err, login)
 		}
 	})
 	t.Run("metadata reaches the simulator with the server's address", func(t *testing.T) {
