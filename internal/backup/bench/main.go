@@ -217,6 +217,7 @@ func run() error {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
 			into[i] = append(into[i], time.Since(start))
+			fmt.Printf("  %-22s %6.2fs\n", m.name, time.Since(start).Seconds())
 		}
 		return nil
 	}
@@ -296,7 +297,10 @@ func run() error {
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 func recreate(vol string) error {
-	_ = exec.Command("docker", "volume", "rm", "-f", vol).Run()
+	_ = exec.Command("docker", "rm", "-f", cpDstCtr).Run()
+	if b, err := exec.Command("docker", "volume", "rm", "-f", vol).CombinedOutput(); err != nil {
+		return fmt.Errorf("remove %s: %v: %s", vol, err, b)
+	}
 	_, err := out("docker", "volume", "create", vol)
 	return err
 }
