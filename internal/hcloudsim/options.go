@@ -5,10 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dockbridge/dockbridge/internal/simhost"
 )
 
 // Options are the command-line settings of hcloud-sim; Config turns them into a Config.
@@ -33,6 +37,10 @@ type Options struct {
 	ActionFail    float64
 	FaultSeed     uint64
 	Verbose       bool
+	// container backend
+	Network    string
+	PublicIPs  string
+	Datasource string
 }
 
 // Register defines the flags on fs.
@@ -41,7 +49,7 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.StringVar(&o.Token, "token", "", "the only accepted API token (empty: any non-empty bearer token); prefer --token-file or $HCLOUD_SIM_TOKEN")
 	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the accepted API token")
 	fs.StringVar(&o.StateDir, "state-dir", "", "directory keeping state across restarts (empty: memory only)")
-	fs.StringVar(&o.Backend, "backend", "none", "backend: none (virtual) or local (this machine is --local-server; its volumes are loop devices)")
+	fs.StringVar(&o.Backend, "backend", "none", "backend: none (virtual), local (this machine is --local-server; its volumes are loop devices) or container (every server is a systemd container on the local Docker engine)")
 	fs.StringVar(&o.LocalServer, "local-server", "", "name of the server that stands for this machine (metadata service answers for it)")
 	fs.StringVar(&o.LocalLocation, "local-location", "fsn1", "location of --local-server")
 	fs.StringVar(&o.ByIDDir, "by-id-dir", "/dev/disk/by-id", "local backend: directory for the scsi-0HC_Volume_<id> links")
@@ -57,6 +65,9 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.Float64Var(&o.ActionFail, "action-fail-rate", 0, "probability that an action ends in status error")
 	fs.Uint64Var(&o.FaultSeed, "fault-seed", 1, "seed of the fault injection RNG (deterministic runs)")
 	fs.BoolVar(&o.Verbose, "v", false, "log every request")
+	fs.StringVar(&o.Network, "network", "dockbridge-sim", "container backend: Docker network of the servers (created when missing)")
+	fs.StringVar(&o.PublicIPs, "public-ips", "127.0.0.0/24", "container backend: loopback range of the servers' public IPv4 (their SSH port is published there)")
+	fs.StringVar(&o.Datasource, "datasource", "nocloud", "container backend: how cloud-init finds user_data: nocloud (seed written before boot) or hetzner (cloud-init's Hetzner datasource asks the metadata service)")
 }
 
 // Config builds the simulator configuration, including the backend.
@@ -117,9 +128,58 @@ func (o *Options) Config(ctx context.Context, log *slog.Logger) (Config, error) 
 			return cfg, err
 		}
 		cfg.Backend = b
+	case "container":
+		b, err := o.containerBackend(ctx, log)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Backend = b
 	default:
-		return cfg, fmt.Errorf("--backend %q is unknown (use none or local)", o.Backend)
+		return cfg, fmt.Errorf("--backend %q is unknown (use none, local or container)", o.Backend)
 	}
-	_ = ctx
 	return cfg, nil
+}
+
+// containerBackend builds the container backend. Servers reach the simulator on their
+// network's gateway, an address of this machine: a loopback --listen (the default) is moved
+// there, keeping the port, so the API and the metadata service answer servers and this
+// machine alike, and nothing listens on an outside interface. o.Listen is updated.
+func (o *Options) containerBackend(ctx context.Context, log *slog.Logger) (*ContainerBackend, error) {
+	dir := o.ImageDir
+	if dir == "" {
+		if o.StateDir == "" {
+			return nil, fmt.Errorf("--backend container needs --state-dir (or --image-dir) to keep volume images")
+		}
+		dir = filepath.Join(o.StateDir, "volumes")
+	}
+	byID := ""
+	if o.ByIDDir != "" && o.ByIDDir != "/dev/disk/by-id" {
+		byID = o.ByIDDir
+	}
+	pub, err := netip.ParsePrefix(o.PublicIPs)
+	if err != nil {
+		return nil, fmt.Errorf("--public-ips %q: want a loopback range such as 127.0.0.0/24: %w", o.PublicIPs, err)
+	}
+	host, port, err := net.SplitHostPort(o.Listen)
+	if err != nil || port == "0" {
+		return nil, fmt.Errorf("--listen %q: want HOST:PORT with a fixed port (servers are told where the API is)", o.Listen)
+	}
+	n, err := simhost.EnsureNetwork(ctx, o.Network)
+	if err != nil {
+		return nil, fmt.Errorf("--backend container: %w", err)
+	}
+	addr, err := netip.ParseAddr(host)
+	if host == "localhost" || (err == nil && addr.IsLoopback()) {
+		addr = n.Gateway
+		log.Info("container backend: serving on the servers' network gateway (an address of this machine only)", "listen", net.JoinHostPort(addr.String(), port))
+	} else if err != nil || addr != n.Gateway {
+		return nil, fmt.Errorf("--listen %q: with --backend container the simulator serves on the servers' network gateway %s (use --listen %s:%s, or a loopback address); other addresses would expose it beyond this machine or be unreachable from servers", o.Listen, n.Gateway, n.Gateway, port)
+	}
+	o.Listen = net.JoinHostPort(addr.String(), port)
+	ap, err := netip.ParseAddrPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %w", o.Listen, err)
+	}
+	return NewContainerBackend(ctx, ContainerBackendConfig{ImageDir: dir, ByIDDir: byID, Network: o.Network,
+		APIAddr: ap, PublicIPs: pub, Datasource: o.Datasource, Logger: log})
 }
