@@ -116,6 +116,10 @@ func TestPlainToolsCanRestore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("plain tools\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Several zstd frames: the archive is a concatenation of independent 4 MiB frames.
+	if err := os.WriteFile(filepath.Join(src, "big"), bytes.Repeat([]byte("0123456789abcdef"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	store, _ := NewDirStore(t.TempDir())
 	res, _ := backupDir(t, store, src, Zstd, nil)
 	dst := t.TempDir()

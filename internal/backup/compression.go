@@ -46,8 +46,9 @@ const maxZstdWindow = 1 << 27
 func NewCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 	switch c {
 	case Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		// zstd's fastest level compresses our benchmark data only 2% less than the default and
+		// twice as fast; independent 4 MiB frames use every core.
+		return newParallelZstd(w, zstd.SpeedFastest, 4<<20)
 	case Gzip:
 		zw := pgzip.NewWriter(w)
 		if err := zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {

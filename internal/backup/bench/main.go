@@ -31,10 +31,18 @@ var (
 	sizeGB = flag.Float64("size", 1.5, "volume size in GB (1-2)")
 	reps   = flag.Int("reps", 3, "repetitions per measurement (median)")
 	work   = flag.String("dir", "/var/tmp/dockbridge-bench", "scratch directory for archives (same disk as the engine)")
+	genTo  = flag.String("generate", "", "only generate the data set into this directory and exit")
 )
 
 func main() {
 	flag.Parse()
+	if *genTo != "" {
+		if _, err := generate(*genTo, int64(*sizeGB*1e9), 1); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
