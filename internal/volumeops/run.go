@@ -94,7 +94,7 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 	var wg sync.WaitGroup
 	if r.stdin != nil {
 		wg.Go(func() {
-			_, err := io.Copy(att.Conn, r.stdin)
+			_, err := io.CopyBuffer(att.Conn, struct{ io.Reader }{r.stdin}, make([]byte, 1<<20))
 			if err != nil {
 				stdinErr = err
 				att.Close() // the helper sees a truncated stream and fails
