@@ -393,7 +393,7 @@ func (b *ContainerBackend) DetachVolume(ctx context.Context, volumeID, serverID 
 	}
 	if dev, ok, err := b.vols.store.LoopDevice(ctx, volumeID); err == nil && ok {
 		if busy(dev) {
-			return fmt.Errorf("detach volume %d from server %d: its device %s is in use in the server (mounted?): unmount it first", volumeID, serverID, dev)
+			return fmt.Errorf("its device %s is in use in the server (mounted?): unmount it first", dev)
 		}
 	}
 	if err := s.host.DetachBlockDevice(ctx, volumeDevicePath(volumeID)); err != nil {

@@ -161,8 +161,11 @@ func (o *Options) containerBackend(ctx context.Context, log *slog.Logger) (*Cont
 		return nil, fmt.Errorf("--public-ips %q: want a loopback range such as 127.0.0.0/24: %w", o.PublicIPs, err)
 	}
 	host, port, err := net.SplitHostPort(o.Listen)
-	if err != nil || port == "0" {
+	if err != nil || port == "0" || port == "" {
 		return nil, fmt.Errorf("--listen %q: want HOST:PORT with a fixed port (servers are told where the API is)", o.Listen)
+	}
+	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
+		return nil, fmt.Errorf("--listen %q: with --backend container the simulator serves on the servers' network gateway, an address of this machine only; a wildcard address would expose it beyond this machine (use 127.0.0.1:%s)", o.Listen, port)
 	}
 	n, err := simhost.EnsureNetwork(ctx, o.Network)
 	if err != nil {
