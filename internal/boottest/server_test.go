@@ -57,7 +57,7 @@ type bootOpts struct {
 
 // boot renders dockbridge's user-data, creates a server through the API (hcloud-go) with
 // it, waits until SSH answers with the pinned host key and cloud-init has finished.
-func (e *Env) boot(t *testing.T, name string, o bootOpts) *booted {
+func (e *Env) boot(t testing.TB, name string, o bootOpts) *booted {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
 	defer cancel()
@@ -149,7 +149,7 @@ func (e *Env) diagnose(id int64) string {
 	return string(out) + string(stderr)
 }
 
-func (b *booted) run(t *testing.T, cmd string) string {
+func (b *booted) run(t testing.TB, cmd string) string {
 	t.Helper()
 	out, err := Run(b.ssh, cmd)
 	if err != nil {
@@ -159,7 +159,7 @@ func (b *booted) run(t *testing.T, cmd string) string {
 }
 
 // succeeded fails the test unless cloud-init and the setup succeeded.
-func (b *booted) succeeded(t *testing.T) {
+func (b *booted) succeeded(t testing.TB) {
 	t.Helper()
 	if !b.ok {
 		t.Fatalf("cloud-init on %s failed:\n%s\nfailure marker: %s\nsetup log:\n%s", b.Name, b.cloudInit,
@@ -242,7 +242,7 @@ func (b *booted) failedWith(t *testing.T, reason string) {
 	}
 }
 
-func (e *Env) volume(t *testing.T, name string, format string) *hcloud.Volume {
+func (e *Env) volume(t testing.TB, name string, format string) *hcloud.Volume {
 	t.Helper()
 	opts := hcloud.VolumeCreateOpts{Name: name, Size: 10, Location: &hcloud.Location{Name: "fsn1"},
 		Labels: map[string]string{"managed-by": "dockbridge"}}
@@ -259,7 +259,7 @@ func (e *Env) volume(t *testing.T, name string, format string) *hcloud.Volume {
 	return res.Volume
 }
 
-func (e *Env) deleteServer(t *testing.T, s *booted) {
+func (e *Env) deleteServer(t testing.TB, s *booted) {
 	t.Helper()
 	s.ssh.Close()
 	c := e.Client()
