@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/moby/moby/client"
 
 	"github.com/dockbridge/dockbridge/internal/backup"
 	"github.com/dockbridge/dockbridge/internal/version"
@@ -167,9 +168,13 @@ func (e *Engine) backupOne(ctx context.Context, v Volume, opts BackupOptions) (B
 		aw.Abort()
 		return res, fmt.Errorf("helper wrote %d bytes but %d arrived: the stream was cut", hr.CompressedBytes, counter.n)
 	}
-	if hr.Stats.Bytes == 0 && hr.Stats.Entries == 0 && v.UsedBytes > 64<<10 {
-		aw.Abort()
-		return res, fmt.Errorf("the backup read nothing but the engine reports %d bytes in the volume: refusing to store an empty backup", v.UsedBytes)
+	if hr.Stats.Entries == 0 {
+		// Nothing read: ask the engine (or the volume plugin) independently whether the volume is
+		// really empty, so an unmounted or wrong volume never yields an empty "successful" backup.
+		if used := e.engineUsage(ctx, v); used > 64<<10 {
+			aw.Abort()
+			return res, fmt.Errorf("the backup read nothing but the engine reports %d bytes in the volume: refusing to store an empty backup", used)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		aw.Abort()
@@ -195,4 +200,25 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// engineUsage is the engine's own figure for a volume's size (docker system df for the local
+// driver, the plugin's used_bytes in Status for hetzner volumes), -1 when unknown.
+func (e *Engine) engineUsage(ctx context.Context, v Volume) int64 {
+	if v.UsedBytes >= 0 {
+		return v.UsedBytes
+	}
+	if iv, err := e.InspectVolume(ctx, v.Name); err == nil && iv.UsedBytes >= 0 {
+		return iv.UsedBytes
+	}
+	du, err := e.API.DiskUsage(ctx, client.DiskUsageOptions{Volumes: true, Verbose: true})
+	if err != nil {
+		return -1
+	}
+	for _, dv := range du.Volumes.Items {
+		if dv.Name == v.Name && dv.UsageData != nil {
+			return dv.UsageData.Size
+		}
+	}
+	return -1
 }

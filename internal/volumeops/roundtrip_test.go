@@ -86,10 +86,11 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 				ctx := t.Context()
 				suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
 				src := volumeopstest.Volume(t, c, "dbt-src-"+suffix, vk.driver, vk.opts, map[string]string{"app": "roundtrip", "tier": "db"})
-				backuptest.MakeTree(t, mountpoint(t, c, src), backuptest.TreeOptions{BigFile: 1 << 30})
-				want := backuptest.Snapshot(t, mountpoint(t, c, src))
+				// A running container mounts the volume (a plugin volume has a mountpoint only then).
 				running := volumeopstest.Container(t, c, "dbt-run-"+suffix, src, true)
 				stoppedC := volumeopstest.Container(t, c, "dbt-stop-"+suffix, src, false)
+				backuptest.MakeTree(t, mountpoint(t, c, src), backuptest.TreeOptions{BigFile: 1 << 30})
+				want := backuptest.Snapshot(t, mountpoint(t, c, src))
 
 				store := sk.open(t)
 				res, err := e.Backup(ctx, volumeops.BackupOptions{Volumes: []string{src}, Store: store, Compression: backup.Zstd})
@@ -126,7 +127,8 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 				if v.Volume.Driver != vk.driver || !maps.Equal(v.Volume.Labels, map[string]string{"app": "roundtrip", "tier": "db"}) {
 					t.Fatalf("recreated volume lost its driver or labels: %s %v", v.Volume.Driver, v.Volume.Labels)
 				}
-				if d := backuptest.Diff(want, backuptest.Snapshot(t, v.Volume.Mountpoint)); len(d) > 0 {
+				volumeopstest.Container(t, c, "dbt-look-"+suffix, dst, true) // mounted, for plugin volumes
+				if d := backuptest.Diff(want, backuptest.Snapshot(t, mountpoint(t, c, dst))); len(d) > 0 {
 					t.Fatalf("restored volume differs:\n%s", strings.Join(d, "\n"))
 				}
 

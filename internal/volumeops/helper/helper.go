@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -101,6 +102,9 @@ func result(v any) int {
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The helper's memory is bounded by design (the chunks in flight); make the GC keep it near
+	// that bound instead of letting the heap double.
+	debug.SetMemoryLimit(96 << 20)
 	// Larger pipe buffers between us and the engine: fewer context switches per MB.
 	for _, f := range []*os.File{os.Stdin, os.Stdout} {
 		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
