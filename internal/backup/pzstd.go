@@ -1,12 +1,10 @@
 package backup
 
 import (
-	"encoding/binary"
 	"io"
 	"runtime"
 	"sync"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -78,12 +76,7 @@ func (p *parallelZstd) submit() {
 	p.sem <- struct{}{}
 	p.queue <- fut
 	go func() {
-		var out []byte
-		if p.incompressible(data) {
-			out = storedFrame(data)
-		} else {
-			out = p.enc.EncodeAll(data, make([]byte, 0, len(data)/2+1024))
-		}
+		out := p.enc.EncodeAll(data, make([]byte, 0, len(data)/2+1024))
 		p.pool.Put(data[:0]) //nolint:staticcheck // slices are fine in a pool here
 		<-p.sem
 		fut <- out
@@ -121,45 +114,4 @@ func (p *parallelZstd) Close() error {
 		return err
 	}
 	return p.enc.Close()
-}
-
-// incompressible samples a chunk: when three 64 KiB samples do not shrink by 3 %, compressing
-// the chunk would only burn CPU (random or already compressed data).
-func (p *parallelZstd) incompressible(data []byte) bool {
-	const sample = 64 << 10
-	if len(data) < 4*sample {
-		return false
-	}
-	var buf []byte
-	for _, off := range []int{0, len(data)/2 - sample/2, len(data) - sample} {
-		buf = p.enc.EncodeAll(data[off:off+sample], buf[:0])
-		if len(buf) < sample*97/100 {
-			return false
-		}
-	}
-	return true
-}
-
-// storedFrame wraps data in a zstd frame of raw blocks (RFC 8878 3.1.1) with a content
-// checksum: every zstd decoder reads it, at memcpy speed.
-func storedFrame(data []byte) []byte {
-	const maxBlock = 128 << 10
-	out := make([]byte, 0, len(data)+len(data)/maxBlock*3+16)
-	out = binary.LittleEndian.AppendUint32(out, 0xFD2FB528)
-	// Frame header descriptor: content checksum; no single segment, no content size, no dict.
-	// Window descriptor: exponent 7 -> 2^17 = 128 KiB, the largest raw block.
-	out = append(out, 0x04, 7<<3)
-	if len(data) == 0 {
-		out = append(out, 1, 0, 0) // last block, raw, size 0
-	}
-	for off := 0; off < len(data); off += maxBlock {
-		n := min(maxBlock, len(data)-off)
-		hdr := uint32(n) << 3 // raw block type is 0
-		if off+n == len(data) {
-			hdr |= 1
-		}
-		out = append(out, byte(hdr), byte(hdr>>8), byte(hdr>>16))
-		out = append(out, data[off:off+n]...)
-	}
-	return binary.LittleEndian.AppendUint32(out, uint32(xxhash.Sum64(data)))
 }

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -72,17 +69,3 @@ var errDiskFull = errors.New("disk full")
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errDiskFull }
-
-// A stored frame is valid zstd for the real CLI too.
-func TestStoredFrameWithZstdCLI(t *testing.T) {
-	data := make([]byte, 300<<10+7)
-	for i := range data {
-		data[i] = byte(i * 7919 >> 3)
-	}
-	f := filepath.Join(t.TempDir(), "x.zst")
-	must(t, os.WriteFile(f, append(storedFrame(data), storedFrame(nil)...), 0o644))
-	out, err := exec.Command("zstd", "-dc", f).Output()
-	if err != nil || !bytes.Equal(out, data) {
-		t.Fatalf("zstd -dc: %v (%d bytes)", err, len(out))
-	}
-}
