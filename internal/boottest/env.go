@@ -90,12 +90,15 @@ func Require(t testing.TB) {
 	t.Fatal(msg)
 }
 
-// Start builds the simulated-server images when missing (minutes the first time), starts a
+// Start (skipped under -short) builds the simulated-server images when missing (minutes the first time), starts a
 // simulator with the container backend on its own Docker network and serves it on the
 // network's gateway. On t.Cleanup it removes every server container, loop device, the
 // network and the metadata route it made.
 func Start(t testing.TB, opts ...Option) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots simulated servers (minutes); skipped under -short")
+	}
 	Require(t)
 	cfg := envConfig{}
 	for _, o := range opts {
