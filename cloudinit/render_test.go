@@ -339,7 +339,7 @@ func TestRenderedDocument(t *testing.T) {
 	}
 	for _, unit := range []string{"docker.service", "docker.socket"} {
 		c := files["/etc/systemd/system/"+unit+".d/10-dockbridge-volume.conf"].Content
-		if !strings.Contains(c, "[Unit]\nRequiresMountsFor=/var/lib/docker\n") {
+		if !strings.Contains(c, "[Unit]\nRequiresMountsFor=/var/lib/docker\nAssertPathIsMountPoint=/var/lib/docker\n") {
 			t.Errorf("%s drop-in: %q", unit, c)
 		}
 	}
