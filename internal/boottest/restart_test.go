@@ -91,7 +91,9 @@ func TestContainerBackendLifecycle(t *testing.T) {
 	s.run(t, "test -b /dev/disk/by-id/scsi-0HC_Volume_"+fmt.Sprint(vol.ID))
 	// On a Hetzner VM systemd mounts the fstab entry (by UUID, nofail) at boot. In a
 	// container systemd-fstab-generator ignores device entries, so the simulated server
-	// does not: mount it from fstab by hand, then start Docker (see README.md).
+	// does not: mount it from fstab by hand, then start Docker (see README.md). Until then
+	// Docker must not have started on the root disk (AssertPathIsMountPoint in its drop-in).
+	s.run(t, "mountpoint -q /var/lib/docker || ! systemctl is-active -q docker.service")
 	s.run(t, "mountpoint -q /var/lib/docker || mount /var/lib/docker; systemctl reset-failed docker.service docker.socket; systemctl start docker.service")
 	s.dockerOnVolume(t, vol.ID, "ext4")
 	if got := s.run(t, "docker ps -a --filter name=keeper --format '{{.Names}}'"); got != "keeper" {
