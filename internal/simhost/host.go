@@ -158,8 +158,12 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 		// itself, thanks to SYS_ADMIN.
 		"--cgroupns", "host",
 		"--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-		// Loop devices (volumes) may be hot-plugged: allow the whole major.
-		"--device-cgroup-rule", "b 7:* rwm",
+		// Every device, as on a VM: loop devices (volumes) are hot-plugged later, and a
+		// managed Docker plugin with allowAllDevices (the hetzner volume plugin) makes runc
+		// write "a *:* rwm" into its nested devices cgroup, which cgroup v1 refuses (EPERM)
+		// unless every ancestor allows all devices. The container only sees the device
+		// nodes it is given or that are created in it.
+		"--device-cgroup-rule", "a *:* rwm",
 	}
 	for _, c := range capabilities {
 		args = append(args, "--cap-add", c)

@@ -314,6 +314,21 @@ func TestServer(t *testing.T) {
 			t.Fatalf("ssh root@%s: %v: %s", spec.IPv4, err, login)
 		}
 	})
+	t.Run("a nested cgroup may allow all devices (managed plugins with allowAllDevices)", func(t *testing.T) {
+		// What runc does for a Docker plugin whose config says allowAllDevices: a new devices
+		// cgroup under the server's own, then "a *:* rwm". cgroup v1 refuses it (EPERM) unless
+		// every ancestor allows all devices.
+		script := `set -e; own=$(awk -F: '$2 ~ /(^|,)devices(,|$)/ {print $3}' /proc/self/cgroup)
+d=/sys/fs/cgroup/devices$own/dockbridge-probe; mkdir -p "$d"; trap 'rmdir "$d"' EXIT
+echo 'a *:* rwm' > "$d/devices.allow"; cat "$d/devices.list"`
+		if _, err := os.Stat("/sys/fs/cgroup/devices"); err != nil {
+			t.Skip("cgroup v2 host: no devices controller to check")
+		}
+		got := exec1(t, h, "sh", "-c", script)
+		if got != "a *:* rwm" {
+			t.Fatalf("devices.list of a nested cgroup after allowing all = %q, want \"a *:* rwm\"", got)
+		}
+	})
 	t.Run("metadata reaches the simulator with the server's address", func(t *testing.T) {
 		ip, err := h.PrivateIP(ctx)
 		if err != nil {
