@@ -184,7 +184,7 @@ func (l *Linux) Mount(ctx context.Context, device, target, fstype string, option
 	if len(options) > 0 {
 		args = append(args, "-o", strings.Join(options, ","))
 	}
-	args = append(args, dev.path, target)
+	args = append(args, dev.node, target)
 	if _, err := cmdrun.Run(ctx, "mount", args...); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", device, target, err)
 	}
@@ -252,7 +252,7 @@ func (l *Linux) Grow(ctx context.Context, device, target, fstype string) error {
 		return fmt.Errorf("grow %s: %w", device, err)
 	}
 	if fstype == "" {
-		sig, err := l.Probe(ctx, dev.path)
+		sig, err := l.Probe(ctx, dev.node)
 		if err != nil {
 			return fmt.Errorf("grow %s: %w", device, err)
 		}
@@ -274,7 +274,7 @@ func (l *Linux) Grow(ctx context.Context, device, target, fstype string) error {
 	}
 	switch fstype {
 	case "ext4":
-		_, err = cmdrun.Run(ctx, "resize2fs", dev.path)
+		_, err = cmdrun.Run(ctx, "resize2fs", dev.node)
 		if err != nil && !hasCapability(capSysResource) {
 			return fmt.Errorf("grow ext4 filesystem on %s: %w: the kernel allows online ext4 resize only with CAP_SYS_RESOURCE, which this process lacks (add it to the plugin's capabilities): %w",
 				device, ErrMissingCapability, err)
@@ -329,7 +329,8 @@ func hasCapability(bit uint) bool {
 }
 
 type blockDev struct {
-	path         string // /dev/<kernel name>
+	path         string // /dev/<kernel name>: how the mount table names it
+	node         string // a device node of it that exists here: path, or the one given
 	major, minor uint32
 }
 
@@ -344,14 +345,27 @@ func blockDevice(device string) (blockDev, error) {
 		return blockDev{}, fmt.Errorf("%s is not a block device", device)
 	}
 	major, minor := uint32((st.Rdev>>8)&0xfff|(st.Rdev>>32)&^0xfff), uint32(st.Rdev&0xff|(st.Rdev>>12)&^0xff)
-	if name, ok := kernelName(major, minor); ok {
-		return blockDev{path: "/dev/" + name, major: major, minor: minor}, nil
-	}
 	resolved, err := filepath.EvalSymlinks(device)
 	if err != nil {
 		return blockDev{}, err
 	}
-	return blockDev{path: resolved, major: major, minor: minor}, nil
+	if name, ok := kernelName(major, minor); ok {
+		path := "/dev/" + name
+		return blockDev{path: path, node: nodeFor(path, resolved, major, minor), major: major, minor: minor}, nil
+	}
+	return blockDev{path: resolved, node: resolved, major: major, minor: minor}, nil
+}
+
+// nodeFor returns canonical (/dev/<kernel name>) when it is a node of the device major:minor,
+// else given. In a container (a simulated server, a plugin with only some device nodes) the
+// volume may exist only as /dev/disk/by-id/scsi-0HC_Volume_<id> and /dev/loopN not at all.
+func nodeFor(canonical, given string, major, minor uint32) string {
+	var st syscall.Stat_t
+	if err := syscall.Stat(canonical, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFBLK &&
+		uint32((st.Rdev>>8)&0xfff|(st.Rdev>>32)&^0xfff) == major && uint32(st.Rdev&0xff|(st.Rdev>>12)&^0xff) == minor {
+		return canonical
+	}
+	return given
 }
 
 // kernelName maps a block device number to its kernel name (loop3, sdb) through sysfs.
