@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
@@ -87,11 +88,24 @@ type envState struct {
 	// HostKey is the authorized_keys form of the host key the server was (or is about to
 	// be) created with. It is written BEFORE the create request, so a server whose create
 	// answer was lost (Ctrl-C, timeout) can still be adopted and verified.
-	HostKey    string    `json:"host_key,omitempty"`
-	ServerID   int64     `json:"server_id,omitempty"`
-	ServerIPv4 string    `json:"server_ipv4,omitempty"`
-	SSHPort    int       `json:"ssh_port,omitempty"`
-	Updated    time.Time `json:"updated"`
+	HostKey    string `json:"host_key,omitempty"`
+	ServerID   int64  `json:"server_id,omitempty"`
+	ServerIPv4 string `json:"server_ipv4,omitempty"`
+	SSHPort    int    `json:"ssh_port,omitempty"`
+	// ServerIDs are every server this environment ever had: the hetzner volume plugin
+	// labels the volumes it attaches with the server's id, which is how `destroy --volumes`
+	// finds the environment's plugin volumes after `down`.
+	ServerIDs []int64   `json:"server_ids,omitempty"`
+	Updated   time.Time `json:"updated"`
+}
+
+// addServer remembers a server id of the environment; it reports whether it was new.
+func (s *envState) addServer(id int64) bool {
+	if id == 0 || slices.Contains(s.ServerIDs, id) {
+		return false
+	}
+	s.ServerIDs = append(s.ServerIDs, id)
+	return true
 }
 
 func (p Paths) stateFile(env string) string { return filepath.Join(p.EnvDir(env), "state.json") }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
@@ -56,6 +58,22 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 		return res, err
 	}
 
+	// Volumes the hetzner plugin made on this environment's servers (it labels them with the
+	// server's id): deleted with --volumes, like the data volume.
+	var pluginVols []*hetzner.Volume
+	if o.Volumes {
+		st, err := loadState(d.Paths, o.Env)
+		if err != nil {
+			return res, err
+		}
+		for _, s := range servers {
+			st.addServer(s.ID)
+		}
+		if pluginVols, err = pluginVolumes(ctx, d, st.ServerIDs); err != nil {
+			return res, err
+		}
+	}
+
 	var plan []string
 	for _, s := range servers {
 		plan = append(plan, fmt.Sprintf("server %s (id %d)", s.Name, s.ID))
@@ -74,6 +92,9 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 			res.Kept = append(res.Kept, fmt.Sprintf("data volume %s (id %d, %d GB): `up%s` adopts it again; `destroy --volumes` deletes it", v.Name, v.ID, v.SizeGB, nameFlag(o.Env)))
 		}
 	}
+	for _, v := range pluginVols {
+		plan = append(plan, fmt.Sprintf("HETZNER-DRIVER VOLUME %s (id %d, %d GB, docker volume %q) WITH ITS DATA", v.Name, v.ID, v.SizeGB, v.Labels[labelPluginVolume]))
+	}
 	fmt.Fprintf(d.Stderr, "This deletes, for environment %q:\n", o.Env)
 	for _, p := range plan {
 		fmt.Fprintf(d.Stderr, "  - %s\n", p)
@@ -81,7 +102,7 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 	for _, k := range res.Kept {
 		fmt.Fprintf(d.Stderr, "and keeps the %s\n", k)
 	}
-	if err := confirm(d, o, len(vols) > 0 && o.Volumes); err != nil {
+	if err := confirm(d, o, (len(vols) > 0 || len(pluginVols) > 0) && o.Volumes); err != nil {
 		return res, err
 	}
 
@@ -122,6 +143,16 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 		}
 		res.Deleted = append(res.Deleted, fmt.Sprintf("SSH key %s (id %d)", k.Name, k.ID))
 	}
+	if o.Volumes && len(res.Deleted) > 0 && (len(vols) > 0 || len(pluginVols) > 0) {
+		// Deleting the server detached its volumes: read them again, so no stale attachment
+		// makes us detach a detached volume.
+		if vols, err = refresh(ctx, d, vols, selector(o.Env, RoleDataRoot)); err != nil {
+			return res, err
+		}
+		if pluginVols, err = refresh(ctx, d, pluginVols, LabelManagedBy+"="+ManagedBy+","+labelPluginVolume); err != nil {
+			return res, err
+		}
+	}
 	if o.Volumes {
 		for _, v := range vols {
 			if !ours(v.Labels, o.Env, RoleDataRoot) {
@@ -135,6 +166,15 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 			}
 			res.Deleted = append(res.Deleted, fmt.Sprintf("data volume %s (id %d)", v.Name, v.ID))
 		}
+	}
+	for _, v := range pluginVols {
+		step := d.Progress.Start(fmt.Sprintf("Deleting hetzner-driver volume %s (id %d)", v.Name, v.ID))
+		err := deleteVolume(ctx, d, v)
+		step.End(&err)
+		if err != nil {
+			return res, err
+		}
+		res.Deleted = append(res.Deleted, fmt.Sprintf("hetzner-driver volume %s (id %d)", v.Name, v.ID))
 	}
 	if d.Contexts != nil {
 		removed, err := RemoveContext(d.Contexts, o.Env)
@@ -188,4 +228,62 @@ func confirm(d *Deps, o DestroyOptions, volumes bool) error {
 		return nil
 	}
 	return fmt.Errorf("%w: nothing was deleted", ErrNotConfirmed)
+}
+
+// Labels the hetzner volume plugin puts on the volumes it creates and attaches
+// (internal/volumedriver): the Docker volume name and the server holding it.
+const (
+	labelPluginVolume   = "dockbridge/volume"
+	labelPluginHolder   = "dockbridge/holder"
+	labelPluginReleased = "dockbridge/released"
+)
+
+// pluginVolumes lists the volumes the hetzner plugin made that were last attached by one of
+// serverIDs and are not attached to any other server now.
+func pluginVolumes(ctx context.Context, d *Deps, serverIDs []int64) ([]*hetzner.Volume, error) {
+	if len(serverIDs) == 0 {
+		return nil, nil
+	}
+	vols, err := d.API.Volumes(ctx, LabelManagedBy+"="+ManagedBy+","+labelPluginVolume)
+	if err != nil {
+		return nil, err
+	}
+	mine := func(s string) bool {
+		id, err := strconv.ParseInt(s, 10, 64)
+		return err == nil && slices.Contains(serverIDs, id)
+	}
+	var out []*hetzner.Volume
+	for _, v := range vols {
+		if v.Labels[LabelManagedBy] != ManagedBy || v.Labels[labelPluginVolume] == "" || v.Labels[LabelRole] != "" {
+			continue
+		}
+		if !mine(v.Labels[labelPluginHolder]) && !mine(v.Labels[labelPluginReleased]) {
+			continue
+		}
+		if v.ServerID != 0 && !slices.Contains(serverIDs, v.ServerID) {
+			continue // in use by a server of another environment now
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// refresh reads vols again (one list request on sel), keeping only those still there.
+func refresh(ctx context.Context, d *Deps, vols []*hetzner.Volume, sel string) ([]*hetzner.Volume, error) {
+	if len(vols) == 0 {
+		return vols, nil
+	}
+	cur, err := d.API.Volumes(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	out := vols[:0]
+	for _, v := range vols {
+		for _, c := range cur {
+			if c.ID == v.ID {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
 }

@@ -98,6 +98,11 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		return res, err
 	}
 	res.ServerCreated = created
+	if st.addServer(srv.ID) {
+		if err := saveState(d.Paths, o.Env, st); err != nil {
+			return res, &ServerRunningError{Env: o.Env, Server: srv, Err: err}
+		}
+	}
 	res.ServerID, res.ServerName, res.IPv4, res.ServerType, res.Location = srv.ID, srv.Name, srv.IPv4, srv.ServerType, srv.Location
 	// From here on the server exists and is billed: every failure says so.
 	defer func() {

@@ -561,3 +561,39 @@ func TestUpValidatesInput(t *testing.T) {
 		}
 	}
 }
+
+func TestDestroyVolumesDeletesThePluginVolumesOfItsServers(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	res, err := e.up(ctx, "default")
+	must(t, err)
+	_, err = Down(ctx, e.deps, "default")
+	must(t, err)
+	res2, err := e.up(ctx, "default") // a second server: volumes of both belong to the env
+	must(t, err)
+	plugin := func(name string, l map[string]string) *hetzner.Volume {
+		l[LabelManagedBy], l[labelPluginVolume] = ManagedBy, name
+		v, err := e.api.CreateVolume(ctx, hetzner.VolumeSpec{Name: name, SizeGB: 10, Location: "fsn1", Labels: l})
+		must(t, err)
+		return v
+	}
+	held := plugin("held", map[string]string{labelPluginHolder: fmt.Sprint(res2.ServerID)})
+	released := plugin("released", map[string]string{labelPluginReleased: fmt.Sprint(res.ServerID)})
+	foreign := plugin("other-env", map[string]string{labelPluginHolder: "999999"})
+	unlabelled, err := e.api.CreateVolume(ctx, hetzner.VolumeSpec{Name: "precious", SizeGB: 10, Location: "fsn1"})
+	must(t, err)
+
+	out, err := Destroy(ctx, e.deps, DestroyOptions{Env: "default", Volumes: true, Yes: true})
+	must(t, err)
+	t.Logf("deleted: %v", out.Deleted)
+	for _, v := range []*hetzner.Volume{held, released} {
+		if _, err := e.api.Volume(ctx, v.ID); !errors.Is(err, hetzner.ErrNotFound) {
+			t.Errorf("plugin volume %s (held by a server of the environment) still there: %v", v.Name, err)
+		}
+	}
+	for _, v := range []*hetzner.Volume{foreign, unlabelled} {
+		if _, err := e.api.Volume(ctx, v.ID); err != nil {
+			t.Errorf("destroy deleted volume %s, which is not the environment's: %v", v.Name, err)
+		}
+	}
+}
