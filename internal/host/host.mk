@@ -14,9 +14,14 @@ install: ## put docker-dockbridge into ~/.docker/cli-plugins (and build/plugin, 
 	@docker dockbridge --help >/dev/null && echo "installed: try 'docker dockbridge --help'"
 
 .PHONY: demo
-demo: setup build plugin install ## the persistence demo: up, a container with a named and a hetzner volume, down, up, all intact (simulator unless HCLOUD_TOKEN is set)
+demo: setup build plugin install ## the persistence demo: up, a container with a named and a hetzner volume, down, up, all intact (local simulator with booting servers; the real API after a typed "yes" when HCLOUD_TOKEN is set)
+	@if [ -z "$${HCLOUD_TOKEN:-}" ]; then $(MAKE) --no-print-directory sim-image; fi
 	bash internal/host/demo.sh
 
 .PHONY: test-host
 test-host: ## host lifecycle tests: simulator integration and a real sshd (root, openssh-server, docker)
 	$(GO) test -count=1 -v ./internal/host/... ./internal/ui/... ./internal/cli/...
+
+.PHONY: test-e2e
+test-e2e: ## end to end: docker dockbridge up/down/up with data intact, idempotency, status, ssh, destroy, faults, Ctrl-C, on servers that really boot (root, Docker; builds the sim images on first use)
+	$(GO) test -count=1 -timeout 40m -v ./internal/e2e/

@@ -1,0 +1,406 @@
+// Package e2e runs `docker dockbridge` as users do — the docker CLI with the installed plugin,
+// the ssh binary, a docker context over SSH — against the simulator's container backend,
+// where every server really boots its user-data (systemd, cloud-init, sshd, Docker on the
+// data volume) and the hetzner volume plugin really attaches, formats and mounts volumes.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hetznercloud/hcloud-go/v2/hcloud"
+
+	"github.com/dockbridge/dockbridge/internal/boottest"
+)
+
+// Built once per test binary: the CLI plugin and the volume plugin's folder.
+var (
+	buildOnce sync.Once
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// build compiles docker-dockbridge and assembles the volume plugin folder (plugin/build.sh,
+// without touching this machine's engine).
+func build(t testing.TB) (cliPlugin, pluginDir string) {
+	t.Helper()
+	root := repoRoot(t)
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "dockbridge-e2e-build-"); buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "docker-dockbridge"), "./cli-plugin")
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cli-plugin: %v: %s", err, out)
+			return
+		}
+		cmd = exec.Command("bash", "plugin/build.sh")
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "OUT="+filepath.Join(buildDir, "plugin"), "NO_CREATE=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("plugin/build.sh: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "docker-dockbridge"), filepath.Join(buildDir, "plugin")
+}
+
+// requireTools fails (skips under -short) without what the tests use beyond boottest's list.
+func requireTools(t testing.TB) {
+	t.Helper()
+	var missing []string
+	for _, tool := range []string{"docker", "ssh", "go", "bash", "ldd", "chroot"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if f, err := elf.Open("/bin/busybox"); err != nil {
+		missing = append(missing, "a static /bin/busybox (apt-get install busybox-static)")
+	} else {
+		if slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP }) {
+			missing = append(missing, "a static /bin/busybox (it is dynamically linked: apt-get install busybox-static)")
+		}
+		f.Close()
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "the end-to-end tests need " + strings.Join(missing, ", ")
+	if testing.Short() {
+		t.Skip(msg + " (skipped under -short)")
+	}
+	t.Fatal(msg)
+}
+
+// world is one user's machine: a HOME, a DOCKER_CONFIG with the plugin installed, the ssh
+// binary reading $HOME/.ssh/config (OpenSSH itself reads the passwd home, which is the
+// real one: the wrapper keeps the tests off it), and a simulator whose servers boot.
+type world struct {
+	t       *testing.T
+	sim     *boottest.Env
+	api     *hcloud.Client
+	root    string
+	home    string
+	config  string // DOCKER_CONFIG
+	environ []string
+	envs    []string // dockbridge environments used, for cleanup
+	// requests counts the API requests of the CLI (not those of the volume plugins inside
+	// the servers, which reach the simulator directly).
+	requests *counter
+}
+
+// counter is a reverse proxy in front of the simulator that counts requests per
+// "METHOD /path" with numeric ids replaced by {id}.
+type counter struct {
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+var idRe = regexp.MustCompile(`/[0-9]+(/|$)`)
+
+func (c *counter) ServeHTTPWith(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		key := r.Method + " " + idRe.ReplaceAllString(idRe.ReplaceAllString(r.URL.Path, "/{id}$1"), "/{id}$1")
+		c.mu.Lock()
+		c.counts[key]++
+		c.mu.Unlock()
+		next.ServeHTTP(rw, r)
+	})
+}
+
+func (c *counter) snapshot() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.counts)
+}
+
+// spent is the requests counted while f ran.
+func (c *counter) spent(f func()) requests {
+	before := c.snapshot()
+	f()
+	d := requests{}
+	for k, v := range c.snapshot() {
+		if n := v - before[k]; n != 0 {
+			d[k] = n
+		}
+	}
+	return d
+}
+
+// requests are counts per "METHOD /path".
+type requests map[string]int64
+
+func (r requests) total() int64 {
+	var n int64
+	for _, v := range r {
+		n += v
+	}
+	return n
+}
+
+func (r requests) mutations() []string {
+	var out []string
+	for k := range r {
+		if !strings.HasPrefix(k, "GET ") {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r requests) String() string {
+	keys := slices.Sorted(maps.Keys(r))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d:", r.total())
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s×%d", k, r[k])
+	}
+	return b.String()
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	boottest.Require(t)
+	requireTools(t)
+	cliPlugin, pluginDir := build(t)
+	sim := boottest.Start(t)
+	w := &world{t: t, sim: sim, api: sim.Client(), root: t.TempDir(), requests: &counter{counts: map[string]int64{}}}
+	target, err := url.Parse(sim.BaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewServer(w.requests.ServeHTTPWith(httputil.NewSingleHostReverseProxy(target)))
+	t.Cleanup(proxy.Close)
+	w.home = filepath.Join(w.root, "home")
+	w.config = filepath.Join(w.home, ".docker")
+	wrap := filepath.Join(w.root, "bin")
+	for _, d := range []string{filepath.Join(w.config, "cli-plugins"), wrap} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(cliPlugin, filepath.Join(w.config, "cli-plugins", "docker-dockbridge")); err != nil {
+		t.Fatal(err)
+	}
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapper := fmt.Sprintf("#!/bin/sh\n# ssh with this test's ~/.ssh/config ($E2E_SSH_OPTS: a baseline without connection sharing)\nexec %s -F \"$HOME/.ssh/config\" $E2E_SSH_OPTS \"$@\"\n", sshBin)
+	if err := os.WriteFile(filepath.Join(wrap, "ssh"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "HOME" || k == "PATH" || strings.HasPrefix(k, "DOCKER_") || strings.HasPrefix(k, "HCLOUD_") || strings.HasPrefix(k, "DOCKBRIDGE_"):
+			continue
+		}
+		w.environ = append(w.environ, kv)
+	}
+	w.environ = append(w.environ,
+		"HOME="+w.home, "DOCKER_CONFIG="+w.config, "PATH="+wrap+":"+os.Getenv("PATH"),
+		"HCLOUD_TOKEN="+sim.Token, "HCLOUD_ENDPOINT="+proxy.URL+"/v1",
+		// The API as processes inside a server reach it (the volume plugin).
+		"DOCKBRIDGE_PLUGIN_ENDPOINT="+sim.ServerEndpoint, "DOCKBRIDGE_PLUGIN_DIR="+pluginDir)
+	t.Cleanup(func() {
+		// The shared SSH connections would outlive the test by ControlPersist.
+		for _, env := range w.envs {
+			cmd := exec.Command("ssh", "-F", filepath.Join(w.home, ".ssh", "config"), "-O", "exit", "dockbridge-"+env)
+			cmd.Env = w.environ
+			_ = cmd.Run()
+		}
+	})
+	return w
+}
+
+func (w *world) use(env string) {
+	if !slices.Contains(w.envs, env) {
+		w.envs = append(w.envs, env)
+	}
+}
+
+// result is one command's outcome.
+type result struct {
+	stdout, stderr string
+	err            error
+	took           time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("err=%v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+}
+
+// cmd prepares `docker ARGS` on this machine.
+func (w *world) cmd(ctx context.Context, stdin []byte, extraEnv []string, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, "docker", args...)
+	c.Env = append(slices.Clone(w.environ), extraEnv...)
+	c.Dir = w.root
+	if stdin != nil {
+		c.Stdin = bytes.NewReader(stdin)
+	}
+	return c
+}
+
+func (w *world) run(ctx context.Context, stdin []byte, extraEnv []string, args ...string) result {
+	c := w.cmd(ctx, stdin, extraEnv, args...)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	start := time.Now()
+	err := c.Run()
+	return result{stdout: out.String(), stderr: errb.String(), err: err, took: time.Since(start)}
+}
+
+// must runs `docker ARGS` and fails the test if it fails.
+func (w *world) must(t testing.TB, args ...string) result {
+	t.Helper()
+	r := w.run(t.Context(), nil, nil, args...)
+	if r.err != nil {
+		t.Fatalf("docker %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// on runs `docker --context <env's context> ARGS`.
+func (w *world) on(t testing.TB, env string, args ...string) result {
+	t.Helper()
+	return w.must(t, append([]string{"--context", contextName(env)}, args...)...)
+}
+
+func contextName(env string) string {
+	if env == "default" {
+		return "dockbridge"
+	}
+	return "dockbridge-" + env
+}
+
+// upResult is the part of `up -o json` the tests read.
+type upResult struct {
+	ServerID      int64   `json:"server_id"`
+	VolumeID      int64   `json:"volume_id"`
+	ServerCreated bool    `json:"server_created"`
+	Seconds       float64 `json:"seconds"`
+	Steps         []struct {
+		Title   string  `json:"step"`
+		Seconds float64 `json:"seconds"`
+		Note    string  `json:"note"`
+	} `json:"steps"`
+}
+
+// up runs `docker dockbridge up -o json` and returns what it reported and the API
+// requests it spent.
+func (w *world) up(t testing.TB, env string, extra ...string) (upResult, requests) {
+	t.Helper()
+	w.use(env)
+	var r result
+	spent := w.requests.spent(func() {
+		r = w.must(t, append([]string{"dockbridge", "up", "--name", env, "-o", "json"}, extra...)...)
+	})
+	var res upResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("up -o json is not JSON: %v\n%s", err, r.stdout)
+	}
+	return res, spent
+}
+
+// ours lists what carries dockbridge's label in the project, by kind. It retries: the
+// simulator may be injecting faults into these requests too.
+func (w *world) ours(t testing.TB) map[string][]string {
+	t.Helper()
+	ctx := t.Context()
+	sel := hcloud.ListOpts{LabelSelector: "managed-by=dockbridge"}
+	got := map[string][]string{}
+	retry := func(what string, f func() error) {
+		var err error
+		for range 20 {
+			if err = f(); err == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("list %s: %v", what, err)
+	}
+	retry("servers", func() error {
+		servers, err := w.api.Server.AllWithOpts(ctx, hcloud.ServerListOpts{ListOpts: sel})
+		for _, s := range servers {
+			got["server"] = append(got["server"], fmt.Sprintf("%s(%d)", s.Name, s.ID))
+		}
+		return err
+	})
+	retry("volumes", func() error {
+		vols, err := w.api.Volume.AllWithOpts(ctx, hcloud.VolumeListOpts{ListOpts: sel})
+		for _, v := range vols {
+			got["volume"] = append(got["volume"], fmt.Sprintf("%s(%d)", v.Name, v.ID))
+		}
+		return err
+	})
+	retry("firewalls", func() error {
+		fws, err := w.api.Firewall.AllWithOpts(ctx, hcloud.FirewallListOpts{ListOpts: sel})
+		for _, f := range fws {
+			got["firewall"] = append(got["firewall"], fmt.Sprintf("%s(%d)", f.Name, f.ID))
+		}
+		return err
+	})
+	retry("ssh keys", func() error {
+		keys, err := w.api.SSHKey.AllWithOpts(ctx, hcloud.SSHKeyListOpts{ListOpts: sel})
+		for _, k := range keys {
+			got["ssh key"] = append(got["ssh key"], fmt.Sprintf("%s(%d)", k.Name, k.ID))
+		}
+		return err
+	})
+	return got
+}
+
+// busyboxRootfs is a root filesystem holding only this machine's static busybox: no registry
+// is reachable, so the test image is imported (`docker import`) through the context.
+func busyboxRootfs(t testing.TB) []byte {
+	t.Helper()
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tarOf(t, []tarEntry{{name: "bin/", dir: true}, {name: "bin/busybox", data: data, mode: 0o755}, {name: "bin/sh", link: "busybox"}})
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
