@@ -11,7 +11,7 @@ import (
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 )
 
-// TestUpUnderInjectedFaults: 15% of the requests on a few endpoints answer 5xx while `up`
+// TestUpUnderInjectedFaults: 30% of the requests on a few endpoints answer 5xx while `up`
 // creates a server that really boots. Every run either finishes or stops with a clear
 // error; nothing is ever duplicated; a server that exists after a failed run is named as
 // billed in the error; and the next run (faults off) adopts whatever was made.
@@ -20,11 +20,11 @@ func TestUpUnderInjectedFaults(t *testing.T) {
 	const env = "faulty"
 	w.use(env)
 	w.sim.Faults(t, hcloudsim.FaultConfig{Seed: 5, Rules: []hcloudsim.FaultRule{
-		{Kind: "500", Rate: 0.15, Path: "/v1/servers*"},
-		{Kind: "503", Rate: 0.15, Path: "/v1/volumes*"},
-		{Kind: "502", Rate: 0.15, Path: "/v1/actions*"},
-		{Kind: "500", Rate: 0.15, Method: "POST", Path: "/v1/firewalls*"},
-		{Kind: "503", Rate: 0.15, Path: "/v1/ssh_keys*"},
+		{Kind: "500", Rate: 0.3, Path: "/v1/servers*"},
+		{Kind: "503", Rate: 0.3, Path: "/v1/volumes*"},
+		{Kind: "502", Rate: 0.3, Path: "/v1/actions*"},
+		{Kind: "500", Rate: 0.3, Method: "POST", Path: "/v1/firewalls*"},
+		{Kind: "503", Rate: 0.3, Path: "/v1/ssh_keys*"},
 	}})
 	var failures, successes int
 	for attempt := 1; attempt <= 6 && successes == 0; attempt++ {
@@ -103,6 +103,9 @@ func TestCtrlCDuringUpResumes(t *testing.T) {
 	servers := w.ours(t)["server"]
 	if len(servers) != 1 {
 		t.Fatalf("after Ctrl-C: servers %v, want the one being created", servers)
+	}
+	if !strings.Contains(stderr.String(), "up was interrupted") || strings.Contains(stderr.String(), "cloudinit_rc") {
+		t.Errorf("the interrupted up should say so in a line, not dump the remote script:\n%s", stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "EXISTS AND IS BILLED") {
 		t.Errorf("the interrupted up did not say that the server exists and is billed:\n%s", stderr.String())

@@ -99,7 +99,7 @@ func (e *RemoteError) Error() string {
 	if len(out) > 2000 {
 		out = "..." + out[len(out)-2000:]
 	}
-	msg := fmt.Sprintf("on %s, %q", e.Addr, e.Cmd)
+	msg := fmt.Sprintf("on %s, %q", e.Addr, firstLine(e.Cmd))
 	if e.ExitCode >= 0 {
 		msg += fmt.Sprintf(" exited with status %d", e.ExitCode)
 	} else {
@@ -126,14 +126,14 @@ func (r *sshRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byt
 	}
 	done := make(chan error, 1)
 	if err := s.Start(cmd); err != nil {
-		return nil, fmt.Errorf("ssh %s: start %q: %w", r.addr, cmd, err)
+		return nil, fmt.Errorf("ssh %s: start %q: %w", r.addr, firstLine(cmd), err)
 	}
 	go func() { done <- s.Wait() }()
 	select {
 	case <-ctx.Done():
 		_ = s.Signal(ssh.SIGTERM)
 		s.Close()
-		return stdout.Bytes(), fmt.Errorf("ssh %s: %q: %w", r.addr, cmd, ctx.Err())
+		return stdout.Bytes(), fmt.Errorf("ssh %s: %q: %w", r.addr, firstLine(cmd), ctx.Err())
 	case err = <-done:
 	}
 	if err != nil {
@@ -168,4 +168,12 @@ func WaitForSSH(ctx context.Context, dial Dialer, t Target, poll time.Duration) 
 		case <-time.After(poll):
 		}
 	}
+}
+
+// firstLine shortens a multi-line script for an error message.
+func firstLine(cmd string) string {
+	if i := strings.IndexByte(cmd, '\n'); i >= 0 && i < len(cmd)-1 {
+		return cmd[:i] + " …"
+	}
+	return strings.TrimSuffix(cmd, "\n")
 }

@@ -107,6 +107,9 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	// From here on the server exists and is billed: every failure says so.
 	defer func() {
 		if err != nil && !errors.As(err, new(*ServerRunningError)) {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("up was interrupted: %w", err)
+			}
 			err = &ServerRunningError{Env: o.Env, Server: srv, Err: d.explainAPI(err)}
 		}
 	}()
