@@ -21,7 +21,8 @@ type parallelZstd struct {
 	done   chan struct{}
 	mu     sync.Mutex
 	err    error
-	pool   sync.Pool
+	pool   sync.Pool // input chunks
+	outs   sync.Pool // compressed frames, sized for incompressible input
 	closed bool
 	frames int
 }
@@ -36,6 +37,7 @@ func newParallelZstd(w io.Writer, level zstd.EncoderLevel, chunkSize int) (*para
 	p := &parallelZstd{w: w, enc: enc, chunk: chunkSize, queue: make(chan chan []byte, 2*n),
 		sem: make(chan struct{}, n), done: make(chan struct{})}
 	p.pool.New = func() any { return make([]byte, 0, chunkSize) }
+	p.outs.New = func() any { return make([]byte, 0, chunkSize+chunkSize/64+1024) }
 	p.buf = p.pool.Get().([]byte)
 	go p.emit()
 	return p, nil
@@ -65,6 +67,7 @@ func (p *parallelZstd) emit() {
 		if _, err := p.w.Write(out); err != nil {
 			p.fail(err)
 		}
+		p.outs.Put(out[:0]) //nolint:staticcheck // byte slices in a pool are fine here
 	}
 }
 
@@ -76,7 +79,7 @@ func (p *parallelZstd) submit() {
 	p.sem <- struct{}{}
 	p.queue <- fut
 	go func() {
-		out := p.enc.EncodeAll(data, make([]byte, 0, len(data)/2+1024))
+		out := p.enc.EncodeAll(data, p.outs.Get().([]byte)[:0])
 		p.pool.Put(data[:0]) //nolint:staticcheck // slices are fine in a pool here
 		<-p.sem
 		fut <- out
