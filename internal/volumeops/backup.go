@@ -103,7 +103,7 @@ func (e *Engine) resolveVolumes(ctx context.Context, names []string, all bool) (
 			return nil, err
 		}
 		if len(vols) == 0 {
-			return nil, errors.New("--all: the engine has no volumes")
+			return nil, errors.New("the engine of this context has no volumes")
 		}
 		return vols, nil
 	case len(names) == 0:
