@@ -36,6 +36,14 @@ if ((${#missing[@]})); then
 	[ -z "$created_policy" ] || rm -f "$policy"
 fi
 
+# A real S3-compatible server for the backup tests (a Go module, built from the module proxy).
+versitygw_version=v1.8.0
+gobin="$(go env GOPATH 2>/dev/null)/bin"
+if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$gobin/versitygw" ]; then
+	echo "setup: go install github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+	go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+fi
+
 if ! docker info >/dev/null 2>&1; then
 	echo "setup: starting dockerd (log: /var/log/dockerd.log)"
 	nohup dockerd >>/var/log/dockerd.log 2>&1 &
