@@ -5,6 +5,7 @@
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
+export PATH="$PATH:/usr/local/go/bin"
 packages=(
 	docker.io docker-compose                        # the engine, managed plugins, compose
 	e2fsprogs xfsprogs btrfs-progs util-linux fdisk # real mkfs, blkid, wipefs, losetup, sfdisk
