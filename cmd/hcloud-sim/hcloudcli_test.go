@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestOfficialHcloudCLI drives the official hcloud CLI (Debian's hcloud-cli) against the
@@ -21,24 +18,7 @@ func TestOfficialHcloudCLI(t *testing.T) {
 		}
 		t.Fatal("the official hcloud CLI is missing: apt-get install hcloud-cli (bash .ci/run installs it)")
 	}
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--listen", addr, "--token", "cli-token"}, &out) }()
-	t.Cleanup(func() { cancel(); <-done })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/_sim/health")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("simulator did not come up: %v\n%s", err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	addr, _, _ := startRun(t, "--token", "cli-token")
 
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "id.pub")

@@ -43,28 +43,40 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func TestRunServesAPIAndMetadata(t *testing.T) {
-	addr := freeAddr(t)
-	dir := t.TempDir()
+// startRun runs the simulator with args on a free loopback address and waits until it
+// answers. stop ends it and returns run's error; it also runs on t.Cleanup.
+func startRun(t *testing.T, args ...string) (addr string, out *syncBuffer, stop func() error) {
+	t.Helper()
+	addr = freeAddr(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
+	out = &syncBuffer{}
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", addr, "--token", "secret", "--state-dir", dir, "--local-server", "me",
-			"--rate-limit", "100", "--action-duration", "create_server=10ms"}, &out)
-	}()
+	go func() { done <- run(ctx, append([]string{"--listen", addr}, args...), out) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/_sim/health")
 		if err == nil {
 			resp.Body.Close()
-			break
+			return addr, out, stop
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("simulator did not come up: %v\n%s", err, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func TestRunServesAPIAndMetadata(t *testing.T) {
+	dir := t.TempDir()
+	addr, out, stop := startRun(t, "--token", "secret", "--state-dir", dir, "--local-server", "me",
+		"--rate-limit", "100", "--action-duration", "create_server=10ms")
 	c := hcloud.NewClient(hcloud.WithToken("secret"), hcloud.WithEndpoint("http://"+addr+"/v1"))
 	servers, resp, err := c.Server.List(t.Context(), hcloud.ServerListOpts{})
 	if err != nil || len(servers) != 1 || servers[0].Name != "me" {
@@ -81,8 +93,7 @@ func TestRunServesAPIAndMetadata(t *testing.T) {
 	if err != nil || id != servers[0].ID {
 		t.Errorf("metadata instance-id %d, %v; want %d", id, err, servers[0].ID)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
