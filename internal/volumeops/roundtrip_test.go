@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockbridge/dockbridge/internal/backup"
 	"github.com/dockbridge/dockbridge/internal/backup/backuptest"
+	"github.com/dockbridge/dockbridge/internal/volumedriver/plugintest"
 	"github.com/dockbridge/dockbridge/internal/volumeops"
 	"github.com/dockbridge/dockbridge/internal/volumeops/volumeopstest"
 )
@@ -31,16 +33,35 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// volumeKind is a kind of volume the round trip covers. The hetzner volume plugin's row goes
-// here once the plugin runs on the simulator: driver "hetzner", opts {"size": "10"}.
+// volumeKind is a kind of volume the round trip covers: setup prepares what the kind needs, once
+// per test.
 type volumeKind struct {
-	name   string
+	name  string
+	setup func(t *testing.T) kindEnv
+}
+
+// kindEnv says how to make volumes of a kind and where their files are on this host.
+type kindEnv struct {
 	driver string
 	opts   map[string]string
+	// hostPath maps the Mountpoint the engine reports to this host's path (nil: the same).
+	hostPath func(string) (string, error)
 }
 
 var volumeKinds = []volumeKind{
-	{name: "local", driver: "local"},
+	{"local", func(*testing.T) kindEnv { return kindEnv{driver: "local"} }},
+	// The hetzner volume plugin against the simulator's local backend (real loop devices, ext4).
+	// Its instance is this process's own (dockbridge-test-<pid>/hetzner:latest), so the plugin's
+	// integration tests, which own hetzner:latest, may run at the same time.
+	{"hetzner", func(t *testing.T) kindEnv {
+		volumeopstest.Client(t) // -short skips here, like every engine test
+		env, err := plugintest.Start(context.Background(), plugintest.Options{})
+		if err != nil {
+			t.Fatalf("hetzner volume plugin on the simulator: %v", err)
+		}
+		t.Cleanup(env.Close)
+		return kindEnv{driver: env.PluginName, opts: map[string]string{"size": "10", "fstype": "ext4"}, hostPath: env.HostPath}
+	}},
 }
 
 type storeKind struct {
@@ -69,76 +90,111 @@ var storeKinds = []storeKind{
 
 // mountpoint returns the volume's directory on this host (the tests drive a local engine).
 func mountpoint(t *testing.T, c *client.Client, vol string) string {
+	return kindEnv{}.mountpoint(t, c, vol)
+}
+
+// mountpoint returns the directory on this host of a mounted volume of the kind. The engine
+// reports a managed plugin's volume at the plugin's own path (/mnt/volumes/NAME); hostPath maps
+// it, and the path must be a mount point (a plugin volume is mounted only while in use).
+func (k kindEnv) mountpoint(t *testing.T, c *client.Client, vol string) string {
+	t.Helper()
 	r, err := c.VolumeInspect(context.Background(), vol, client.VolumeInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r.Volume.Mountpoint
+	mp := r.Volume.Mountpoint
+	if k.hostPath == nil {
+		return mp
+	}
+	if mp, err = k.hostPath(mp); err != nil {
+		t.Fatalf("volume %s: %v", vol, err)
+	}
+	var st, parent unix.Stat_t
+	if err := unix.Stat(mp, &st); err != nil || unix.Stat(filepath.Dir(mp), &parent) != nil || st.Dev == parent.Dev {
+		t.Fatalf("volume %s is not mounted at %s on this host (%v)", vol, mp, err)
+	}
+	return mp
 }
 
 // Round trip through the real engine, bit for bit, including a 1 GB file: back up a volume used
 // by a running and a stopped container, restore it into a volume that does not exist yet.
 func TestBackupRestoreRoundTrip(t *testing.T) {
 	for _, vk := range volumeKinds {
-		for _, sk := range storeKinds {
-			t.Run(vk.name+"/"+sk.name, func(t *testing.T) {
-				e, c := newEngine(t)
-				ctx := t.Context()
-				suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
-				src := volumeopstest.Volume(t, c, "dbt-src-"+suffix, vk.driver, vk.opts, map[string]string{"app": "roundtrip", "tier": "db"})
-				// A running container mounts the volume (a plugin volume has a mountpoint only then).
-				running := volumeopstest.Container(t, c, "dbt-run-"+suffix, src, true)
-				stoppedC := volumeopstest.Container(t, c, "dbt-stop-"+suffix, src, false)
-				backuptest.MakeTree(t, mountpoint(t, c, src), backuptest.TreeOptions{BigFile: 1 << 30})
-				want := backuptest.Snapshot(t, mountpoint(t, c, src))
+		t.Run(vk.name, func(t *testing.T) {
+			k := vk.setup(t)
+			for _, sk := range storeKinds {
+				t.Run(sk.name, func(t *testing.T) { roundTrip(t, k, sk) })
+			}
+		})
+	}
+}
 
-				store := sk.open(t)
-				res, err := e.Backup(ctx, volumeops.BackupOptions{Volumes: []string{src}, Store: store, Compression: backup.Zstd})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(res) != 1 || len(res[0].Stopped) != 1 || res[0].Metadata.Bytes < 1<<30 {
-					t.Fatalf("result %+v", res)
-				}
-				if !volumeopstest.Running(t, c, running) || volumeopstest.Running(t, c, stoppedC) {
-					t.Fatal("after the backup the running container must run again and the stopped one stay stopped")
-				}
-				m := res[0].Metadata
-				if m.Driver != vk.driver || m.Labels["app"] != "roundtrip" || m.SourceContext != "test" || m.Compression != backup.Zstd {
-					t.Fatalf("metadata %+v", m)
-				}
-				if rep, err := backup.Verify(ctx, store, res[0].Archive.Name, nil); err != nil || !rep.Walked {
-					t.Fatalf("verify: %v", err)
-				}
+// roundTrip backs up a volume of driver with opts into the store of sk and restores it into a
+// volume the restore creates.
+func roundTrip(t *testing.T, k kindEnv, sk storeKind) {
+	driver, opts := k.driver, k.opts
+	e, c := newEngine(t)
+	ctx := t.Context()
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	src := volumeopstest.Volume(t, c, "dbt-src-"+suffix, driver, opts, map[string]string{"app": "roundtrip", "tier": "db"})
+	// A running container mounts the volume (a plugin volume has a mountpoint only then).
+	running := volumeopstest.Container(t, c, "dbt-run-"+suffix, src, true)
+	stoppedC := volumeopstest.Container(t, c, "dbt-stop-"+suffix, src, false)
+	backuptest.MakeTree(t, k.mountpoint(t, c, src), backuptest.TreeOptions{BigFile: 1 << 30})
+	want := backuptest.Snapshot(t, k.mountpoint(t, c, src))
 
-				dst := "dbt-dst-" + suffix
-				t.Cleanup(func() { volumeopstest.RemoveVolume(c, dst) })
-				rr, err := e.Restore(ctx, volumeops.RestoreOptions{Store: store, Archive: res[0].Archive.Name, Volume: dst})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !rr.Created || rr.Stats.Bytes != m.Bytes {
-					t.Fatalf("restore result %+v", rr)
-				}
-				v, err := c.VolumeInspect(ctx, dst, client.VolumeInspectOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if v.Volume.Driver != vk.driver || !maps.Equal(v.Volume.Labels, map[string]string{"app": "roundtrip", "tier": "db"}) {
-					t.Fatalf("recreated volume lost its driver or labels: %s %v", v.Volume.Driver, v.Volume.Labels)
-				}
-				volumeopstest.Container(t, c, "dbt-look-"+suffix, dst, true) // mounted, for plugin volumes
-				if d := backuptest.Diff(want, backuptest.Snapshot(t, mountpoint(t, c, dst))); len(d) > 0 {
-					t.Fatalf("restored volume differs:\n%s", strings.Join(d, "\n"))
-				}
+	store := sk.open(t)
+	res, err := e.Backup(ctx, volumeops.BackupOptions{Volumes: []string{src}, Store: store, Compression: backup.Zstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || len(res[0].Stopped) != 1 || res[0].Metadata.Bytes < 1<<30 {
+		t.Fatalf("result %+v", res)
+	}
+	if !volumeopstest.Running(t, c, running) || volumeopstest.Running(t, c, stoppedC) {
+		t.Fatal("after the backup the running container must run again and the stopped one stay stopped")
+	}
+	m := res[0].Metadata
+	if m.Driver != driver || m.Labels["app"] != "roundtrip" || m.SourceContext != "test" || m.Compression != backup.Zstd {
+		t.Fatalf("metadata %+v", m)
+	}
+	if rep, err := backup.Verify(ctx, store, res[0].Archive.Name, nil); err != nil || !rep.Walked {
+		t.Fatalf("verify: %v", err)
+	}
 
-				// The target now holds data: refused without --force.
-				_, err = e.Restore(ctx, volumeops.RestoreOptions{Store: store, Archive: res[0].Archive.Name, Volume: dst})
-				if err == nil || !strings.Contains(err.Error(), "--force") {
-					t.Fatalf("restore over data: %v", err)
-				}
-			})
+	dst := "dbt-dst-" + suffix
+	t.Cleanup(func() { volumeopstest.RemoveVolume(c, dst) })
+	rr, err := e.Restore(ctx, volumeops.RestoreOptions{Store: store, Archive: res[0].Archive.Name, Volume: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rr.Created || rr.Stats.Bytes != m.Bytes {
+		t.Fatalf("restore result %+v", rr)
+	}
+	v, err := c.VolumeInspect(ctx, dst, client.VolumeInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Volume.Driver != driver || !maps.Equal(v.Volume.Labels, map[string]string{"app": "roundtrip", "tier": "db"}) ||
+		!maps.Equal(v.Volume.Options, opts) {
+		t.Fatalf("recreated volume lost its driver, labels or options: %s %v %v", v.Volume.Driver, v.Volume.Labels, v.Volume.Options)
+	}
+	volumeopstest.Container(t, c, "dbt-look-"+suffix, dst, true) // mounted, for plugin volumes
+	if volumeops.IsHetznerDriver(driver) {
+		// A Hetzner volume of the recorded size really backs it (the plugin's Status).
+		iv, err := e.InspectVolume(ctx, dst)
+		if err != nil || iv.Hetzner == nil || iv.Hetzner.ID == 0 || fmt.Sprint(iv.Hetzner.SizeGB) != opts["size"] {
+			t.Fatalf("restored hetzner volume: %+v %v", iv.Hetzner, err)
 		}
+	}
+	if d := backuptest.Diff(want, backuptest.Snapshot(t, k.mountpoint(t, c, dst))); len(d) > 0 {
+		t.Fatalf("restored volume differs:\n%s", strings.Join(d, "\n"))
+	}
+
+	// The target now holds data: refused without --force.
+	_, err = e.Restore(ctx, volumeops.RestoreOptions{Store: store, Archive: res[0].Archive.Name, Volume: dst})
+	if err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("restore over data: %v", err)
 	}
 }
 

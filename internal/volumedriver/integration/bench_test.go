@@ -19,7 +19,7 @@ import (
 // Prometheus metrics (sum of operation_duration_seconds over every operation and result).
 func pluginSeconds(t *testing.T) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + env.metricsAddr + "/metrics")
+	resp, err := http.Get("http://" + env.MetricsAddr + "/metrics")
 	if err != nil {
 		t.Fatalf("plugin metrics: %v", err)
 	}
@@ -74,7 +74,7 @@ func TestPluginBench(t *testing.T) {
 	// 50 volumes of the project, created elsewhere; the plugin learns them at start.
 	for i := range 50 {
 		name := fmt.Sprintf("bench-ls-%02d", i)
-		if _, err := env.client.CreateVolume(ctx, hetzner.VolumeSpec{Name: name, SizeGB: 10, Location: "fsn1",
+		if _, err := env.Client.CreateVolume(ctx, hetzner.VolumeSpec{Name: name, SizeGB: 10, Location: "fsn1",
 			Labels: map[string]string{"managed-by": "dockbridge", "dockbridge/volume": name}}); err != nil {
 			t.Fatal(err)
 		}

@@ -15,9 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,28 +27,18 @@ import (
 
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/volumedriver/plugintest"
 )
 
 const (
 	pluginName = "hetzner:latest"
 	image      = "dockbridge-test/busybox:latest"
-	simToken   = "itest-token"
 )
 
 var benchTable = flag.Bool("bench-table", false, "run TestPluginBench and print the API/latency table")
 
-// env is the shared test environment.
-var env struct {
-	sim         *hcloudsim.Sim
-	base        string // http://127.0.0.1:PORT
-	client      *hetzner.Client
-	byID        string
-	imageDir    string
-	tmp         string
-	pluginID    string
-	metricsAddr string
-	localID     int64
-}
+// env is the shared test environment: the simulator and the plugin hetzner:latest.
+var env *plugintest.Env
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -71,14 +58,8 @@ func TestMain(m *testing.M) {
 
 func prerequisites() error {
 	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		missing = append(missing, "/dev/loop-control (modprobe loop)")
-	}
-	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		missing = append(missing, "a running Docker engine (docker info: "+strings.TrimSpace(string(out))+")")
+	if err := plugintest.Prerequisites(); err != nil {
+		missing = append(missing, err.Error())
 	}
 	if _, err := exec.LookPath("docker-compose"); err != nil {
 		missing = append(missing, "docker-compose (apt-get install docker-compose)")
@@ -86,10 +67,8 @@ func prerequisites() error {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		missing = append(missing, "/bin/busybox (apt-get install busybox-static)")
 	}
-	for _, t := range []string{"cryptsetup", "sfdisk", "mkfs.xfs", "losetup"} {
-		if _, err := exec.LookPath(t); err != nil {
-			missing = append(missing, t)
-		}
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		missing = append(missing, "cryptsetup")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("missing prerequisites: %s", strings.Join(missing, "; "))
@@ -101,89 +80,26 @@ func setup() error {
 	if err := prerequisites(); err != nil {
 		return err
 	}
-	var err error
-	if env.tmp, err = os.MkdirTemp("", "dockbridge-plugin-it-"); err != nil {
-		return err
-	}
-	// A by-id directory of our own under /dev (the plugin sees the host's /dev): other
-	// simulators running at the same time number their volumes the same way.
-	env.byID = fmt.Sprintf("/dev/dockbridge-it-%d", os.Getpid())
-	env.imageDir = filepath.Join(env.tmp, "images")
-	if err := os.MkdirAll(env.byID, 0o755); err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	backend, err := hcloudsim.NewLocalBackend(hcloudsim.LocalBackendConfig{ImageDir: env.imageDir, ByIDDir: env.byID, Logger: log})
-	if err != nil {
-		return err
-	}
-	cfg := hcloudsim.Config{Token: simToken, ActionProfile: "fast", LocalServer: "itest-host", Backend: backend, Logger: log}
+	o := plugintest.Options{PluginName: pluginName, MetricsAddr: true, Settings: []string{"LOG_LEVEL=debug"}}
 	if *benchTable {
 		// Actions finish at once: the table shows the plugin's own latency, not simulated waits.
-		cfg.ActionDurations = map[string]time.Duration{}
+		o.ActionDurations = map[string]time.Duration{}
 		for _, c := range []string{"create_volume", "attach_volume", "detach_volume", "resize_volume", "change_protection"} {
-			cfg.ActionDurations[c] = 0
+			o.ActionDurations[c] = 0
 		}
 	}
-	if env.sim, err = hcloudsim.New(context.Background(), cfg); err != nil {
+	var err error
+	if env, err = plugintest.Start(context.Background(), o); err != nil {
 		return err
 	}
-	env.localID = env.sim.LocalServerID()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go func() { _ = http.Serve(ln, env.sim) }()
-	env.base = "http://" + ln.Addr().String()
-	if env.client, err = hetzner.New(hetzner.Config{Endpoint: env.base + "/v1", Token: simToken, PollBase: 20 * time.Millisecond, PollMax: 200 * time.Millisecond}); err != nil {
-		return err
-	}
-	mln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	env.metricsAddr = mln.Addr().String()
-	mln.Close()
-
-	repo, err := filepath.Abs("../../..")
-	if err != nil {
-		return err
-	}
-	out := filepath.Join(env.tmp, "plugin")
-	build := exec.Command("bash", filepath.Join(repo, "plugin/build.sh"))
-	build.Env = append(os.Environ(), "OUT="+out, "NO_CREATE=1")
-	if b, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("plugin/build.sh: %v\n%s", err, b)
-	}
-	if err := importImage(); err != nil {
-		return err
-	}
-	_, _ = dockerCmd("plugin", "rm", "-f", pluginName)
-	if _, err := dockerCmd("plugin", "create", pluginName, out); err != nil {
-		return err
-	}
-	if _, err := dockerCmd("plugin", "set", pluginName,
-		"HCLOUD_TOKEN="+simToken, "HCLOUD_ENDPOINT="+env.base+"/v1",
-		"HCLOUD_METADATA_ENDPOINT="+env.base+"/hetzner/v1/metadata",
-		"DEVICE_DIR="+env.byID, "DEVICE_WAIT_TIMEOUT=20s", "METRICS_ADDR="+env.metricsAddr, "LOG_LEVEL=debug"); err != nil {
-		return err
-	}
-	if _, err := dockerCmd("plugin", "enable", pluginName); err != nil {
-		return err
-	}
-	id, err := dockerCmd("plugin", "inspect", "-f", "{{.Id}}", pluginName)
-	if err != nil {
-		return err
-	}
-	env.pluginID = strings.TrimSpace(id)
-	return nil
+	return importImage()
 }
 
 func importImage() error {
 	if _, err := dockerCmd("image", "inspect", image); err == nil {
 		return nil
 	}
-	root, err := os.MkdirTemp(env.tmp, "rootfs-")
+	root, err := os.MkdirTemp(env.Tmp, "rootfs-")
 	if err != nil {
 		return err
 	}
@@ -215,45 +131,12 @@ func teardown() {
 			_, _ = dockerCmd("rm", "-f", id)
 		}
 	}
-	if out, err := dockerCmd("volume", "ls", "-q", "--filter", "driver="+pluginName); err == nil {
-		for _, v := range strings.Fields(out) {
-			_, _ = dockerCmd("volume", "rm", "-f", v)
-		}
-	}
-	_, _ = dockerCmd("plugin", "disable", "-f", pluginName)
-	_, _ = dockerCmd("plugin", "rm", "-f", pluginName)
-	if env.sim != nil {
-		_ = env.sim.Close()
-	}
-	// Loop devices of images left behind, then the images and links.
-	if imgs, _ := filepath.Glob(filepath.Join(env.imageDir, "*.img")); len(imgs) > 0 {
-		for _, img := range imgs {
-			out, _ := exec.Command("losetup", "-j", img).Output()
-			for _, line := range strings.Split(string(out), "\n") {
-				if dev, _, ok := strings.Cut(line, ":"); ok {
-					_ = exec.Command("umount", dev).Run()
-					_ = exec.Command("losetup", "-d", dev).Run()
-				}
-			}
-		}
-	}
-	if env.byID != "" {
-		_ = os.RemoveAll(env.byID)
-	}
-	if env.tmp != "" {
-		_ = os.RemoveAll(env.tmp)
+	if env != nil {
+		env.Close()
 	}
 }
 
-func dockerCmd(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
+func dockerCmd(args ...string) (string, error) { return plugintest.Docker(args...) }
 
 func docker(t testing.TB, args ...string) string {
 	t.Helper()
@@ -297,7 +180,7 @@ func createVolume(t testing.TB, name string, opts ...string) {
 // simVolume returns the simulator's volume of that name (nil if none).
 func simVolume(t testing.TB, name string) *hetzner.Volume {
 	t.Helper()
-	v, err := env.client.VolumeByName(context.Background(), name)
+	v, err := env.Client.VolumeByName(context.Background(), name)
 	if errors.Is(err, hetzner.ErrNotFound) {
 		return nil
 	}
@@ -308,9 +191,7 @@ func simVolume(t testing.TB, name string) *hetzner.Volume {
 }
 
 // hostMountpoint is where the plugin mounts volume name, seen from the host.
-func hostMountpoint(name string) string {
-	return filepath.Join("/var/lib/docker/plugins", env.pluginID, "propagated-mount", name)
-}
+func hostMountpoint(name string) string { return env.HostMountpoint(name) }
 
 // hostMounted reports whether something is mounted on the volume's mount point in the host's
 // mount namespace.
@@ -354,7 +235,7 @@ func pluginPIDNow() int {
 			continue
 		}
 		environ, err := os.ReadFile(d + "/environ")
-		if err != nil || !strings.Contains(string(environ), "DEVICE_DIR="+env.byID+"\x00") {
+		if err != nil || !strings.Contains(string(environ), "DEVICE_DIR="+env.ByID+"\x00") {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(d))
@@ -363,7 +244,7 @@ func pluginPIDNow() int {
 	return 0
 }
 
-func stats() hcloudsim.Stats { return env.sim.Stats() }
+func stats() hcloudsim.Stats { return env.Sim.Stats() }
 
 // apiRequests counts the API requests (not metadata) between two snapshots.
 func apiRequests(before, after hcloudsim.Stats) (int64, map[string]int64) {

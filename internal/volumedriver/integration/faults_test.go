@@ -18,7 +18,7 @@ import (
 // nothing behind.
 func TestPluginFaults(t *testing.T) {
 	const n = 20
-	if err := env.sim.SetFaults(hcloudsim.FaultConfig{Seed: 42, Rules: []hcloudsim.FaultRule{
+	if err := env.Sim.SetFaults(hcloudsim.FaultConfig{Seed: 42, Rules: []hcloudsim.FaultRule{
 		{Kind: "500", Rate: 0.05, Path: "/v1/*"},
 		{Kind: "503", Rate: 0.05, Path: "/v1/*"},
 		{Kind: "429", Rate: 0.05, Path: "/v1/*"},
@@ -26,7 +26,7 @@ func TestPluginFaults(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.sim.SetFaults(hcloudsim.FaultConfig{}) })
+	t.Cleanup(func() { _ = env.Sim.SetFaults(hcloudsim.FaultConfig{}) })
 	before := stats()
 
 	names := make([]string, n)
@@ -53,7 +53,7 @@ func TestPluginFaults(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	_ = env.sim.SetFaults(hcloudsim.FaultConfig{})
+	_ = env.Sim.SetFaults(hcloudsim.FaultConfig{})
 	after := stats()
 	t.Logf("faults injected: %d, requests: %d, 429 by the bucket: %d", after.FaultsInjected-before.FaultsInjected, after.Total-before.Total, after.RateLimited-before.RateLimited)
 
@@ -87,7 +87,7 @@ func TestPluginFaults(t *testing.T) {
 		known[v] = true
 	}
 	for _, name := range names {
-		if v := simVolume(t, name); v != nil && v.ServerID == env.localID && !known[name] {
+		if v := simVolume(t, name); v != nil && v.ServerID == env.LocalID && !known[name] {
 			t.Errorf("%s (Hetzner volume %d) is attached here but Docker does not list it", name, v.ID)
 		}
 	}
@@ -106,7 +106,7 @@ func TestPluginFaults(t *testing.T) {
 			continue
 		}
 	}
-	links, _ := filepath.Glob(filepath.Join(env.byID, "scsi-0HC_Volume_*"))
+	links, _ := filepath.Glob(filepath.Join(env.ByID, "scsi-0HC_Volume_*"))
 	for _, l := range links {
 		if _, err := os.Stat(l); err == nil {
 			if target, _ := os.Readlink(l); target != "" {

@@ -26,7 +26,7 @@ func TestPluginWriteThenReadAcrossContainers(t *testing.T) {
 		t.Fatalf("container B read %q", got)
 	}
 	v := simVolume(t, name)
-	if v == nil || v.ServerID != env.localID || v.Labels["dockbridge/fs-uuid"] == "" || v.Labels["managed-by"] != "dockbridge" {
+	if v == nil || v.ServerID != env.LocalID || v.Labels["dockbridge/fs-uuid"] == "" || v.Labels["managed-by"] != "dockbridge" {
 		t.Fatalf("Hetzner volume after first use: %+v", v)
 	}
 	inspect := docker(t, "volume", "inspect", name)
@@ -77,7 +77,7 @@ func TestPluginRemoveDeletesTheHetznerVolume(t *testing.T) {
 	if v := simVolume(t, name); v != nil {
 		t.Fatalf("the Hetzner volume survived docker volume rm: %+v", v)
 	}
-	if _, err := os.Stat(filepath.Join(env.byID, "scsi-0HC_Volume_")); err == nil {
+	if _, err := os.Stat(filepath.Join(env.ByID, "scsi-0HC_Volume_")); err == nil {
 		t.Fatal("device link left behind")
 	}
 }
@@ -90,7 +90,7 @@ func TestPluginProtection(t *testing.T) {
 		t.Fatalf("docker volume rm of a protected volume: %v %s", err, out)
 	}
 	v := simVolume(t, name)
-	if err := env.client.SetVolumeProtection(context.Background(), v.ID, false); err != nil {
+	if err := env.Client.SetVolumeProtection(context.Background(), v.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	docker(t, "volume", "rm", name)
@@ -185,13 +185,13 @@ func TestPluginBadOptions(t *testing.T) {
 func attachedVolume(t *testing.T, name string) (*hetzner.Volume, string) {
 	t.Helper()
 	ctx := context.Background()
-	v, err := env.client.CreateVolume(ctx, hetzner.VolumeSpec{Name: name, SizeGB: 10, ServerID: env.localID,
+	v, err := env.Client.CreateVolume(ctx, hetzner.VolumeSpec{Name: name, SizeGB: 10, ServerID: env.LocalID,
 		Labels: map[string]string{"managed-by": "dockbridge", "dockbridge/volume": name, "dockbridge/fstype": "ext4"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = dockerCmd("volume", "rm", "-f", name) })
-	dev := filepath.Join(env.byID, "scsi-0HC_Volume_"+itoa(v.ID))
+	dev := filepath.Join(env.ByID, "scsi-0HC_Volume_"+itoa(v.ID))
 	waitFor(t, "device "+dev, func() bool { _, err := os.Stat(dev); return err == nil })
 	return v, dev
 }
@@ -272,8 +272,8 @@ func TestPluginDataSafety(t *testing.T) {
 		run(t, a, "echo a > /data/who")
 		run(t, b, "echo b > /data/who")
 		va, vb := simVolume(t, a), simVolume(t, b)
-		linkA := filepath.Join(env.byID, "scsi-0HC_Volume_"+itoa(va.ID))
-		linkB := filepath.Join(env.byID, "scsi-0HC_Volume_"+itoa(vb.ID))
+		linkA := filepath.Join(env.ByID, "scsi-0HC_Volume_"+itoa(va.ID))
+		linkB := filepath.Join(env.ByID, "scsi-0HC_Volume_"+itoa(vb.ID))
 		targetA, err := os.Readlink(linkA)
 		if err != nil {
 			t.Fatal(err)

@@ -23,7 +23,7 @@ func startContainer(t *testing.T, vol, script string) string {
 // attachments counts the simulator volumes attached to this server.
 func attached(t *testing.T, name string) bool {
 	v := simVolume(t, name)
-	return v != nil && v.ServerID == env.localID
+	return v != nil && v.ServerID == env.LocalID
 }
 
 // restartPlugin is `docker plugin disable -f hetzner && docker plugin enable hetzner`.
@@ -86,11 +86,11 @@ func TestPluginKillDuringMount(t *testing.T) {
 	run(t, name, "echo kept > /data/kept")
 	// Detach it, so the next Mount has to attach it; hold that attach request for a while.
 	v := simVolume(t, name)
-	if err := env.client.DetachVolume(context.Background(), v.ID); err != nil {
+	if err := env.Client.DetachVolume(context.Background(), v.ID); err != nil {
 		t.Fatal(err)
 	}
-	env.sim.SetFaults(hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "timeout", Path: "/v1/volumes/*/actions/attach", Rate: 1, Count: 1, MaxDelay: "5s"}}})
-	t.Cleanup(func() { _ = env.sim.SetFaults(hcloudsim.FaultConfig{}) })
+	env.Sim.SetFaults(hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "timeout", Path: "/v1/volumes/*/actions/attach", Rate: 1, Count: 1, MaxDelay: "5s"}}})
+	t.Cleanup(func() { _ = env.Sim.SetFaults(hcloudsim.FaultConfig{}) })
 	cmd := exec.Command("docker", "run", "--rm", "--label", "dockbridge-it=1", "-v", name+":/data", image, "cat", "/data/kept")
 	done := make(chan error, 1)
 	go func() { done <- cmd.Run() }()
@@ -99,7 +99,7 @@ func TestPluginKillDuringMount(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Log("the interrupted docker run succeeded anyway")
 	}
-	_ = env.sim.SetFaults(hcloudsim.FaultConfig{})
+	_ = env.Sim.SetFaults(hcloudsim.FaultConfig{})
 	// The next run works, and the volume is attached once, to this server, mounted only while used.
 	if got := strings.TrimSpace(run(t, name, "cat /data/kept")); got != "kept" {
 		t.Fatalf("after the kill, read %q", got)

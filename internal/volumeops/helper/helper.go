@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -180,21 +181,9 @@ func runRestore(ctx context.Context, args []string) (int, error) {
 	if ok, _ := isMountpoint(DataDir); !ok {
 		return 0, fmt.Errorf("%s is not a mount point in the helper: the volume was not mounted", DataDir)
 	}
-	des, err := os.ReadDir(DataDir)
+	cleared, err := clearVolume(*clearFirst)
 	if err != nil {
 		return 0, err
-	}
-	cleared := 0
-	if len(des) > 0 {
-		if !*clearFirst {
-			return 0, fmt.Errorf("the volume is not empty (%d entries at its top): refusing to restore over it", len(des))
-		}
-		for _, de := range des {
-			if err := os.RemoveAll(filepath.Join(DataDir, de.Name())); err != nil {
-				return 0, fmt.Errorf("clear the volume: %w", err)
-			}
-			cleared++
-		}
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(DataDir, &sfs); err != nil {
@@ -217,6 +206,55 @@ func runRestore(ctx context.Context, args []string) (int, error) {
 		f.Close()
 	}
 	return result(RestoreResult{Metadata: m, Stats: st, Cleared: cleared, MaxRSS: maxRSS()}), nil
+}
+
+// lostFound is the directory mkfs.ext4 makes at the top of a new filesystem (for e2fsck). Empty,
+// it is not data: a new ext4 volume counts as empty, and clearing a volume keeps it.
+const lostFound = "lost+found"
+
+// emptyLostFound reports whether the top-level entry de is an empty lost+found directory.
+func emptyLostFound(de fs.DirEntry) bool {
+	if de.Name() != lostFound || !de.IsDir() {
+		return false
+	}
+	des, err := os.ReadDir(filepath.Join(DataDir, lostFound))
+	return err == nil && len(des) == 0
+}
+
+// clearVolume empties the volume (an empty lost+found stays; what lost+found holds goes) when
+// clearFirst, and otherwise fails unless it is empty. It returns how many entries it removed at
+// the top.
+func clearVolume(clearFirst bool) (int, error) {
+	des, err := os.ReadDir(DataDir)
+	if err != nil {
+		return 0, err
+	}
+	des = slices.DeleteFunc(des, emptyLostFound)
+	if len(des) == 0 {
+		return 0, nil
+	}
+	if !clearFirst {
+		return 0, fmt.Errorf("the volume is not empty (%d entries at its top): refusing to restore over it", len(des))
+	}
+	cleared := 0
+	for _, de := range des {
+		p := filepath.Join(DataDir, de.Name())
+		if de.Name() == lostFound && de.IsDir() {
+			inner, err := os.ReadDir(p)
+			if err != nil {
+				return cleared, fmt.Errorf("clear the volume: %w", err)
+			}
+			for _, in := range inner {
+				if err := os.RemoveAll(filepath.Join(p, in.Name())); err != nil {
+					return cleared, fmt.Errorf("clear the volume: %w", err)
+				}
+			}
+		} else if err := os.RemoveAll(p); err != nil {
+			return cleared, fmt.Errorf("clear the volume: %w", err)
+		}
+		cleared++
+	}
+	return cleared, nil
 }
 
 func runProbe(ctx context.Context, args []string) (int, error) {
@@ -247,6 +285,10 @@ func runProbe(ctx context.Context, args []string) (int, error) {
 			return nil // vanished
 		}
 		st := fi.Sys().(*syscall.Stat_t)
+		if filepath.Dir(p) == DataDir && emptyLostFound(d) {
+			r.UsedBytes += st.Blocks * 512
+			return fs.SkipDir // the filesystem's own, not an entry
+		}
 		if p != DataDir {
 			r.Entries++
 		}
