@@ -155,7 +155,9 @@ func (x *extractor) entry(h *tar.Header, rel string) error {
 		if err != nil {
 			return fmt.Errorf("%w: create %q: %v", ErrUnsafeEntry, h.Name, err)
 		}
-		err = x.ar.copyContent(f, h, x.buf)
+		wb := writebackWriter{f: f}
+		err = x.ar.copyContent(&wb, h, x.buf)
+		wb.flush()
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("write %s: %w", h.Name, cerr)
 		}

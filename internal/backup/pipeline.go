@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
@@ -111,26 +112,75 @@ func (a *ArchiveWriter) Abort() { a.obj.Abort() }
 
 // VerifyChecksum hashes the stored archive and compares it with its sidecar.
 func VerifyChecksum(ctx context.Context, s Store, name string) error {
-	want, err := readChecksum(ctx, s, name)
+	want, err := ReadChecksum(ctx, s, name)
 	if err != nil {
 		return err
 	}
+	cr, err := OpenChecked(ctx, s, name, want)
+	if err != nil {
+		return err
+	}
+	defer cr.Close()
+	return cr.Verify()
+}
+
+// CheckedReader reads a stored archive and hashes it on the way, so that one pass can both use
+// the archive and check it (restore extracts and checks at once). Verify says whether what was
+// read is the archive its .sha256 describes.
+type CheckedReader struct {
+	rc   io.ReadCloser
+	name string
+	want []byte
+	h    hash.Hash
+	n    int64
+	err  error // the first read error, io.EOF at the end
+}
+
+// OpenChecked opens name for reading, to be checked against want (from ReadChecksum).
+func OpenChecked(ctx context.Context, s Store, name string, want []byte) (*CheckedReader, error) {
 	rc, err := s.Open(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+	return &CheckedReader{rc: rc, name: name, want: want, h: sha256.New()}, nil
+}
+
+func (c *CheckedReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
 	}
-	if got := h.Sum(nil); !bytes.Equal(got, want) {
-		return fmt.Errorf("%w: %s has SHA-256 %x but %s records %x: the archive is damaged or was changed", ErrChecksum, name, got, ChecksumName(name), want)
+	n, err := c.rc.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// Close closes the archive.
+func (c *CheckedReader) Close() error { return c.rc.Close() }
+
+// Verify reads what is left of the archive and compares its SHA-256 with the sidecar's: nil only
+// when the whole archive was read and matches.
+func (c *CheckedReader) Verify() error {
+	if c.err == nil {
+		if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, make([]byte, 256<<10)); err != nil {
+			return fmt.Errorf("read %s: %w", c.name, err)
+		}
+	}
+	if c.err != io.EOF {
+		return fmt.Errorf("read %s: %w", c.name, c.err)
+	}
+	if got := c.h.Sum(nil); !bytes.Equal(got, c.want) {
+		return fmt.Errorf("%w: %s has SHA-256 %x but %s records %x: the archive is damaged or was changed", ErrChecksum, c.name, got, ChecksumName(c.name), c.want)
 	}
 	return nil
 }
 
-func readChecksum(ctx context.Context, s Store, name string) ([]byte, error) {
+// ReadChecksum returns the SHA-256 that name's .sha256 sidecar records; an archive without one
+// is an interrupted backup (ErrNoChecksum).
+func ReadChecksum(ctx context.Context, s Store, name string) ([]byte, error) {
 	b, err := s.ReadSmall(ctx, ChecksumName(name))
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s has no %s (an interrupted backup?)", ErrNoChecksum, name, ChecksumName(name))
@@ -144,13 +194,28 @@ func readChecksum(ctx context.Context, s Store, name string) ([]byte, error) {
 // OpenCompressed opens a stored archive and returns its compressed tar stream, decrypted when
 // the archive is encrypted (identities required then).
 func OpenCompressed(ctx context.Context, s Store, name string, ids []age.Identity) (io.ReadCloser, Compression, error) {
-	c, encrypted, ok := compressionFromName(name)
-	if !ok {
-		return nil, "", fmt.Errorf("%s: not a backup archive name (NAME.tar, .tar.zst, .tar.gz, optionally .age)", name)
+	if _, _, ok := compressionFromName(name); !ok {
+		return nil, "", errNotArchiveName(name)
 	}
 	rc, err := s.Open(ctx, name)
 	if err != nil {
 		return nil, "", err
+	}
+	return CompressedStream(rc, name, ids)
+}
+
+func errNotArchiveName(name string) error {
+	return fmt.Errorf("%s: not a backup archive name (NAME.tar, .tar.zst, .tar.gz, optionally .age)", name)
+}
+
+// CompressedStream turns rc, the stored bytes of archive name, into its compressed tar stream
+// (decrypted when the archive is encrypted; identities required then). Closing the result
+// closes rc; on error rc is closed.
+func CompressedStream(rc io.ReadCloser, name string, ids []age.Identity) (io.ReadCloser, Compression, error) {
+	c, encrypted, ok := compressionFromName(name)
+	if !ok {
+		rc.Close()
+		return nil, "", errNotArchiveName(name)
 	}
 	if !encrypted {
 		return rc, c, nil

@@ -90,16 +90,17 @@ func (d *DirStore) Create(_ context.Context, name string) (ObjectWriter, error) 
 		os.Remove(f.Name())
 		return nil, err
 	}
-	return &dirWriter{f: f, final: final}, nil
+	return &dirWriter{f: f, wb: writebackWriter{f: f}, final: final}, nil
 }
 
 type dirWriter struct {
 	f     *os.File
+	wb    writebackWriter
 	final string
 	done  bool
 }
 
-func (w *dirWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+func (w *dirWriter) Write(p []byte) (int, error) { return w.wb.Write(p) }
 
 func (w *dirWriter) Commit() error {
 	w.done = true

@@ -33,10 +33,12 @@ func restoreCmd(d volumeDeps) *cobra.Command {
 		Short: "Restore a backup into a volume",
 		Long: `Restore a backup into a volume.
 
-The checksum is verified first. A missing volume is created with the driver, driver options and
-labels it had. A volume that holds data is refused unless --force: then a safety backup of its
-content is taken first (the restore stops if that fails), the containers using it are stopped,
-its content is replaced, and the containers are started again.`,
+The archive is read once and its checksum checked as it streams: only a complete archive whose
+SHA-256 matches its .sha256 is kept; otherwise the volume is emptied again (or removed, if the
+restore created it). A missing volume is created with the driver, driver options and labels it
+had. A volume that holds data is refused unless --force: then the checksum is verified before
+anything changes, a safety backup of its content is taken (the restore stops if that fails), the
+containers using it are stopped, its content is replaced, and the containers are started again.`,
 		Example: `  docker dockbridge restore /srv/backups/db_data-20251017T143025Z.tar.zst
   docker dockbridge restore s3://my-bucket/host1/db_data-20251017T143025Z.tar.zst --volume db_copy`,
 		Args: cobra.ExactArgs(1),

@@ -41,10 +41,15 @@ type RestoreResult struct {
 	HelperMaxRSS int64           `json:"helper_max_rss_bytes"`
 }
 
-// Restore restores an archive into a volume: checksum first; a missing volume is created with
-// the backup's driver, options and labels; an existing volume with data is refused unless Force,
-// which takes a safety backup (and aborts if that fails) and stops the containers using it. The
-// helper extracts safely and checks the counts against the metadata.
+// Restore restores an archive into a volume: a missing volume is created with the backup's
+// driver, options and labels; an existing volume with data is refused unless Force, which
+// verifies the checksum first, takes a safety backup (and aborts if that fails) and stops the
+// containers using it. The helper extracts safely and checks the counts against the metadata.
+//
+// The archive is read once: it is hashed while it streams to the helper, and the helper keeps
+// what it extracted only when the plugin confirms the checksum at the end (otherwise it empties
+// the volume again, and a volume this restore created is removed). Only a volume that held data
+// (Force) costs a second read: its checksum is verified before anything is changed.
 func (e *Engine) Restore(ctx context.Context, opts RestoreOptions) (RestoreResult, error) {
 	var res RestoreResult
 	if opts.Now == nil {
@@ -53,8 +58,9 @@ func (e *Engine) Restore(ctx context.Context, opts RestoreOptions) (RestoreResul
 	if opts.SafetyStore == nil {
 		opts.SafetyStore = opts.Store
 	}
-	e.progressf("Verifying checksum of %s", opts.Archive)
-	if err := backup.VerifyChecksum(ctx, opts.Store, opts.Archive); err != nil {
+	// An archive without its .sha256 is an interrupted backup: refused before anything.
+	sum, err := backup.ReadChecksum(ctx, opts.Store, opts.Archive)
+	if err != nil {
 		return res, err
 	}
 	meta, err := backup.ReadArchiveMetadata(ctx, opts.Store, opts.Archive, opts.Identities)
@@ -96,6 +102,10 @@ func (e *Engine) Restore(ctx context.Context, opts RestoreOptions) (RestoreResul
 			if !opts.Force {
 				return res, fmt.Errorf("volume %s exists and holds %d files: restore into a new volume with --volume NAME, or replace its content with --force (a safety backup is taken first)", target, probe.Entries)
 			}
+			e.progressf("Verifying checksum of %s before replacing the content of %s", opts.Archive, target)
+			if err := backup.VerifyChecksum(ctx, opts.Store, opts.Archive); err != nil {
+				return res, fmt.Errorf("%w; volume %s was not changed", err, target)
+			}
 			if st, err = e.stopUsers(ctx, []string{target}); err != nil {
 				return res, err
 			}
@@ -116,11 +126,16 @@ func (e *Engine) Restore(ctx context.Context, opts RestoreOptions) (RestoreResul
 		}
 	}
 
-	stream, c, err := backup.OpenCompressed(ctx, opts.Store, opts.Archive, opts.Identities)
+	raw, err := backup.OpenChecked(ctx, opts.Store, opts.Archive, sum)
+	if err != nil {
+		return res, e.undoCreate(ctx, &res, err)
+	}
+	stream, c, err := backup.CompressedStream(raw, opts.Archive, opts.Identities)
 	if err != nil {
 		return res, e.undoCreate(ctx, &res, err)
 	}
 	defer stream.Close()
+	framed := helper.NewFramedSource(stream, raw.Verify)
 	args := []string{"restore", "--compression", string(c)}
 	if clear {
 		args = append(args, "--clear")
@@ -130,8 +145,12 @@ func (e *Engine) Restore(ctx context.Context, opts RestoreOptions) (RestoreResul
 	}
 	e.progressf("Restoring %s into volume %s", opts.Archive, target)
 	var hr helper.RestoreResult
-	warnings, err := e.runHelper(ctx, helperRun{volume: target, args: args, stdin: stream}, &hr)
+	warnings, err := e.runHelper(ctx, helperRun{volume: target, args: args, stdin: framed}, &hr)
 	res.Warnings = append(res.Warnings, warnings...)
+	if cerr := framed.CheckErr(); cerr != nil {
+		// The helper emptied the volume again when it got the verdict.
+		err = fmt.Errorf("%w (nothing of it was kept: %v)", cerr, err)
+	}
 	if err != nil {
 		err = fmt.Errorf("restore %s into volume %s: %w", opts.Archive, target, err)
 		if res.SafetyBackup != nil {

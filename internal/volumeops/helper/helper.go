@@ -185,20 +185,15 @@ func runRestore(ctx context.Context, args []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(DataDir, &sfs); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", DataDir, err)
-	}
-	room := int64(sfs.Bavail) * sfs.Bsize
-	if os.Geteuid() == 0 {
-		room = int64(sfs.Bfree) * sfs.Bsize
-	}
-	in := bufio.NewReaderSize(os.Stdin, 1<<20)
-	m, st, err := backup.ExtractCompressed(ctx, in, c, DataDir, backup.ExtractOptions{
-		MaxBytes: room, AllowDevices: *allowDevices, Chown: os.Geteuid() == 0, Warn: warn,
-	})
+	// From here on the volume changes: whatever fails, it is emptied again, so that a restore
+	// that did not complete (a hostile or damaged archive, a checksum the plugin found wrong, a
+	// cut stream) never leaves half or corrupt content behind.
+	m, st, err := extractChecked(ctx, c, *allowDevices)
 	if err != nil {
-		return 0, err
+		if _, cerr := clearVolume(true); cerr != nil {
+			return 0, fmt.Errorf("%w (and emptying the volume again failed: %v)", err, cerr)
+		}
+		return 0, fmt.Errorf("%w (the volume was emptied again)", err)
 	}
 	// Make it durable before we say it is done.
 	if f, err := os.Open(DataDir); err == nil {
@@ -255,6 +250,31 @@ func clearVolume(clearFirst bool) (int, error) {
 		cleared++
 	}
 	return cleared, nil
+}
+
+// extractChecked extracts the framed archive on stdin into the volume and returns only after
+// the plugin confirmed the archive's checksum (see FrameReader).
+func extractChecked(ctx context.Context, c backup.Compression, allowDevices bool) (backup.Metadata, backup.Stats, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(DataDir, &sfs); err != nil {
+		return backup.Metadata{}, backup.Stats{}, fmt.Errorf("statfs %s: %w", DataDir, err)
+	}
+	room := int64(sfs.Bavail) * sfs.Bsize
+	if os.Geteuid() == 0 {
+		room = int64(sfs.Bfree) * sfs.Bsize
+	}
+	fr := NewFrameReader(bufio.NewReaderSize(os.Stdin, 1<<20))
+	m, st, err := backup.ExtractCompressed(ctx, fr, c, DataDir, backup.ExtractOptions{
+		MaxBytes: room, AllowDevices: allowDevices, Chown: os.Geteuid() == 0, Warn: warn,
+	})
+	if err != nil {
+		return m, st, err
+	}
+	// The archive ends with the codec's stream; anything after it is still the plugin's to hash.
+	if _, err := io.Copy(io.Discard, fr); err != nil {
+		return m, st, fmt.Errorf("read end of archive: %w", err)
+	}
+	return m, st, fr.Verdict()
 }
 
 func runProbe(ctx context.Context, args []string) (int, error) {
