@@ -272,7 +272,8 @@ func (t *treeWriter) add(e *entry) error {
 	var n int64
 	if file != nil {
 		var err error
-		n, err = io.CopyBuffer(t.tw, io.LimitReader(file, e.size), t.buf)
+		// Through t.buf: tar.Writer's own ReadFrom would read the file in 32 KiB pieces.
+		n, err = io.CopyBuffer(struct{ io.Writer }{t.tw}, io.LimitReader(file, e.size), t.buf)
 		if err != nil && !errors.Is(err, tar.ErrWriteTooLong) {
 			return fmt.Errorf("read %s: %w", full, err)
 		}
