@@ -23,8 +23,10 @@ setup: ## install the Debian packages the tests and the demo use and start docke
 	@bash scripts/setup.sh
 
 .PHONY: test
-test: setup ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root)
+test: setup ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root; restarts dockerd once, at the end)
 	$(GO) test -count=1 -timeout 80m ./...
+	@echo "restarting dockerd under a running container on a hetzner volume (alone: it would disturb the tests above)"
+	DOCKBRIDGE_TEST_DOCKERD_RESTART=1 $(GO) test -count=1 -timeout 15m -run '^TestPluginSurvivesDockerdRestart$$' ./internal/volumedriver/integration/
 
 .PHONY: lint
 lint: ## go vet, gofmt and go mod tidy must be clean

@@ -135,10 +135,10 @@ func TestPluginKillWhileMountedThenUnmount(t *testing.T) {
 
 // TestPluginSurvivesDockerdRestart restarts the Docker daemon: opt-in, because every other
 // package's tests using Docker at the same time would fail.
-// Run it alone: DOCKBRIDGE_TEST_DOCKERD_RESTART=1 go test -run DockerdRestart ./internal/volumedriver/integration/
+// `make test` runs it alone, after every other test: DOCKBRIDGE_TEST_DOCKERD_RESTART=1 go test -run DockerdRestart ./internal/volumedriver/integration/
 func TestPluginSurvivesDockerdRestart(t *testing.T) {
 	if os.Getenv("DOCKBRIDGE_TEST_DOCKERD_RESTART") != "1" {
-		t.Skip("restarting dockerd disturbs other tests: set DOCKBRIDGE_TEST_DOCKERD_RESTART=1 and run it alone")
+		t.Skip("restarting dockerd disturbs other tests: `make test` runs it alone after them (DOCKBRIDGE_TEST_DOCKERD_RESTART=1)")
 	}
 	name := volName(t)
 	createVolume(t, name)
