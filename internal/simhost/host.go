@@ -517,7 +517,9 @@ func (h *Host) AttachBlockDevice(ctx context.Context, hostDevice, pathInHost str
 	if !h.running(ctx) {
 		return nil // the node appears on the next boot
 	}
-	script := `set -e; mkdir -p "$(dirname "$1")"; rm -f "$1"; mknod -m 0660 "$1" b "$2" "$3"; chgrp disk "$1" 2>/dev/null || true`
+	// The node is made under a temporary name and renamed over the path: the image's boot unit
+	// (dockbridge-sim-devices) may be making the same node from the record at this moment.
+	script := `set -e; d="$(dirname "$1")"; mkdir -p "$d"; t="$d/.attach.$$"; rm -f "$t"; mknod -m 0660 "$t" b "$2" "$3"; chgrp disk "$t" 2>/dev/null || true; mv -f "$t" "$1"`
 	if _, _, err := h.Exec(ctx, "sh", "-c", script, "attach", pathInHost, fmt.Sprint(major), fmt.Sprint(minor)); err != nil {
 		return fmt.Errorf("attach %s to server %d at %s: %w", hostDevice, h.ID, pathInHost, err)
 	}
