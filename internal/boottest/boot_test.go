@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockbridge/dockbridge/internal/testimage"
+
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
 
@@ -80,7 +82,7 @@ func TestBoot(t *testing.T) {
 
 		t.Run("Recreate", func(t *testing.T) {
 			uuid := blkidUUID(t, e.VolumeImage(vol.ID))
-			if out, err := runInput(s.ssh, busyboxRootfs(t), "docker import - dockbridge-test/busybox:1"); err != nil {
+			if out, err := runInput(s.ssh, testimage.BusyboxRootfs(t), "docker import - dockbridge-test/busybox:1"); err != nil {
 				t.Fatal(err, out)
 			}
 			s.run(t, "docker create --name keeper dockbridge-test/busybox:1 sh -c 'sleep 1000'")

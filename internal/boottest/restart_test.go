@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockbridge/dockbridge/internal/testimage"
+
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/dockbridge/dockbridge/internal/simhost"
@@ -32,7 +34,7 @@ func TestContainerBackendLifecycle(t *testing.T) {
 	s := e.boot(t, "life", bootOpts{volumes: []*hcloud.Volume{vol}})
 	s.succeeded(t)
 	s.dockerOnVolume(t, vol.ID, "ext4")
-	if out, err := runInput(s.ssh, busyboxRootfs(t), "docker import - dockbridge-test/busybox:1"); err != nil {
+	if out, err := runInput(s.ssh, testimage.BusyboxRootfs(t), "docker import - dockbridge-test/busybox:1"); err != nil {
 		t.Fatal(err, out)
 	}
 	s.run(t, "docker create --name keeper dockbridge-test/busybox:1 sh")

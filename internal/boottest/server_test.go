@@ -1,17 +1,14 @@
 package boottest
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -321,36 +318,6 @@ func blkidUUID(t *testing.T, path string) string {
 		t.Fatalf("blkid -p %s: %v: %s", path, err, out)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// busyboxRootfs is a root filesystem tar holding only this machine's static busybox, for
-// `docker import` inside a server (no registry is reachable).
-func busyboxRootfs(t *testing.T) []byte {
-	t.Helper()
-	const bin = "/bin/busybox"
-	f, err := elf.Open(bin)
-	if err != nil {
-		t.Fatalf("%s: %v (apt-get install busybox-static)", bin, err)
-	}
-	static := !slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
-	f.Close()
-	if !static {
-		t.Fatalf("%s is dynamically linked: apt-get install busybox-static", bin)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755})
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))})
-	_, _ = tw.Write(data)
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/sh", Linkname: "busybox", Mode: 0o777})
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func runInput(c *ssh.Client, stdin []byte, cmd string) (string, error) {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockbridge/dockbridge/internal/testimage"
+
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 )
 
@@ -105,7 +107,7 @@ func TestPersistenceDemo(t *testing.T) {
 	if err := os.WriteFile(blobFile, blob, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := w.run(ctx, busyboxRootfs(t), nil, "--context", "dockbridge", "import", "-", "keep:1"); r.err != nil {
+	if r := w.run(ctx, testimage.BusyboxRootfs(t), nil, "--context", "dockbridge", "import", "-", "keep:1"); r.err != nil {
 		t.Fatalf("docker import through the context: %s", r)
 	}
 	w.on(t, env, "volume", "create", "named-data")

@@ -388,17 +388,6 @@ func (w *world) ours(t testing.TB) map[string][]string {
 	return got
 }
 
-// busyboxRootfs is a root filesystem holding only this machine's static busybox: no registry
-// is reachable, so the test image is imported (`docker import`) through the context.
-func busyboxRootfs(t testing.TB) []byte {
-	t.Helper()
-	data, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tarOf(t, []tarEntry{{name: "bin/", dir: true}, {name: "bin/busybox", data: data, mode: 0o755}, {name: "bin/sh", link: "busybox"}})
-}
-
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)

@@ -1,11 +1,8 @@
 package simhost
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
-	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -18,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dockbridge/dockbridge/internal/testimage"
 
 	"github.com/dockbridge/dockbridge/internal/mount/loopdev/loopdevtest"
 	"github.com/dockbridge/dockbridge/simimage"
@@ -412,7 +411,7 @@ echo 'a *:* rwm' > "$d/devices.allow"; cat "$d/devices.list"`
 	t.Run("docker inside on an ext4 volume uses overlay2", func(t *testing.T) {
 		exec1(t, h, "mkfs.ext4", "-q", volPath)
 		startDocker(t, h)
-		if _, _, err := h.ExecInput(ctx, busyboxRootfs(t), "docker", "import", "-", "tiny:1"); err != nil {
+		if _, _, err := h.ExecInput(ctx, testimage.BusyboxRootfs(t), "docker", "import", "-", "tiny:1"); err != nil {
 			t.Fatal(err)
 		}
 		if got := exec1(t, h, "docker", "run", "--rm", "tiny:1", "/bin/busybox", "echo", "inner container ran"); got != "inner container ran" {
@@ -445,37 +444,6 @@ echo 'a *:* rwm' > "$d/devices.allow"; cat "$d/devices.list"`
 		// Unmount before the loop device is released by the test's cleanup.
 		exec1(t, h2, "sh", "-c", "systemctl stop docker.service docker.socket && umount /var/lib/docker")
 	})
-}
-
-// busyboxRootfs is a tar of a root filesystem holding only the host's static busybox, for
-// `docker import` inside a server (there is no registry to pull from).
-func busyboxRootfs(t *testing.T) []byte {
-	t.Helper()
-	const bin = "/bin/busybox"
-	f, err := elf.Open(bin)
-	if err != nil {
-		t.Fatalf("%s: %v (apt-get install busybox-static)", bin, err)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Fatalf("%s is dynamically linked: apt-get install busybox-static", bin)
-		}
-	}
-	f.Close()
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755})
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))})
-	_, _ = tw.Write(data)
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/sh", Linkname: "busybox", Mode: 0o777})
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // BenchmarkBoot measures a debian-12 server's boot: create to systemd running and to
