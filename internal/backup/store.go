@@ -90,20 +90,25 @@ func (d *DirStore) Create(_ context.Context, name string) (ObjectWriter, error) 
 		os.Remove(f.Name())
 		return nil, err
 	}
-	return &dirWriter{f: f, wb: writebackWriter{f: f}, final: final}, nil
+	return &dirWriter{f: f, out: newArchiveFile(f), final: final}, nil
 }
 
 type dirWriter struct {
 	f     *os.File
-	wb    writebackWriter
+	out   archiveFile
 	final string
 	done  bool
 }
 
-func (w *dirWriter) Write(p []byte) (int, error) { return w.wb.Write(p) }
+func (w *dirWriter) Write(p []byte) (int, error) { return w.out.Write(p) }
 
 func (w *dirWriter) Commit() error {
 	w.done = true
+	if err := w.out.finish(); err != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+		return fmt.Errorf("write %s: %w", w.final, err)
+	}
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
 		os.Remove(w.f.Name())
@@ -129,6 +134,7 @@ func (w *dirWriter) Abort() {
 		return
 	}
 	w.done = true
+	w.out.abort()
 	w.f.Close()
 	os.Remove(w.f.Name())
 }
