@@ -86,22 +86,18 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 	if _, err := e.API.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return nil, fmt.Errorf("start helper container for volume %s: %w", r.volume, err)
 	}
-	// A stream we only read, from a local engine, is read in large blocking reads.
+	// The archive of a backup is read ahead of the writes to its destination.
 	var in io.Reader = att.Reader
-	var sock *socketReader
-	if r.stdin == nil && att.Reader.Buffered() == 0 {
-		if sock = newSocketReader(att.Conn); sock != nil {
-			defer sock.Close()
-			in = sock
-		}
+	if r.stdin == nil {
+		ra := newReadAhead(att.Reader)
+		defer func() {
+			att.Close() // ends the read-ahead's read if the stream has not ended
+			ra.Close()
+		}()
+		in = ra
 	}
 	// Closing the connection when ctx ends unblocks the copies below.
-	stopClose := context.AfterFunc(ctx, func() {
-		if sock != nil {
-			sock.shutdown()
-		}
-		att.Close()
-	})
+	stopClose := context.AfterFunc(ctx, func() { att.Close() })
 	defer stopClose()
 
 	var stdinErr error
@@ -124,9 +120,6 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 	stderr := &limitedBuffer{max: 4 << 20}
 	_, copyErr := stdcopy.StdCopy(stdout, stderr, in)
 	if copyErr != nil {
-		if sock != nil {
-			sock.shutdown() // our duplicate keeps the socket open: the engine must see it end
-		}
 		att.Close()
 	}
 	wg.Wait()

@@ -103,9 +103,9 @@ func result(v any) int {
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// The helper's memory is bounded by design (the chunks in flight); make the GC keep it near
-	// that bound instead of letting the heap double.
-	debug.SetMemoryLimit(96 << 20)
+	// The helper's memory is bounded by design (the chunks in flight and one output burst); make
+	// the GC keep it near that bound instead of letting the heap double.
+	debug.SetMemoryLimit(128 << 20)
 	// Larger pipe buffers between us and the engine: fewer context switches per MB.
 	for _, f := range []*os.File{os.Stdin, os.Stdout} {
 		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
@@ -133,6 +133,15 @@ func Main(args []string) int {
 	return code
 }
 
+// burstSize is how much compressed archive the helper gathers before it writes any of it. The
+// engine moves the helper's output through two pipes and two copies (runtime shim, engine) in
+// 32 KiB pieces. Fed as the compressor produced, the pipes ran empty between pieces and every
+// piece woke the shim, the engine and the plugin; written in bursts, the pieces follow each
+// other and compression and transport take turns on the cores. On the benchmark's 1.5 GB this
+// took the engine's CPU time for a backup from 5-7 s to under 4 s. Memory: one burst, whatever
+// the volume's size.
+const burstSize = 16 << 20
+
 func runBackup(ctx context.Context, args []string) (int, error) {
 	fl := flag.NewFlagSet("backup", flag.ContinueOnError)
 	comp := fl.String("compression", "zstd", "")
@@ -155,7 +164,7 @@ func runBackup(ctx context.Context, args []string) (int, error) {
 		return 0, fmt.Errorf("%s is not a mount point in the helper: the volume was not mounted", DataDir)
 	}
 	cw := &countWriter{w: os.Stdout}
-	bw := bufio.NewWriterSize(cw, 1<<20)
+	bw := bufio.NewWriterSize(cw, burstSize)
 	m, st, err := backup.WriteCompressed(ctx, bw, DataDir, meta, c, backup.WriteOptions{Warn: warn, Strict: *strict})
 	if err != nil {
 		return 0, err
