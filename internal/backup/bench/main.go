@@ -5,7 +5,7 @@
 //   - the engine path: `docker cp CONTAINER:/data - | zstd -T0 -3` and `zstd -d | docker cp - CONTAINER:/data`
 //   - the machine's limit: `tar -c | zstd -T0 -3` and `zstd -d | tar -x` directly on the mountpoint
 //
-// It prints medians, the ratios, and the peak RSS of the plugin process and of the helper
+// It prints medians of the time and of the machine's CPU time, the ratios, and the peak RSS of the plugin process and of the helper
 // container (for a small and the full volume: memory must not grow with volume size).
 // Needs root, a local Docker engine, and the zstd CLI. Run it with `make bench-backup`.
 package main
@@ -29,7 +29,7 @@ import (
 var (
 	plugin = flag.String("plugin", "bin/docker-dockbridge", "the CLI plugin binary (static: it is also the helper)")
 	sizeGB = flag.Float64("size", 1.5, "volume size in GB (1-2)")
-	reps   = flag.Int("reps", 3, "repetitions per measurement (median)")
+	reps   = flag.Int("reps", 5, "repetitions per measurement (median)")
 	work   = flag.String("dir", "/var/tmp/dockbridge-bench", "scratch directory for archives (same disk as the engine)")
 	genTo  = flag.String("generate", "", "only generate the data set into this directory and exit")
 )
@@ -138,8 +138,9 @@ func run() error {
 	}
 
 	type result struct {
-		name         string
-		backup, rest time.Duration
+		name               string
+		backup, rest       time.Duration
+		backupCPU, restCPU time.Duration
 	}
 	archive := func(name string) string { return filepath.Join(*work, name) }
 	var clientRSS, helperRSS, restClientRSS, restHelperRSS int64
@@ -212,7 +213,7 @@ func run() error {
 			return sh("zstd -q -d -c " + archive("tar.tar.zst") + " | tar -x -C " + tdir + " && sync -f " + tdir)
 		}},
 	}
-	timed := func(ms []method, into [][]time.Duration) error {
+	timed := func(ms []method, into, cpuInto [][]time.Duration) error {
 		for i, m := range ms {
 			if m.prep != nil {
 				if err := m.prep(); err != nil {
@@ -220,19 +221,21 @@ func run() error {
 				}
 			}
 			_ = sh("sync")
-			start := time.Now()
+			start, cpu0 := time.Now(), machineCPU()
 			if err := m.run(); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
-			into[i] = append(into[i], time.Since(start))
-			fmt.Printf("  %-22s %6.2fs\n", m.name, time.Since(start).Seconds())
+			d, cpu := time.Since(start), machineCPU()-cpu0
+			into[i], cpuInto[i] = append(into[i], d), append(cpuInto[i], cpu)
+			fmt.Printf("  %-22s %6.2fs  (CPU time %6.2fs)\n", m.name, d.Seconds(), cpu.Seconds())
 		}
 		return nil
 	}
 	bt, rt := make([][]time.Duration, 3), make([][]time.Duration, 3)
+	bc, rc := make([][]time.Duration, 3), make([][]time.Duration, 3)
 	for round := range *reps {
 		fmt.Printf("Round %d/%d: backups...\n", round+1, *reps)
-		if err := timed(backups, bt); err != nil {
+		if err := timed(backups, bt, bc); err != nil {
 			return err
 		}
 		if ourArchive == "" {
@@ -250,18 +253,19 @@ func run() error {
 			}
 		}
 		fmt.Printf("Round %d/%d: restores...\n", round+1, *reps)
-		if err := timed(restores, rt); err != nil {
+		if err := timed(restores, rt, rc); err != nil {
 			return err
 		}
 	}
 	_ = exec.Command("docker", "rm", "-f", cpDstCtr).Run()
 	medianOf := func(ds []time.Duration) time.Duration {
-		slices.Sort(ds)
+		ds = slices.Sorted(slices.Values(ds)) // a copy: the rounds keep their order
 		return ds[len(ds)/2]
 	}
 	var ours, engine, machine result
 	for i, r := range []*result{&ours, &engine, &machine} {
 		r.name, r.backup, r.rest = backups[i].name, medianOf(bt[i]), medianOf(rt[i])
+		r.backupCPU, r.restCPU = medianOf(bc[i]), medianOf(rc[i])
 	}
 	// Memory with a volume 1/16 the size.
 	var smallClientRSS, smallHelperRSS int64
@@ -286,13 +290,25 @@ func run() error {
 
 	mbps := func(d time.Duration) float64 { return float64(total) / 1e6 / d.Seconds() }
 	fmt.Printf("\nVolume: %.2f GB in %d files; medians of %d runs.\n\n", float64(total)/1e9, nfiles, *reps)
-	fmt.Printf("%-22s %12s %10s %12s %10s\n", "method", "backup", "MB/s", "restore", "MB/s")
+	fmt.Printf("%-22s %12s %10s %10s %12s %10s %10s\n", "method", "backup", "MB/s", "CPU time", "restore", "MB/s", "CPU time")
 	for _, r := range []result{ours, engine, machine} {
-		fmt.Printf("%-22s %11.2fs %10.0f %11.2fs %10.0f\n", r.name, r.backup.Seconds(), mbps(r.backup), r.rest.Seconds(), mbps(r.rest))
+		fmt.Printf("%-22s %11.2fs %10.0f %9.2fs %11.2fs %10.0f %9.2fs\n", r.name, r.backup.Seconds(), mbps(r.backup), r.backupCPU.Seconds(),
+			r.rest.Seconds(), mbps(r.rest), r.restCPU.Seconds())
 	}
+	fmt.Printf("(CPU time: all processes on the machine while the method ran, engine and kernel included)\n")
 	fmt.Printf("\nRatios (throughput of dockbridge / baseline; >= 1.0 is as fast or faster):\n")
 	fmt.Printf("  vs engine path (docker cp):   backup %.2fx   restore %.2fx\n", engine.backup.Seconds()/ours.backup.Seconds(), engine.rest.Seconds()/ours.rest.Seconds())
 	fmt.Printf("  vs machine limit (tar|zstd):  backup %.2fx   restore %.2fx\n", machine.backup.Seconds()/ours.backup.Seconds(), machine.rest.Seconds()/ours.rest.Seconds())
+	// The rounds' own ratios show how much of a difference the machine's noise can make.
+	spread := func(d [][]time.Duration) string {
+		var rs []float64
+		for i := range d[0] {
+			rs = append(rs, d[1][i].Seconds()/d[0][i].Seconds())
+		}
+		slices.Sort(rs)
+		return fmt.Sprintf("%.2f-%.2fx", rs[0], rs[len(rs)-1])
+	}
+	fmt.Printf("  vs engine path, round by round: backup %s   restore %s\n", spread(bt), spread(rt))
 	fmt.Printf("\nArchive size: dockbridge %.0f MB, zstd -3 %.0f MB (data %.0f MB)\n", mb(sizes["dockbridge"]), mb(sizes["zstd -3"]), mb(total))
 	fmt.Printf("\nPeak RSS (MB)          %14s %14s\n", fmt.Sprintf("%.2f GB vol", float64(total)/1e9), fmt.Sprintf("%.2f GB vol", float64(total/16)/1e9))
 	fmt.Printf("  plugin, backup        %14.0f %14.0f\n", mb(clientRSS), mb(smallClientRSS))
@@ -414,4 +430,24 @@ func busybox() (string, error) {
 		return "", fmt.Errorf("busybox image (apt-get install busybox-static): %w", err)
 	}
 	return img, nil
+}
+
+// machineCPU is the CPU time all processes on the machine have used so far (/proc/stat: user,
+// nice, system, irq, softirq).
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		if i < len(f) {
+			var v int64
+			fmt.Sscan(f[i], &v)
+			ticks += v
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
