@@ -190,7 +190,7 @@ func (x *extractor) entry(h *tar.Header, rel string) error {
 			}
 		}
 		if err := x.atParent(rel, func(dirfd int, base string) error {
-			return unix.Mknodat(dirfd, base, kind|0o600, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))))
+			return mknodat(dirfd, base, kind|0o600, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))))
 		}); err != nil {
 			return fmt.Errorf("create %q: %w", h.Name, err)
 		}

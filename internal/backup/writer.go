@@ -62,7 +62,7 @@ func scan(ctx context.Context, root string, warn func(string)) ([]entry, error) 
 		}
 		out = append(out, entry{
 			rel: rel, mode: fi.Mode(), uid: int(st.Uid), gid: int(st.Gid), size: fi.Size(),
-			mtime: time.Unix(st.Mtim.Unix()), rdev: st.Rdev, dev: st.Dev, ino: st.Ino, nlink: uint64(st.Nlink),
+			mtime: fi.ModTime(), rdev: statRdev(st), dev: statDev(st), ino: st.Ino, nlink: uint64(st.Nlink),
 		})
 		return nil
 	})

@@ -294,10 +294,7 @@ func (l *Linux) Usage(target string) (Usage, error) {
 	if err := syscall.Statfs(target, &st); err != nil {
 		return Usage{}, fmt.Errorf("usage of %s: %w", target, err)
 	}
-	bs := uint64(st.Frsize)
-	if bs == 0 {
-		bs = uint64(st.Bsize)
-	}
+	bs := blockSize(&st)
 	u := Usage{
 		SizeBytes:      st.Blocks * bs,
 		UsedBytes:      (st.Blocks - st.Bfree) * bs,
@@ -344,7 +341,7 @@ func blockDevice(device string) (blockDev, error) {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFBLK {
 		return blockDev{}, fmt.Errorf("%s is not a block device", device)
 	}
-	major, minor := uint32((st.Rdev>>8)&0xfff|(st.Rdev>>32)&^0xfff), uint32(st.Rdev&0xff|(st.Rdev>>12)&^0xff)
+	major, minor := devNumber(&st)
 	resolved, err := filepath.EvalSymlinks(device)
 	if err != nil {
 		return blockDev{}, err
@@ -361,9 +358,10 @@ func blockDevice(device string) (blockDev, error) {
 // volume may exist only as /dev/disk/by-id/scsi-0HC_Volume_<id> and /dev/loopN not at all.
 func nodeFor(canonical, given string, major, minor uint32) string {
 	var st syscall.Stat_t
-	if err := syscall.Stat(canonical, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFBLK &&
-		uint32((st.Rdev>>8)&0xfff|(st.Rdev>>32)&^0xfff) == major && uint32(st.Rdev&0xff|(st.Rdev>>12)&^0xff) == minor {
-		return canonical
+	if err := syscall.Stat(canonical, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
+		if ma, mi := devNumber(&st); ma == major && mi == minor {
+			return canonical
+		}
 	}
 	return given
 }

@@ -503,7 +503,7 @@ func (h *Host) AttachBlockDevice(ctx context.Context, hostDevice, pathInHost str
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
 		return fmt.Errorf("attach %s to server %d: not a block device", hostDevice, h.ID)
 	}
-	major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	major, minor := unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)) // dev_t: uint64 on Linux, int32 on macOS
 	if major != 7 {
 		return fmt.Errorf("attach %s to server %d: major %d is not a loop device (7); servers accept only loop devices", hostDevice, h.ID, major)
 	}

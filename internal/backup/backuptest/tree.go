@@ -147,7 +147,7 @@ func Snapshot(t testing.TB, dir string) map[string]string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s %o uid=%d gid=%d", fi.Mode().Type(), uint32(st.Mode)&0o7777, st.Uid, st.Gid)
 		if rel != "." {
-			fmt.Fprintf(&b, " mtime=%d", time.Unix(st.Mtim.Unix()).UnixNano())
+			fmt.Fprintf(&b, " mtime=%d", fi.ModTime().UnixNano()) // Lstat's ModTime is st_mtim to the ns
 		}
 		switch {
 		case fi.Mode().IsRegular():
