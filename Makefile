@@ -29,8 +29,9 @@ test: setup ## run every test: real engine, loop devices, cloud-init, sshd, the 
 	DOCKBRIDGE_TEST_DOCKERD_RESTART=1 $(GO) test -count=1 -timeout 15m -run '^TestPluginSurvivesDockerdRestart$$' ./internal/volumedriver/integration/
 
 .PHONY: lint
-lint: ## go vet, gofmt and go mod tidy must be clean
+lint: ## go vet, gofmt and go mod tidy must be clean; the CLI plugin must build for macOS
 	$(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cli-plugin
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@cp go.mod /tmp/go.mod.lint && cp go.sum /tmp/go.sum.lint && $(GO) mod tidy && \
 	  if ! diff -q go.mod /tmp/go.mod.lint >/dev/null || ! diff -q go.sum /tmp/go.sum.lint >/dev/null; then \

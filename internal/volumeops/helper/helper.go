@@ -108,7 +108,7 @@ func Main(args []string) int {
 	debug.SetMemoryLimit(128 << 20)
 	// Larger pipe buffers between us and the engine: fewer context switches per MB.
 	for _, f := range []*os.File{os.Stdin, os.Stdout} {
-		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+		setPipeSize(f, 1<<20)
 	}
 	if len(args) == 0 {
 		_ = stderr.Encode(Line{Error: "helper: no command"})
@@ -206,7 +206,7 @@ func runRestore(ctx context.Context, args []string) (int, error) {
 	}
 	// Make it durable before we say it is done.
 	if f, err := os.Open(DataDir); err == nil {
-		_ = unix.Syncfs(int(f.Fd()))
+		syncfs(f)
 		f.Close()
 	}
 	return result(RestoreResult{Metadata: m, Stats: st, Cleared: cleared, MaxRSS: maxRSS()}), nil
@@ -268,9 +268,9 @@ func extractChecked(ctx context.Context, c backup.Compression, allowDevices bool
 	if err := unix.Statfs(DataDir, &sfs); err != nil {
 		return backup.Metadata{}, backup.Stats{}, fmt.Errorf("statfs %s: %w", DataDir, err)
 	}
-	room := int64(sfs.Bavail) * sfs.Bsize
+	room := int64(sfs.Bavail) * int64(sfs.Bsize)
 	if os.Geteuid() == 0 {
-		room = int64(sfs.Bfree) * sfs.Bsize
+		room = int64(sfs.Bfree) * int64(sfs.Bsize)
 	}
 	fr := NewFrameReader(bufio.NewReaderSize(os.Stdin, 1<<20))
 	m, st, err := backup.ExtractCompressed(ctx, fr, c, DataDir, backup.ExtractOptions{
