@@ -46,17 +46,15 @@ func TestReadAheadDeliversTheStreamInOrder(t *testing.T) {
 	}
 }
 
-// TestReadAheadCloseEndsABlockedRead: Close returns once the stream it waits on is closed,
-// without the consumer reading everything.
+// TestReadAheadCloseEndsABlockedRead: Close returns once the stream its goroutine waits on is
+// closed, whatever the consumer has read.
 func TestReadAheadCloseEndsABlockedRead(t *testing.T) {
 	pr, pw := io.Pipe()
-	go pw.Write(make([]byte, 100)) //nolint:errcheck // the test only needs some data
+	go pw.Write(make([]byte, 100)) //nolint:errcheck // some data, less than wakes the consumer
 	ra := newReadAhead(pr)
-	if _, err := ra.Read(make([]byte, 10)); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{})
 	go func() {
+		time.Sleep(100 * time.Millisecond)
 		pr.CloseWithError(errors.New("closed"))
 		ra.Close()
 		close(done)
@@ -65,5 +63,22 @@ func TestReadAheadCloseEndsABlockedRead(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return after the stream was closed")
+	}
+}
+
+// TestReadAheadWakesTheConsumerAtTheEnd: less than readAheadWake, then the end of the stream:
+// the consumer gets the bytes and then the end.
+func TestReadAheadWakesTheConsumerAtTheEnd(t *testing.T) {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte("hello")) //nolint:errcheck // read below
+		time.Sleep(50 * time.Millisecond)
+		pw.Close()
+	}()
+	ra := newReadAhead(pr)
+	defer ra.Close()
+	got, err := io.ReadAll(ra)
+	if string(got) != "hello" || err != nil {
+		t.Fatalf("read %q, %v; want hello", got, err)
 	}
 }
