@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
@@ -99,7 +100,28 @@ func (e *Engine) helperImage(ctx context.Context) (string, error) {
 	if err := readJSONMessages(rc); err != nil {
 		return "", fmt.Errorf("import helper image: %w", err)
 	}
+	e.removeOldHelpers(ctx, ref)
 	return ref, nil
+}
+
+// removeOldHelpers removes the helper images of other versions (ours by label and name): each
+// version imports its own, and they would pile up, 25-35 MB apiece. One that a running helper
+// still uses stays (the engine refuses), as does anything not made by us; a version that is
+// still in use elsewhere imports its image again when it next needs it.
+func (e *Engine) removeOldHelpers(ctx context.Context, keep string) {
+	imgs, err := e.API.ImageList(ctx, client.ImageListOptions{
+		Filters: make(client.Filters).Add("label", helperLabel+"=image").Add("reference", helperRepo+":*")})
+	if err != nil {
+		return
+	}
+	for _, img := range imgs.Items {
+		for _, tag := range img.RepoTags {
+			if tag == keep || !strings.HasPrefix(tag, helperRepo+":") {
+				continue
+			}
+			_, _ = e.API.ImageRemove(ctx, tag, client.ImageRemoveOptions{})
+		}
+	}
 }
 
 func helperTar(w io.Writer, bin string, size int64) error {

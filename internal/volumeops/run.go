@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -68,6 +69,15 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 		NetworkMode: "none",
 	}
 	created, err := e.API.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
+	if err != nil && cerrdefs.IsNotFound(err) && e.helperGone(ctx, img) {
+		// Another dockbridge version removed our image since we looked (see removeOldHelpers):
+		// import it again, once.
+		e.helperRef = ""
+		if cfg.Image, err = e.HelperImage(ctx); err != nil {
+			return nil, err
+		}
+		created, err = e.API.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create helper container for volume %s: %w", r.volume, err)
 	}
@@ -160,6 +170,12 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 		}
 	}
 	return rep.warnings, nil
+}
+
+// helperGone tells whether the engine no longer has the helper image ref.
+func (e *Engine) helperGone(ctx context.Context, ref string) bool {
+	_, err := e.API.ImageInspect(ctx, ref)
+	return cerrdefs.IsNotFound(err)
 }
 
 func parseReport(b []byte) helperReport {
