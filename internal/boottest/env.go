@@ -29,6 +29,7 @@ import (
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
 	"github.com/dockbridge/dockbridge/internal/simhost"
+	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
 // Env is a simulator whose servers are containers on the local Docker engine.
@@ -80,14 +81,7 @@ func Require(t testing.TB) {
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
 		missing = append(missing, "loop devices (/dev/loop-control)")
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "booting simulated servers needs " + strings.Join(missing, ", ")
-	if testing.Short() {
-		t.Skip(msg + " (skipped under -short)")
-	}
-	t.Fatal(msg)
+	testenv.Require(t, "booting simulated servers needs", missing)
 }
 
 // Start (skipped under -short) builds the simulated-server images when missing (minutes the first time), starts a

@@ -28,6 +28,7 @@ import (
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/dockbridge/dockbridge/internal/boottest"
+	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
 // Built once per test binary: the CLI plugin and the volume plugin's folder.
@@ -98,14 +99,7 @@ func requireTools(t testing.TB) {
 		}
 		f.Close()
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "the end-to-end tests need " + strings.Join(missing, ", ")
-	if testing.Short() {
-		t.Skip(msg + " (skipped under -short)")
-	}
-	t.Fatal(msg)
+	testenv.Require(t, "the end-to-end tests need", missing)
 }
 
 // world is one user's machine: a HOME, a DOCKER_CONFIG with the plugin installed, the ssh

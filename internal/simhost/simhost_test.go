@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockbridge/dockbridge/internal/testenv"
 	"github.com/dockbridge/dockbridge/internal/testimage"
 
 	"github.com/dockbridge/dockbridge/internal/mount/loopdev/loopdevtest"
@@ -38,14 +39,7 @@ func requireHost(t *testing.T) {
 			missing = append(missing, tool)
 		}
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "simulated servers need: " + strings.Join(missing, ", ")
-	if testing.Short() {
-		t.Skip(msg + " (skipped under -short)")
-	}
-	t.Fatal(msg)
+	testenv.Require(t, "simulated servers need", missing)
 }
 
 func TestRecipeHashMatchesScript(t *testing.T) {

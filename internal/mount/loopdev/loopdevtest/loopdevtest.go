@@ -15,6 +15,7 @@ import (
 
 	"github.com/dockbridge/dockbridge/internal/mount/internal/cmdrun"
 	"github.com/dockbridge/dockbridge/internal/mount/internal/mountinfo"
+	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
 // Require fails the test (skips it under -short) unless it runs as root with loop devices and
@@ -31,14 +32,7 @@ func Require(t testing.TB) {
 	if _, err := cmdrun.LookPath("losetup"); err != nil {
 		missing = append(missing, "losetup (apt-get install util-linux)")
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "this test needs real loop devices; missing: " + strings.Join(missing, "; ")
-	if testing.Short() {
-		t.Skip(msg + " (skipped under -short)")
-	}
-	t.Fatal(msg)
+	testenv.Require(t, "this test needs real loop devices; missing", missing)
 }
 
 // New returns a fresh loop device (/dev/loopN) backed by a sparse file of sizeBytes in
