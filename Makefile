@@ -5,6 +5,20 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/dockbridge/dockbridge/internal/version.Version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 
+# The CLI plugin is also the backup helper, which spends most of a backup compressing: it links
+# the reference zstd library (statically, still one static binary) when libzstd-dev is installed
+# (`make setup` installs it), about 1.5x as fast per core as the pure-Go encoder it uses
+# otherwise. LIBZSTD=0 forces the pure-Go build. internal/volumeops/volumeopstest builds the
+# helper for the tests the same way.
+LIBZSTD ?= $(if $(wildcard $(shell gcc -print-file-name=libzstd.a 2>/dev/null)),1,0)
+ifeq ($(LIBZSTD),1)
+PLUGIN_BUILD := CGO_ENABLED=1 $(GO) build -trimpath -tags libzstd,netgo,osusergo -ldflags '$(LDFLAGS) -linkmode external -extldflags "-static"'
+TEST_TAGS := -tags libzstd
+else
+PLUGIN_BUILD := CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD)
+TEST_TAGS :=
+endif
+
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -14,7 +28,7 @@ help: ## list the targets
 .PHONY: build
 build: ## build bin/docker-dockbridge, bin/hcloud-sim and bin/hetzner-volume-plugin
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/docker-dockbridge ./cli-plugin
+	$(PLUGIN_BUILD) -o bin/docker-dockbridge ./cli-plugin
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/hcloud-sim ./cmd/hcloud-sim
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/hetzner-volume-plugin ./volume-plugin
 
@@ -24,13 +38,14 @@ setup: ## install the Debian packages the tests and the demo use and start docke
 
 .PHONY: test
 test: setup ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root; restarts dockerd once, at the end)
-	$(GO) test -count=1 -timeout 80m ./...
+	$(GO) test $(TEST_TAGS) -count=1 -timeout 80m ./...
 	@echo "restarting dockerd under a running container on a hetzner volume (alone: it would disturb the tests above)"
-	DOCKBRIDGE_TEST_DOCKERD_RESTART=1 $(GO) test -count=1 -timeout 15m -run '^TestPluginSurvivesDockerdRestart$$' ./internal/volumedriver/integration/
+	DOCKBRIDGE_TEST_DOCKERD_RESTART=1 $(GO) test $(TEST_TAGS) -count=1 -timeout 15m -run '^TestPluginSurvivesDockerdRestart$$' ./internal/volumedriver/integration/
 
 .PHONY: lint
 lint: ## go vet, gofmt and go mod tidy must be clean; the CLI plugin must build for macOS
 	$(GO) vet ./...
+	$(if $(TEST_TAGS),$(GO) vet $(TEST_TAGS) ./internal/backup)
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cli-plugin
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@cp go.mod /tmp/go.mod.lint && cp go.sum /tmp/go.sum.lint && $(GO) mod tidy && \

@@ -15,6 +15,7 @@ packages=(
 	zstd busybox-static iptables                    # backup baselines, tiny test images, metadata DNAT
 	openssh-client openssh-server                   # SSH contexts; a real sshd in tests
 	hcloud-cli                                      # the official CLI, tested against the simulator
+	gcc libc6-dev libzstd-dev                       # the helper's static libzstd (make build)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -2,5 +2,5 @@
 .PHONY: bench-backup
 bench-backup: ## backup/restore throughput vs `docker cp | zstd` and `tar | zstd` on a generated 1.5 GB volume, with peak RSS (root, local engine, zstd CLI)
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/docker-dockbridge ./cli-plugin
+	$(PLUGIN_BUILD) -o bin/docker-dockbridge ./cli-plugin
 	$(GO) run ./internal/backup/bench -plugin bin/docker-dockbridge

@@ -4,8 +4,6 @@ import (
 	"io"
 	"runtime"
 	"sync"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // parallelZstd compresses independent zstd frames of chunkSize bytes on all cores and writes them
@@ -13,7 +11,7 @@ import (
 // memory is bounded by the chunks in flight (2 per core).
 type parallelZstd struct {
 	w      io.Writer
-	enc    *zstd.Encoder
+	enc    frameEncoder
 	chunk  int
 	buf    []byte
 	queue  chan chan []byte
@@ -27,12 +25,13 @@ type parallelZstd struct {
 	frames int
 }
 
-func newParallelZstd(w io.Writer, level zstd.EncoderLevel, chunkSize int) (*parallelZstd, error) {
+func newParallelZstd(w io.Writer, enc frameEncoder, chunkSize int) (*parallelZstd, error) {
 	n := runtime.GOMAXPROCS(0)
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(n),
-		zstd.WithWindowSize(8<<20))
-	if err != nil {
-		return nil, err
+	if enc == nil {
+		var err error
+		if enc, err = newFrameEncoder(n); err != nil {
+			return nil, err
+		}
 	}
 	p := &parallelZstd{w: w, enc: enc, chunk: chunkSize, queue: make(chan chan []byte, 2*n),
 		sem: make(chan struct{}, n), done: make(chan struct{})}
@@ -79,9 +78,12 @@ func (p *parallelZstd) submit() {
 	p.sem <- struct{}{}
 	p.queue <- fut
 	go func() {
-		out := p.enc.EncodeAll(data, p.outs.Get().([]byte)[:0])
+		out, err := p.enc.encodeFrame(data, p.outs.Get().([]byte)[:0])
 		p.pool.Put(data[:0]) //nolint:staticcheck // slices are fine in a pool here
 		<-p.sem
+		if err != nil {
+			p.fail(err)
+		}
 		fut <- out
 	}()
 }
@@ -113,8 +115,6 @@ func (p *parallelZstd) Close() error {
 	}
 	close(p.queue)
 	<-p.done
-	if err := p.failed(); err != nil {
-		return err
-	}
-	return p.enc.Close()
+	p.enc.close()
+	return p.failed()
 }

@@ -5,12 +5,35 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os/exec"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
+// encoders are the frame encoders this build has: the pure-Go one always, libzstd when built
+// with it (make test does when libzstd-dev is installed).
+func encoders(t *testing.T) map[string]func(int) (frameEncoder, error) {
+	encs := map[string]func(int) (frameEncoder, error){"go": newGoFrameEncoder}
+	if ZstdEncoder != "go" {
+		encs[ZstdEncoder] = newFrameEncoder
+	}
+	t.Logf("zstd encoders: %d (this build's default: %s)", len(encs), ZstdEncoder)
+	return encs
+}
+
 func TestParallelZstd(t *testing.T) {
+	if _, err := exec.LookPath("zstd"); err != nil {
+		testenv.Require(t, "reading the archives with the reference decoder needs", []string{"the zstd CLI (apt-get install zstd)"})
+	}
+	for name, newEnc := range encoders(t) {
+		t.Run(name, func(t *testing.T) { testParallelZstd(t, newEnc) })
+	}
+}
+
+func testParallelZstd(t *testing.T, newEnc func(int) (frameEncoder, error)) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	random := make([]byte, 9<<20+123)
 	for i := range random {
@@ -28,7 +51,9 @@ func TestParallelZstd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			p, err := newParallelZstd(&out, zstd.SpeedFastest, 1<<20)
+			enc, err := newEnc(2)
+			must(t, err)
+			p, err := newParallelZstd(&out, enc, 1<<20)
 			must(t, err)
 			// Odd write sizes across chunk boundaries.
 			for in := tc.in; len(in) > 0; {
@@ -42,15 +67,29 @@ func TestParallelZstd(t *testing.T) {
 			d, err := zstd.NewReader(&out)
 			must(t, err)
 			defer d.Close()
+			archive := out.Bytes()
 			got, err := io.ReadAll(d)
 			must(t, err)
 			if !bytes.Equal(got, tc.in) {
 				t.Fatalf("round trip: %d bytes in, %d out", len(tc.in), len(got))
 			}
+			// The reference decoder reads the concatenated frames too (a person restoring
+			// with plain tools).
+			cmd := exec.Command("zstd", "-dc")
+			cmd.Stdin = bytes.NewReader(archive)
+			got, err = cmd.Output()
+			if err != nil {
+				t.Fatalf("zstd -dc: %v", err)
+			}
+			if !bytes.Equal(got, tc.in) {
+				t.Fatalf("zstd -dc: %d bytes in, %d out", len(tc.in), len(got))
+			}
 		})
 	}
 	t.Run("writer error", func(t *testing.T) {
-		p, err := newParallelZstd(failWriter{}, zstd.SpeedFastest, 1<<20)
+		enc, err := newEnc(2)
+		must(t, err)
+		p, err := newParallelZstd(failWriter{}, enc, 1<<20)
 		must(t, err)
 		var werr error
 		for range 20 {

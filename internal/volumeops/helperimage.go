@@ -38,7 +38,7 @@ func checkHelperBinary(bin, engineArch string) error {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("helper binary %s is dynamically linked: build it with CGO_ENABLED=0 (`make build` does)", bin)
+			return fmt.Errorf("helper binary %s is dynamically linked: build it static (`make build` does)", bin)
 		}
 	}
 	if want, ok := elfMachine[engineArch]; ok && f.Machine != want {

@@ -60,9 +60,16 @@ func HelperBinary(t testing.TB) string {
 		helperBin = filepath.Join(dir, "dockbridge-helper")
 		_, file, _, _ := runtime.Caller(0)
 		pkg := filepath.Join(filepath.Dir(file), "..", "helper", "dockbridge-helper")
+		// As `make build` builds it (see LIBZSTD in the Makefile): with the reference zstd
+		// library linked statically when it is installed, else pure Go.
 		cmd := exec.Command("go", "build", "-trimpath", "-o", helperBin, ".")
-		cmd.Dir = pkg
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if lib, err := exec.Command("gcc", "-print-file-name=libzstd.a").Output(); err == nil && filepath.IsAbs(strings.TrimSpace(string(lib))) {
+			cmd = exec.Command("go", "build", "-trimpath", "-tags", "libzstd,netgo,osusergo",
+				"-ldflags", "-linkmode external -extldflags -static", "-o", helperBin, ".")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
+		cmd.Dir = pkg
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build helper: %v: %s", err, out)
 		}

@@ -1,5 +1,5 @@
-// Command dockbridge-helper is the in-container helper on its own (tests and benchmarks build it
-// with CGO_ENABLED=0); the CLI plugin binary contains the same code.
+// Command dockbridge-helper is the in-container helper on its own (the tests build it static, as
+// `make build` builds the CLI plugin); the CLI plugin binary contains the same code.
 package main
 
 import (
