@@ -14,10 +14,9 @@ const (
 
 // readAhead reads r in a goroutine of its own, as data arrives, so that the engine can go on
 // sending while the plugin hashes and writes what came before. The helper sends its output in
-// bursts (see helper.burstSize); a reader that takes each burst as fast as the engine delivers
-// it keeps the engine from blocking on a full socket mid-burst, which would cost a wakeup per
-// 16 KiB frame again. A consumer that waits is woken when readAheadWake bytes (or the end) are
-// there, not for every read the network returns.
+// bursts (see helper.burstSize), and r takes them in reads of about 128 KiB (see
+// newStreamSource). A consumer that waits is woken when readAheadWake bytes (or the end) are
+// there, not for every read.
 type readAhead struct {
 	mu      sync.Mutex
 	cond    sync.Cond

@@ -98,16 +98,20 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 	}
 	// The archive of a backup is read ahead of the writes to its destination.
 	var in io.Reader = att.Reader
+	interrupt := func() {}
 	if r.stdin == nil {
-		ra := newReadAhead(att.Reader)
+		src := newStreamSource(att.Reader, att.Conn)
+		interrupt = src.interrupt
+		ra := newReadAhead(src)
 		defer func() {
-			att.Close() // ends the read-ahead's read if the stream has not ended
+			src.interrupt() // ends the read-ahead's read if the stream has not ended
 			ra.Close()
+			src.release()
 		}()
 		in = ra
 	}
 	// Closing the connection when ctx ends unblocks the copies below.
-	stopClose := context.AfterFunc(ctx, func() { att.Close() })
+	stopClose := context.AfterFunc(ctx, func() { interrupt(); att.Close() })
 	defer stopClose()
 
 	var stdinErr error
@@ -130,6 +134,8 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 	stderr := &limitedBuffer{max: 4 << 20}
 	_, copyErr := stdcopy.StdCopy(stdout, stderr, in)
 	if copyErr != nil {
+		// The helper is cut off, sees its output fail and ends.
+		interrupt()
 		att.Close()
 	}
 	wg.Wait()
