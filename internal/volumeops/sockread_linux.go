@@ -6,9 +6,10 @@ import (
 	"net"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockbridge/dockbridge/internal/pacing"
 )
 
 // newStreamSource reads a helper's output from the engine's socket on a thread of its own, with
@@ -44,13 +45,14 @@ func newStreamSource(br *bufio.Reader, conn net.Conn) streamSource {
 	}
 	conn.Close() // the poller forgets the socket; fd keeps it open
 	r := &socketReader{buf: br, fd: fd}
+	r.paced.R = fdReader(fd)
 	return streamSource{Reader: r, interrupt: r.shutdown, release: r.close}
 }
 
 type socketReader struct {
 	buf   *bufio.Reader // what the client library read ahead comes first
 	fd    int           // read without mu: close waits for the last Read
-	pause time.Duration
+	paced pacing.Reader
 
 	mu     sync.Mutex
 	closed bool
@@ -79,24 +81,25 @@ func (r *socketReader) Read(p []byte) (int, error) {
 	if r.buf.Buffered() > 0 {
 		return r.buf.Read(p)
 	}
+	return r.paced.Read(p)
+}
+
+// fdReader reads a blocking descriptor.
+type fdReader int
+
+func (fd fdReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := unix.Read(r.fd, p)
+	n, err := unix.Read(int(fd), p)
 	for err == unix.EINTR {
-		n, err = unix.Read(r.fd, p)
+		n, err = unix.Read(int(fd), p)
 	}
 	switch {
 	case err != nil:
 		return 0, err
 	case n == 0:
 		return 0, io.EOF
-	}
-	r.pause = pace(r.pause, n, len(p))
-	if r.pause > 0 && n < min(len(p), pacedTarget) {
-		// In the kernel: a Go timer would wake the network poller and an idle thread.
-		ts := unix.NsecToTimespec(r.pause.Nanoseconds())
-		_ = unix.Nanosleep(&ts, nil)
 	}
 	return n, nil
 }

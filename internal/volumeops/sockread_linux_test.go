@@ -141,23 +141,3 @@ func TestStreamSourceReadsOtherConnectionsAsTheyAre(t *testing.T) {
 		t.Fatalf("interrupt did not close the connection: write gave %v", err)
 	}
 }
-
-func TestPace(t *testing.T) {
-	for _, tc := range []struct {
-		prev      time.Duration
-		n, room   int
-		want      time.Duration
-		situation string
-	}{
-		{0, 4 << 10, 1 << 20, 100 * time.Microsecond, "a small read starts pausing"},
-		{400 * time.Microsecond, 4 << 10, 1 << 20, 800 * time.Microsecond, "small reads double the pause"},
-		{pacedMaxPause, 1, 1 << 20, pacedMaxPause, "up to the most"},
-		{800 * time.Microsecond, 200 << 10, 1 << 20, 400 * time.Microsecond, "a full read halves it"},
-		{800 * time.Microsecond, 100 << 10, 1 << 20, 800 * time.Microsecond, "a fair read keeps it"},
-		{800 * time.Microsecond, 10 << 10, 10 << 10, 400 * time.Microsecond, "a read that filled a small buffer is a full one"},
-	} {
-		if got := pace(tc.prev, tc.n, tc.room); got != tc.want {
-			t.Errorf("%s: pace(%v, %d, %d) = %v, want %v", tc.situation, tc.prev, tc.n, tc.room, got, tc.want)
-		}
-	}
-}
