@@ -17,10 +17,10 @@ import (
 // with it (make test does when libzstd-dev is installed).
 func encoders(t *testing.T) map[string]func(int) (frameEncoder, error) {
 	encs := map[string]func(int) (frameEncoder, error){"go": newGoFrameEncoder}
-	if ZstdEncoder != "go" {
-		encs[ZstdEncoder] = newFrameEncoder
+	if zstdEncoderName != "go" {
+		encs[zstdEncoderName] = newFrameEncoder
 	}
-	t.Logf("zstd encoders: %d (this build's default: %s)", len(encs), ZstdEncoder)
+	t.Logf("zstd encoders: %d (this build's default: %s)", len(encs), zstdEncoderName)
 	return encs
 }
 

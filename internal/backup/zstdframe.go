@@ -9,9 +9,10 @@ type frameEncoder interface {
 	close()
 }
 
-// ZstdEncoder names the zstd encoder this binary compresses with: "libzstd" when it was built
-// with the reference library (`make build` does when libzstd-dev is installed), else "go".
-var ZstdEncoder = "go"
+// zstdEncoderName names the zstd encoder this binary compresses with: "libzstd" and its version
+// when it was built with the reference library (`make build` does when libzstd-dev is
+// installed), else "go".
+var zstdEncoderName = "go"
 
 // newFrameEncoder makes the encoder zstd archives are written with.
 var newFrameEncoder = newGoFrameEncoder

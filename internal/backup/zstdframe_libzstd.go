@@ -17,7 +17,7 @@ import (
 // fast per core as the pure-Go encoder at the same level, for the same ratio; the helper spends
 // most of a backup's CPU time there.
 func init() {
-	ZstdEncoder = "libzstd " + C.GoString(C.ZSTD_versionString())
+	zstdEncoderName = "libzstd " + C.GoString(C.ZSTD_versionString())
 	newFrameEncoder = newCFrameEncoder
 }
 
