@@ -90,6 +90,9 @@ type Driver struct {
 	vols    map[string]*VolumeState
 	misses  map[string]time.Time // names the API did not know, for a short while
 	volLock keyedMutex
+	// stateLost: the state file was damaged and set aside at start, so a mount the state does
+	// not know may still be in use.
+	stateLost bool
 }
 
 var _ volume.Driver = (*Driver)(nil)
@@ -108,13 +111,16 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.DeviceExists == nil {
 		cfg.DeviceExists = isBlockDevice
 	}
+	// A damaged state file never stops the plugin (Load sets it aside): it starts from the
+	// API's view, and Recover leaves the mounts it finds alone, since nothing says who uses them.
 	vols, err := cfg.Store.Load()
 	if err != nil {
-		return nil, err
+		cfg.Log.Errorf("%v. Starting without it: the project's volumes come back from the API, and mounts under %s are kept as they are", err, cfg.Settings.MountRoot)
 	}
 	return &Driver{
 		s: cfg.Settings, cloud: cfg.Cloud, noCloud: cfg.CloudErr, m: cfg.Mounter, store: cfg.Store,
 		log: cfg.Log, metrics: cfg.Metrics, lookup: cfg.Instance, devOK: cfg.DeviceExists, vols: vols, misses: map[string]time.Time{},
+		stateLost: err != nil,
 	}, nil
 }
 

@@ -18,7 +18,9 @@ import (
 //     more is verified again and mounted again, so Path works and a later Unmount releases it;
 //   - a mount without references (a kill between the state save and the unmount, or in the
 //     middle of a first Mount) is unmounted;
-//   - a mount under MOUNT_ROOT the state does not know is unmounted.
+//   - a mount under MOUNT_ROOT the state does not know is unmounted, unless the state file was
+//     damaged and set aside at start: then it is kept (a container may use it) and the next
+//     Mount of that volume takes it over.
 func (d *Driver) Recover(ctx context.Context) error {
 	d.mu.Lock()
 	names := sortedNames(d.vols)
@@ -42,6 +44,10 @@ func (d *Driver) Recover(ctx context.Context) error {
 		}
 		mp := filepath.Join(d.s.MountRoot, e.Name())
 		if _, mounted, err := d.m.MountedDevice(mp); err == nil && mounted {
+			if d.stateLost {
+				d.log.WithField("mountpoint", mp).Warn("recover: keeping a mount the set-aside state may have known")
+				continue
+			}
 			d.log.WithField("mountpoint", mp).Warn("recover: unmounting a mount the state does not know")
 			if err := d.m.Unmount(ctx, mp); err != nil {
 				problems = append(problems, err.Error())

@@ -91,26 +91,70 @@ func NewStateStore(dir string) (*StateStore, error) {
 // Path is the state file.
 func (s *StateStore) Path() string { return s.path }
 
-// Load reads the state; a missing file is an empty state.
+// DamagedStateError says that the state file could not be used and where it was moved.
+type DamagedStateError struct {
+	Path     string // the state file
+	SetAside string // where it is now; "" when even moving it failed
+	Err      error  // what was wrong with it
+}
+
+func (e *DamagedStateError) Error() string {
+	if e.SetAside == "" {
+		return fmt.Sprintf("state %s is damaged (%v) and could not be set aside", e.Path, e.Err)
+	}
+	return fmt.Sprintf("state %s was damaged (%v): set it aside as %s", e.Path, e.Err, e.SetAside)
+}
+
+func (e *DamagedStateError) Unwrap() error { return e.Err }
+
+// Load reads the state; a missing file is an empty state. A file that can't be used (unreadable,
+// truncated, not JSON, another version, an entry without a valid volume name or id) is renamed
+// to volumes.json.damaged-<UTC time> next to it, kept for a person to look at, and Load returns
+// an empty state with a *DamagedStateError. The map is never nil: a plugin that fails at start
+// within Docker's start-up check is disabled by Docker for good, so a damaged file must not
+// stop it; the volumes come back from the API (Sync) and on their next Mount.
 func (s *StateStore) Load() (map[string]*VolumeState, error) {
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]*VolumeState{}, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read state %s: %w", s.path, err)
+	if err == nil {
+		var vols map[string]*VolumeState
+		if vols, err = parseState(b); err == nil {
+			return vols, nil
+		}
 	}
+	dmg := &DamagedStateError{Path: s.path, Err: err}
+	aside := fmt.Sprintf("%s.damaged-%s", s.path, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if rerr := os.Rename(s.path, aside); rerr == nil {
+		dmg.SetAside = aside
+	} else {
+		dmg.Err = fmt.Errorf("%w; moving it aside failed too: %v", err, rerr)
+	}
+	return map[string]*VolumeState{}, dmg
+}
+
+// parseState decodes and checks the state file's content.
+func parseState(b []byte) (map[string]*VolumeState, error) {
 	var f stateFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("parse state %s: %w (move the file away to start from the API's view)", s.path, err)
+		return nil, fmt.Errorf("not a state file: %w", err)
 	}
 	if f.Version != stateVersion {
-		return nil, fmt.Errorf("state %s has version %d, this plugin reads version %d", s.path, f.Version, stateVersion)
+		return nil, fmt.Errorf("version %d, this plugin reads version %d", f.Version, stateVersion)
 	}
 	if f.Volumes == nil {
 		f.Volumes = map[string]*VolumeState{}
 	}
 	for name, v := range f.Volumes {
+		// The name becomes a path under MOUNT_ROOT that start-up may unmount: only names
+		// Create accepts.
+		if err := CheckVolumeName(name); err != nil {
+			return nil, fmt.Errorf("entry %q: %w", name, err)
+		}
+		if v == nil || v.ID <= 0 {
+			return nil, fmt.Errorf("entry %q has no volume id", name)
+		}
 		v.Name = name
 		if v.Labels == nil {
 			v.Labels = map[string]string{}
