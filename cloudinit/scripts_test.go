@@ -596,6 +596,117 @@ func TestHealthCheckLevels(t *testing.T) {
 	}
 }
 
+// fakePluginDocker is a stand-in for the docker CLI with a hetzner plugin whose state is the
+// file state ("true", "false", or missing: not installed). `docker info` reports root as
+// Docker's root dir; `docker plugin enable` succeeds unless the file refuse exists, and every
+// plugin call is appended to the file calls.
+func fakePluginDocker(t *testing.T, root string) (bin, state, refuse, calls string) {
+	t.Helper()
+	bin = t.TempDir()
+	state, refuse, calls = filepath.Join(bin, "state"), filepath.Join(bin, "refuse"), filepath.Join(bin, "calls")
+	script := `#!/bin/sh
+case "$1 $2" in
+"info "*) echo '` + root + `' ;;
+"plugin inspect")
+	echo "$*" >>'` + calls + `'
+	[ -f '` + state + `' ] || { echo "Error: No such plugin: hetzner:latest" >&2; exit 1; }
+	cat '` + state + `' ;;
+"plugin enable")
+	echo "$*" >>'` + calls + `'
+	if [ -f '` + refuse + `' ]; then printf 'Error response from daemon: dial unix\nhetzner.sock: connect: connection refused\n' >&2; exit 1; fi
+	echo true >'` + state + `'; echo hetzner:latest ;;
+*) echo "fake docker: $*" >&2; exit 1 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(bin, "docker"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin, state, refuse, calls
+}
+
+// The health check watches the hetzner volume plugin once up has installed it (its marker on
+// the volume): disabled (Docker gave up on it) or missing is CRITICAL; a disabled one is
+// enabled again, once per run, and the log line says so.
+func TestHealthCheckReenablesTheVolumePlugin(t *testing.T) {
+	dev := loopdevtest.New(t, smallVol)
+	e := newScriptEnv(t, dev, nil)
+	e.prepare(t, 0)
+	bin, state, refuse, calls := fakePluginDocker(t, e.mp)
+	marker := filepath.Join(e.mp, "dockbridge-volume-plugin")
+
+	check := func(wantLevel HealthLevel, wantExit int) HealthRecord {
+		t.Helper()
+		out, code := e.run(t, "docker-volume-health-check.sh", "PATH="+bin+":"+os.Getenv("PATH"))
+		if code != wantExit {
+			t.Fatalf("health check exit %d, want %d:\n%s", code, wantExit, out)
+		}
+		b, _ := os.ReadFile(e.healthLog)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		r, err := ParseHealthLine(lines[len(lines)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Level != wantLevel {
+			t.Fatalf("level %s, want %s: %q", r.Level, wantLevel, r.Message)
+		}
+		return r
+	}
+	enables := func() int {
+		b, _ := os.ReadFile(calls)
+		return strings.Count(string(b), "plugin enable")
+	}
+	write := func(path, content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Not installed by up (no marker; up --no-volume-plugin): not looked at.
+	check(HealthOK, 0)
+	if b, _ := os.ReadFile(calls); len(b) != 0 {
+		t.Fatalf("the plugin was looked at without up's marker: %s", b)
+	}
+	write(marker, "rootfs=x\n")
+
+	write(state, "true\n")
+	check(HealthOK, 0)
+
+	// Docker gave up on it: CRITICAL, enabled again, and the line says so.
+	write(state, "false\n")
+	r := check(HealthCritical, 2)
+	if !strings.Contains(r.Message, "volume plugin hetzner:latest was disabled: re-enabled it") {
+		t.Errorf("message %q does not say it re-enabled the plugin", r.Message)
+	}
+	if n := enables(); n != 1 {
+		t.Errorf("%d enable calls, want 1", n)
+	}
+	check(HealthOK, 0)
+
+	// Enabling fails: one attempt, CRITICAL, Docker's error in one line.
+	write(state, "false\n")
+	write(refuse, "")
+	r = check(HealthCritical, 2)
+	if !strings.Contains(r.Message, "volume plugin hetzner:latest is disabled, re-enabling failed: Error response from daemon: dial unix hetzner.sock") {
+		t.Errorf("message %q does not carry the failed attempt", r.Message)
+	}
+	if n := enables(); n != 2 {
+		t.Errorf("%d enable calls after the failed run, want 2 (one per run)", n)
+	}
+
+	// Installed by up, then removed.
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	r = check(HealthCritical, 2)
+	if !strings.Contains(r.Message, "volume plugin hetzner:latest is missing: docker dockbridge up installs it") {
+		t.Errorf("message %q does not say the plugin is missing", r.Message)
+	}
+	if n := enables(); n != 2 {
+		t.Errorf("a missing plugin was enabled")
+	}
+}
+
 // fakeBin puts tiny stand-ins for docker and dockerd first on PATH: `docker info` reports
 // root as Docker's root dir. Used only where no real daemon can be pointed at a loop device.
 func fakeBin(t *testing.T, root string) string {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # shellcheck source-path=SCRIPTDIR
 # docker-volume-health-check: is Docker's data volume mounted, writable, really used by Docker,
-# and how full is it? Run every 5 minutes by docker-volume-health.timer.
+# and how full is it? Is the hetzner volume plugin enabled? Run every 5 minutes by
+# docker-volume-health.timer.
 #
 # Appends exactly one line per run to /var/log/docker-volume-health.log (stable format, parsed by
 # the dockbridge CLI; see cloudinit.ParseHealthLine):
@@ -82,6 +83,22 @@ if [ "$DOCKBRIDGE_HEALTH_SKIP_DOCKER" != 1 ]; then
     root_mp=$(findmnt -n -o TARGET -T "$root" 2>/dev/null || true)
     if [ "$root_mp" != "$mp" ]; then
       raise CRITICAL "Docker Root Dir ${root} is on ${root_mp:-?}, not on the volume at ${mp}"
+    fi
+    # The volume plugin, once up installed it (its marker is on the volume). Docker leaves a
+    # plugin that dies right after a restart disabled for good: enable it, once per run.
+    p=hetzner:latest
+    if [ -e "${mp}/dockbridge-volume-plugin" ]; then
+      case $(timeout 20 docker plugin inspect -f '{{.Enabled}}' "$p" 2>/dev/null) in
+      true) ;;
+      false)
+        if out=$(timeout 60 docker plugin enable "$p" 2>&1); then
+          raise CRITICAL "volume plugin ${p} was disabled: re-enabled it"
+        else
+          raise CRITICAL "volume plugin ${p} is disabled, re-enabling failed: $(echo "$out" | tr '\n' ' ')"
+        fi
+        ;;
+      *) raise CRITICAL "volume plugin ${p} is missing: docker dockbridge up installs it" ;;
+      esac
     fi
   else
     raise WARNING "Docker daemon not answering (docker info failed)"
