@@ -1,26 +1,24 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"filippo.io/age"
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/backup"
 	"github.com/dockbridge/dockbridge/internal/ui"
 	"github.com/dockbridge/dockbridge/internal/volumeops"
 )
 
-// newBackupCommand is `docker dockbridge backup VOLUME... | --all` and `backup ls|prune|verify`.
-func newBackupCommand(dockerCli command.Cli) *cobra.Command {
-	return backupCmd(volumeDepsFrom(dockerCli))
-}
-
-func backupCmd(d volumeDeps) *cobra.Command {
+// backupCmd is `docker dockbridge backup VOLUME... | --all` and `backup ls|prune|verify`.
+func backupCmd(d deps) *cobra.Command {
 	var (
 		sf          storeFlags
 		to          string
@@ -28,9 +26,8 @@ func backupCmd(d volumeDeps) *cobra.Command {
 		compression string
 		encryptTo   string
 		keepRunning bool
-		output      string
 	)
-	cmd := &cobra.Command{
+	cmd := spec[[]volumeops.BackupResult]{
 		Use:   "backup [OPTIONS] VOLUME... | --all",
 		Short: "Back up volumes to a directory or an S3-compatible bucket",
 		Long: `Back up volumes to a directory or an S3-compatible bucket.
@@ -42,37 +39,43 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 ` + "`sha256sum -c`, `zstd -d` and `tar -x`" + ` restore it without this tool.`,
 		Example: `  docker dockbridge backup db_data --to /srv/backups
   docker dockbridge backup --all --to s3://my-bucket/host1 --encrypt-to age1...`,
-		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
+		Args:     cobra.ArbitraryArgs,
+		Complete: completeVolumes(d, true),
+		Formats:  tableOrJSON,
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			f.StringVar(&to, "to", "", "destination: a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO)")
+			f.BoolVar(&all, "all", false, "back up every volume of the context")
+			f.StringVar(&compression, "compression", "zstd", "zstd, gzip or none")
+			f.StringVar(&encryptTo, "encrypt-to", "", "encrypt with age for this recipient (age1...) or recipients file")
+			f.BoolVar(&keepRunning, "keep-running", false, "do not stop the containers using the volumes (the copy may be inconsistent)")
+			sf.add(f)
+			completeFlag(cmd, "to", completeDirs)
+			completeFlag(cmd, "encrypt-to", completeFiles)
+		},
+		Run: func(ctx context.Context, _ *cobra.Command, args []string) ([]volumeops.BackupResult, error) {
 			c, err := backup.ParseCompression(compression)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if to == "" {
 				to = os.Getenv("DOCKBRIDGE_BACKUP_TO")
 			}
 			if to == "" {
-				return errors.New("where to? give --to DIR or --to s3://bucket/prefix (or set DOCKBRIDGE_BACKUP_TO)")
+				return nil, errors.New("where to? give --to DIR or --to s3://bucket/prefix (or set DOCKBRIDGE_BACKUP_TO)")
 			}
 			var rcpt []age.Recipient
 			if encryptTo != "" {
 				if rcpt, err = backup.ParseRecipients(encryptTo); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			e, err := d.engine()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
 			store, err := sf.open(ctx, to)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			res, err := e.Backup(ctx, volumeops.BackupOptions{Volumes: args, All: all, Store: store,
 				Compression: c, Recipients: rcpt, KeepRunning: keepRunning})
@@ -81,67 +84,46 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 					fmt.Fprintf(d.errOut, "warning: %s: %s\n", r.Volume, w)
 				}
 			}
-			if format == ui.FormatJSON {
-				if res == nil {
-					res = []volumeops.BackupResult{}
-				}
-				if jerr := ui.JSON(d.out, res); jerr != nil && err == nil {
-					err = jerr
-				}
-			} else if len(res) > 0 {
-				var rows [][]string
-				for _, r := range res {
-					rows = append(rows, []string{r.Volume, r.Archive.Name, humanBytes(r.Archive.Size),
-						fmt.Sprint(r.Metadata.Files), humanBytes(r.Metadata.Bytes)})
-				}
-				_ = ui.Table(d.out, []string{"volume", "archive", "size", "files", "data"}, rows)
-			}
-			return err
+			return res, afterOutput(err)
 		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&to, "to", "", "destination: a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO)")
-	f.BoolVar(&all, "all", false, "back up every volume of the context")
-	f.StringVar(&compression, "compression", "zstd", "zstd, gzip or none")
-	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt with age for this recipient (age1...) or recipients file")
-	f.BoolVar(&keepRunning, "keep-running", false, "do not stop the containers using the volumes (the copy may be inconsistent)")
-	f.StringVarP(&output, "output", "o", "", "output format: table or json")
-	sf.add(f)
+		Print: func(w io.Writer, _ string, res []volumeops.BackupResult) error {
+			if len(res) == 0 {
+				return nil
+			}
+			var rows [][]string
+			for _, r := range res {
+				rows = append(rows, []string{r.Volume, r.Archive.Name, humanBytes(r.Archive.Size),
+					fmt.Sprint(r.Metadata.Files), humanBytes(r.Metadata.Bytes)})
+			}
+			return ui.Table(w, []string{"volume", "archive", "size", "files", "data"}, rows)
+		},
+	}.build(d.out)
 	cmd.AddCommand(backupLsCmd(d), backupPruneCmd(d), backupVerifyCmd(d))
 	return cmd
 }
 
-func backupLsCmd(d volumeDeps) *cobra.Command {
+func backupLsCmd(d deps) *cobra.Command {
 	var (
-		sf     storeFlags
-		from   string
-		output string
+		sf   storeFlags
+		from string
 	)
-	cmd := &cobra.Command{
-		Use:   "ls [OPTIONS]",
-		Short: "List the backups in a directory or bucket, newest first",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
+	return spec[[]backup.Backup]{
+		Use:     "ls [OPTIONS]",
+		Short:   "List the backups in a directory or bucket, newest first",
+		Formats: tableOrJSON,
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			f.StringVar(&from, "from", "", "a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO, else .)")
+			sf.add(f)
+			completeFlag(cmd, "from", completeDirs)
+		},
+		Run: func(ctx context.Context, _ *cobra.Command, _ []string) ([]backup.Backup, error) {
 			store, err := sf.open(ctx, fromOrEnv(from))
 			if err != nil {
-				return err
+				return nil, err
 			}
-			bs, err := backup.List(ctx, store)
-			if err != nil {
-				return err
-			}
-			if format == ui.FormatJSON {
-				if bs == nil {
-					bs = []backup.Backup{}
-				}
-				return ui.JSON(d.out, bs)
-			}
+			return backup.List(ctx, store)
+		},
+		Print: func(w io.Writer, _ string, bs []backup.Backup) error {
 			var rows [][]string
 			for _, b := range bs {
 				state := "complete"
@@ -151,13 +133,9 @@ func backupLsCmd(d volumeDeps) *cobra.Command {
 				rows = append(rows, []string{b.Name, b.Volume, b.Time.Format(time.RFC3339), humanBytes(b.Size),
 					string(b.Compression), yesNo(b.Encrypted), state})
 			}
-			return ui.Table(d.out, []string{"archive", "volume", "time", "size", "compression", "encrypted", "state"}, rows)
+			return ui.Table(w, []string{"archive", "volume", "time", "size", "compression", "encrypted", "state"}, rows)
 		},
-	}
-	cmd.Flags().StringVar(&from, "from", "", "a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO, else .)")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
-	sf.add(cmd.Flags())
-	return cmd
+	}.build(d.out)
 }
 
 func fromOrEnv(from string) string {
@@ -173,39 +151,34 @@ func fromOrEnv(from string) string {
 // clock is the time source of prune (tests replace it).
 var clock = time.Now
 
-func backupPruneCmd(d volumeDeps) *cobra.Command {
+func backupPruneCmd(d deps) *cobra.Command {
 	var (
 		sf     storeFlags
 		from   string
 		p      backup.PrunePolicy
 		dryRun bool
-		output string
 	)
-	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Delete old backups; per volume, keep the last N and those within a duration, and always the newest verified one",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
+	return spec[[]backup.Decision]{
+		Use:     "prune [OPTIONS]",
+		Short:   "Delete old backups; per volume, keep the last N and those within a duration, and always the newest verified one",
+		Formats: tableOrJSON,
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			f.StringVar(&from, "from", "", "a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO, else .)")
+			completeFlag(cmd, "from", completeDirs)
+			f.IntVar(&p.KeepLast, "keep-last", 0, "keep the newest N backups of each volume")
+			f.DurationVar(&p.KeepWithin, "keep-within", 0, "keep backups younger than this (e.g. 720h)")
+			f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted")
+			sf.add(f)
+		},
+		Run: func(ctx context.Context, _ *cobra.Command, _ []string) ([]backup.Decision, error) {
 			store, err := sf.open(ctx, fromOrEnv(from))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			plan, err := backup.Prune(ctx, store, p, clock(), dryRun)
-			if format == ui.FormatJSON {
-				if plan == nil {
-					plan = []backup.Decision{}
-				}
-				if jerr := ui.JSON(d.out, plan); jerr != nil && err == nil {
-					err = jerr
-				}
-				return err
-			}
+			return plan, afterOutput(err)
+		},
+		Print: func(w io.Writer, _ string, plan []backup.Decision) error {
 			var rows [][]string
 			for _, dc := range plan {
 				action := "keep"
@@ -217,73 +190,60 @@ func backupPruneCmd(d volumeDeps) *cobra.Command {
 				}
 				rows = append(rows, []string{dc.Name, action, dc.Reason})
 			}
-			if len(rows) > 0 {
-				_ = ui.Table(d.out, []string{"archive", "action", "why"}, rows)
+			if len(rows) == 0 {
+				return nil
 			}
-			return err
+			return ui.Table(w, []string{"archive", "action", "why"}, rows)
 		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO, else .)")
-	f.IntVar(&p.KeepLast, "keep-last", 0, "keep the newest N backups of each volume")
-	f.DurationVar(&p.KeepWithin, "keep-within", 0, "keep backups younger than this (e.g. 720h)")
-	f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted")
-	f.StringVarP(&output, "output", "o", "", "output format: table or json")
-	sf.add(f)
-	return cmd
+	}.build(d.out)
 }
 
-func backupVerifyCmd(d volumeDeps) *cobra.Command {
+func backupVerifyCmd(d deps) *cobra.Command {
 	var (
 		sf       storeFlags
 		from     string
 		identity string
-		output   string
 	)
-	cmd := &cobra.Command{
-		Use:   "verify [OPTIONS] ARCHIVE",
-		Short: "Check an archive: its checksum, then decompress and walk the whole tar against its metadata",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := ui.ParseFormat(output)
+	return spec[*backup.VerifyReport]{
+		Use:      "verify [OPTIONS] ARCHIVE",
+		Short:    "Check an archive: its checksum, then decompress and walk the whole tar against its metadata",
+		Args:     cobra.ExactArgs(1),
+		Complete: completeArchives(&from, &sf),
+		Formats:  tableOrJSON,
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			f.StringVar(&from, "from", "", "where ARCHIVE is when it is a bare name (default .)")
+			f.StringVar(&identity, "identity", "", "age identity file, to check the content of an encrypted archive")
+			sf.add(f)
+			completeFlag(cmd, "from", completeDirs)
+			completeFlag(cmd, "identity", completeFiles)
+		},
+		Run: func(ctx context.Context, _ *cobra.Command, args []string) (*backup.VerifyReport, error) {
+			ids, err := identities(identity)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			var ids []age.Identity
-			if identity != "" {
-				if ids, err = backup.ParseIdentities(identity); err != nil {
-					return err
-				}
-			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
 			loc, name := splitArchive(args[0], from)
 			store, err := sf.open(ctx, loc)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			rep, err := backup.Verify(ctx, store, name, ids)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if format == ui.FormatJSON {
-				return ui.JSON(d.out, rep)
-			}
+			return &rep, nil
+		},
+		Print: func(w io.Writer, _ string, rep *backup.VerifyReport) error {
 			if !rep.Walked {
-				fmt.Fprintf(d.out, "%s: checksum OK; encrypted, content not checked (give --identity FILE)\n", name)
+				fmt.Fprintf(w, "%s: checksum OK; encrypted, content not checked (give --identity FILE)\n", rep.Name)
 				return nil
 			}
 			m := rep.Metadata
-			fmt.Fprintf(d.out, "%s: OK\n", name)
-			return ui.KeyValues(d.out, [][2]string{{"Volume", m.Volume}, {"Driver", m.Driver},
+			fmt.Fprintf(w, "%s: OK\n", rep.Name)
+			return ui.KeyValues(w, [][2]string{{"Volume", m.Volume}, {"Driver", m.Driver},
 				{"Taken", m.StartedAt.Format(time.RFC3339)}, {"Context", m.SourceContext},
 				{"Content", rep.Stats.String()}, {"Compression", string(m.Compression)}, {"Encryption", m.Encryption},
 				{"Tool version", m.ToolVersion}})
 		},
-	}
-	cmd.Flags().StringVar(&from, "from", "", "where ARCHIVE is when it is a bare name (default .)")
-	cmd.Flags().StringVar(&identity, "identity", "", "age identity file, to check the content of an encrypted archive")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
-	sf.add(cmd.Flags())
-	return cmd
+	}.build(d.out)
 }

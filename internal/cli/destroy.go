@@ -1,40 +1,38 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
 )
 
-func newDestroyCommand(dockerCli command.Cli) *cobra.Command {
+func destroyCmd(d deps) *cobra.Command {
 	var (
 		hf      hostFlags
 		volumes bool
 		yes     bool
 	)
-	cmd := &cobra.Command{
+	return spec[*host.DestroyResult]{
 		Use:   "destroy [OPTIONS]",
 		Short: "Delete everything the environment made (the data volume only with --volumes)",
 		Long: `Delete the environment's server, firewall, uploaded SSH key, docker context and local keys.
 The data volume (your containers, images and volumes) is kept unless --volumes is given.
 Only resources carrying the environment's dockbridge labels are deleted.
 It asks for confirmation; without a terminal, --yes is required.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := newDeps(dockerCli, hf, host.Flags{}, true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			res, err := host.Destroy(ctx, d, host.DestroyOptions{Env: hf.env, Volumes: volumes, Yes: yes})
-			if err != nil {
-				return err
-			}
-			w := dockerCli.Out()
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			hf.add(cmd)
+			f.BoolVar(&volumes, "volumes", false, "also delete the data volume: every container, image and volume on it is lost")
+			f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+		},
+		Run: onHost(d, &hf, func(ctx context.Context, hd *host.Deps, env string) (*host.DestroyResult, error) {
+			return host.Destroy(ctx, hd, host.DestroyOptions{Env: env, Volumes: volumes, Yes: yes})
+		}),
+		Print: func(w io.Writer, _ string, res *host.DestroyResult) error {
 			fmt.Fprintf(w, "Environment %q destroyed.\n", res.Env)
 			for _, x := range res.Deleted {
 				fmt.Fprintf(w, "  deleted %s\n", x)
@@ -44,9 +42,5 @@ It asks for confirmation; without a terminal, --yes is required.`,
 			}
 			return nil
 		},
-	}
-	hf.add(cmd.Flags())
-	cmd.Flags().BoolVar(&volumes, "volumes", false, "also delete the data volume: every container, image and volume on it is lost")
-	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	return cmd
+	}.build(d.out)
 }

@@ -2,42 +2,23 @@ package cli
 
 import (
 	"fmt"
+	"io"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
-	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
-func newDownCommand(dockerCli command.Cli) *cobra.Command {
-	var (
-		hf     hostFlags
-		output string
-	)
-	cmd := &cobra.Command{
-		Use:   "down [OPTIONS]",
-		Short: "Delete the server (billing stops); keep the data volume, keys, firewall and context",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
-			d, err := newDeps(dockerCli, hf, host.Flags{}, true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			res, err := host.Down(ctx, d, hf.env)
-			if err != nil {
-				return err
-			}
-			if format == ui.FormatJSON {
-				return ui.JSON(dockerCli.Out(), res)
-			}
-			w := dockerCli.Out()
+func downCmd(d deps) *cobra.Command {
+	var hf hostFlags
+	return spec[*host.DownResult]{
+		Use:     "down [OPTIONS]",
+		Short:   "Delete the server (billing stops); keep the data volume, keys, firewall and context",
+		Formats: tableOrJSON,
+		Flags:   func(cmd *cobra.Command, _ *pflag.FlagSet) { hf.add(cmd) },
+		Run:     onHost(d, &hf, host.Down),
+		Print: func(w io.Writer, _ string, res *host.DownResult) error {
 			if len(res.Deleted) == 0 {
 				fmt.Fprintf(w, "Environment %q has no server: nothing is billed for compute.\n", res.Env)
 			}
@@ -51,10 +32,7 @@ func newDownCommand(dockerCli command.Cli) *cobra.Command {
 			fmt.Fprintf(w, "`docker dockbridge up%s` brings it all back.\n", nameFlagText(res.Env))
 			return nil
 		},
-	}
-	hf.add(cmd.Flags())
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
-	return cmd
+	}.build(d.out)
 }
 
 func nameFlagText(env string) string {

@@ -3,77 +3,59 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strings"
+	"io"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/dockbridge/dockbridge/internal/backup"
-	"github.com/dockbridge/dockbridge/internal/ui"
 	"github.com/dockbridge/dockbridge/internal/volumeops"
 )
 
-// newMetricsCommand is `docker dockbridge metrics`.
-func newMetricsCommand(dockerCli command.Cli) *cobra.Command {
-	return metricsCmd(volumeDepsFrom(dockerCli))
-}
-
-func metricsCmd(d volumeDeps) *cobra.Command {
+// metricsCmd is `docker dockbridge metrics`.
+func metricsCmd(d deps) *cobra.Command {
 	var (
 		sf       storeFlags
-		output   string
 		textfile string
 		backups  string
 		noUsage  bool
 	)
-	cmd := &cobra.Command{
+	return spec[*volumeops.Metrics]{
 		Use:     "metrics [OPTIONS]",
 		Short:   "Print volume and backup metrics (Prometheus text or JSON), or write a node_exporter textfile",
 		Example: `  docker dockbridge metrics --backups s3://my-bucket/host1 --textfile /var/lib/node_exporter/textfile/dockbridge.prom`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := strings.ToLower(output)
-			if out != "prometheus" && out != "json" {
-				return fmt.Errorf("output format %q: use -o prometheus or -o json", output)
-			}
+		Formats: []string{"prometheus", "json"},
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			f.StringVar(&textfile, "textfile", "", "write the Prometheus text atomically to this file (node_exporter textfile collector)")
+			f.StringVar(&backups, "backups", "", "a directory or s3://bucket/prefix to report backup metrics for")
+			f.BoolVar(&noUsage, "no-usage", false, "skip measuring each volume's used bytes and files (no helper containers)")
+			sf.add(f)
+			completeFlag(cmd, "textfile", completeFiles)
+			completeFlag(cmd, "backups", completeDirs)
+		},
+		Run: func(ctx context.Context, _ *cobra.Command, _ []string) (*volumeops.Metrics, error) {
 			e, err := d.engine()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
 			opts := volumeops.MetricsOptions{Usage: !noUsage}
 			if backups != "" {
-				if opts.Store, err = openStore(ctx, &sf, backups); err != nil {
-					return err
+				if opts.Store, err = sf.open(ctx, backups); err != nil {
+					return nil, err
 				}
 			}
 			m, err := e.CollectMetrics(ctx, opts)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if textfile != "" {
 				if err := m.WriteTextfile(textfile); err != nil {
-					return err
+					return nil, err
 				}
 				fmt.Fprintf(d.errOut, "Wrote %s\n", textfile)
-				return nil
+				return nil, nil
 			}
-			if out == "json" {
-				return ui.JSON(d.out, m)
-			}
-			return m.WritePrometheus(d.out)
+			return &m, nil
 		},
-	}
-	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "prometheus", "output format: prometheus or json")
-	f.StringVar(&textfile, "textfile", "", "write the Prometheus text atomically to this file (node_exporter textfile collector)")
-	f.StringVar(&backups, "backups", "", "a directory or s3://bucket/prefix to report backup metrics for")
-	f.BoolVar(&noUsage, "no-usage", false, "skip measuring each volume's used bytes and files (no helper containers)")
-	sf.add(f)
-	return cmd
-}
-
-func openStore(ctx context.Context, sf *storeFlags, loc string) (backup.Store, error) {
-	return sf.open(ctx, loc)
+		Print: func(w io.Writer, _ string, m *volumeops.Metrics) error { return m.WritePrometheus(w) },
+	}.build(d.out)
 }

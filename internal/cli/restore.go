@@ -1,23 +1,19 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 
-	"filippo.io/age"
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/dockbridge/dockbridge/internal/backup"
 	"github.com/dockbridge/dockbridge/internal/ui"
 	"github.com/dockbridge/dockbridge/internal/volumeops"
 )
 
-// newRestoreCommand is `docker dockbridge restore ARCHIVE`.
-func newRestoreCommand(dockerCli command.Cli) *cobra.Command {
-	return restoreCmd(volumeDepsFrom(dockerCli))
-}
-
-func restoreCmd(d volumeDeps) *cobra.Command {
+// restoreCmd is `docker dockbridge restore ARCHIVE`.
+func restoreCmd(d deps) *cobra.Command {
 	var (
 		sf           storeFlags
 		from         string
@@ -26,9 +22,9 @@ func restoreCmd(d volumeDeps) *cobra.Command {
 		identity     string
 		allowDevices bool
 		safetyTo     string
-		output       string
+		name         string // the archive's name, for the output
 	)
-	cmd := &cobra.Command{
+	return spec[*volumeops.RestoreResult]{
 		Use:   "restore [OPTIONS] ARCHIVE",
 		Short: "Restore a backup into a volume",
 		Long: `Restore a backup into a volume.
@@ -41,33 +37,41 @@ anything changes, a safety backup of its content is taken (the restore stops if 
 containers using it are stopped, its content is replaced, and the containers are started again.`,
 		Example: `  docker dockbridge restore /srv/backups/db_data-20251017T143025Z.tar.zst
   docker dockbridge restore s3://my-bucket/host1/db_data-20251017T143025Z.tar.zst --volume db_copy`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := ui.ParseFormat(output)
+		Args:     cobra.ExactArgs(1),
+		Complete: completeArchives(&from, &sf),
+		Formats:  tableOrJSON,
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			f.StringVar(&from, "from", "", "where ARCHIVE is when it is a bare name (default .)")
+			f.StringVar(&vol, "volume", "", "restore into this volume (default: the volume the backup came from)")
+			f.BoolVar(&force, "force", false, "replace the content of a volume that holds data (after a safety backup)")
+			f.StringVar(&identity, "identity", "", "age identity file for an encrypted archive")
+			f.BoolVar(&allowDevices, "allow-devices", false, "create device files found in the archive")
+			f.StringVar(&safetyTo, "safety-to", "", "where the --force safety backup goes (default: next to ARCHIVE)")
+			sf.add(f)
+			completeFlag(cmd, "from", completeDirs)
+			completeFlag(cmd, "volume", completeVolumes(d, false))
+			completeFlag(cmd, "identity", completeFiles)
+			completeFlag(cmd, "safety-to", completeDirs)
+		},
+		Run: func(ctx context.Context, _ *cobra.Command, args []string) (*volumeops.RestoreResult, error) {
+			ids, err := identities(identity)
 			if err != nil {
-				return err
-			}
-			var ids []age.Identity
-			if identity != "" {
-				if ids, err = backup.ParseIdentities(identity); err != nil {
-					return err
-				}
+				return nil, err
 			}
 			e, err := d.engine()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
-			loc, name := splitArchive(args[0], from)
+			var loc string
+			loc, name = splitArchive(args[0], from)
 			store, err := sf.open(ctx, loc)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			safety := store
 			if safetyTo != "" {
 				if safety, err = sf.open(ctx, safetyTo); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			res, err := e.Restore(ctx, volumeops.RestoreOptions{Store: store, Archive: name, Volume: vol, Force: force,
@@ -76,27 +80,17 @@ containers using it are stopped, its content is replaced, and the containers are
 				fmt.Fprintf(d.errOut, "warning: %s\n", w)
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if format == ui.FormatJSON {
-				return ui.JSON(d.out, res)
-			}
+			return &res, nil
+		},
+		Print: func(w io.Writer, _ string, res *volumeops.RestoreResult) error {
 			kv := [][2]string{{"Volume", res.Volume}, {"Created", yesNo(res.Created)}, {"Restored", res.Stats.String()},
 				{"From", name}}
 			if res.SafetyBackup != nil {
 				kv = append(kv, [2]string{"Safety backup", res.SafetyBackup.Location + res.SafetyBackup.Archive.Name})
 			}
-			return ui.KeyValues(d.out, kv)
+			return ui.KeyValues(w, kv)
 		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "where ARCHIVE is when it is a bare name (default .)")
-	f.StringVar(&vol, "volume", "", "restore into this volume (default: the volume the backup came from)")
-	f.BoolVar(&force, "force", false, "replace the content of a volume that holds data (after a safety backup)")
-	f.StringVar(&identity, "identity", "", "age identity file for an encrypted archive")
-	f.BoolVar(&allowDevices, "allow-devices", false, "create device files found in the archive")
-	f.StringVar(&safetyTo, "safety-to", "", "where the --force safety backup goes (default: next to ARCHIVE)")
-	f.StringVarP(&output, "output", "o", "", "output format: table or json")
-	sf.add(f)
-	return cmd
+	}.build(d.out)
 }

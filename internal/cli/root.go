@@ -1,5 +1,5 @@
-// Package cli holds the cobra commands of `docker dockbridge`. Commands are thin:
-// they parse flags and call the package that does the work.
+// Package cli holds the cobra commands of `docker dockbridge`. Commands are thin: each fills
+// in the one shape in shape.go (flags, Run that calls the package doing the work, Print).
 package cli
 
 import (
@@ -9,21 +9,17 @@ import (
 
 // NewRootCommand returns the `dockbridge` command tree.
 func NewRootCommand(dockerCli command.Cli) *cobra.Command {
+	return rootCmd(depsFrom(dockerCli))
+}
+
+func rootCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "dockbridge",
 		Short:         "Docker on Hetzner Cloud that costs money only while you use it",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cmd.AddCommand(newUpCommand(dockerCli))
-	cmd.AddCommand(newDownCommand(dockerCli))
-	cmd.AddCommand(newStatusCommand(dockerCli))
-	cmd.AddCommand(newSSHCommand(dockerCli))
-	cmd.AddCommand(newDestroyCommand(dockerCli))
-	cmd.AddCommand(newSettingsCommand(dockerCli))
-	cmd.AddCommand(newVolumeCommand(dockerCli))
-	cmd.AddCommand(newBackupCommand(dockerCli))
-	cmd.AddCommand(newRestoreCommand(dockerCli))
-	cmd.AddCommand(newMetricsCommand(dockerCli))
+	cmd.AddCommand(upCmd(d), downCmd(d), statusCmd(d), sshCmd(d), destroyCmd(d), settingsCmd(d),
+		volumeCmd(d), backupCmd(d), restoreCmd(d), metricsCmd(d))
 	return cmd
 }

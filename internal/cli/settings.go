@@ -2,108 +2,116 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
 	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
-func newSettingsCommand(dockerCli command.Cli) *cobra.Command {
-	cmd := &cobra.Command{
+func settingsCmd(d deps) *cobra.Command {
+	show := func(ctx context.Context, _ *cobra.Command, _ []string) (*[][2]string, error) { return settingsShown() }
+	printKV := func(w io.Writer, _ string, kv *[][2]string) error { return ui.KeyValues(w, *kv) }
+	cmd := spec[*[][2]string]{
 		Use:   "settings",
 		Short: "Show or change the settings in ~/.docker/dockbridge/settings.json",
 		Long: `Settings are kept in $DOCKER_CONFIG/dockbridge/settings.json (mode 0600).
 HCLOUD_TOKEN and HCLOUD_ENDPOINT override them; command-line flags override both.
 Keys: ` + strings.Join(host.SettingKeys, ", "),
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return showSettings(dockerCli) },
-	}
+		Run:   show,
+		Print: printKV,
+	}.build(d.out)
 	cmd.AddCommand(
-		&cobra.Command{
+		spec[*[][2]string]{
 			Use:   "show",
 			Short: "Show the settings (never the token)",
-			Args:  cobra.NoArgs,
-			RunE:  func(cmd *cobra.Command, _ []string) error { return showSettings(dockerCli) },
-		},
-		&cobra.Command{
+			Run:   show,
+			Print: printKV,
+		}.build(d.out),
+		spec[*string]{
 			Use:   "set KEY [VALUE]",
 			Short: "Set a setting; `set token` reads the token from stdin so it stays out of your shell history",
 			Example: `  docker dockbridge settings set token < token.txt
   docker dockbridge settings set location nbg1`,
-			Args: cobra.RangeArgs(1, 2),
-			RunE: func(cmd *cobra.Command, args []string) error {
+			Args:     cobra.RangeArgs(1, 2),
+			Complete: completeSettingKeys,
+			Run: func(_ context.Context, _ *cobra.Command, args []string) (*string, error) {
 				key := args[0]
 				var value string
 				switch {
 				case key == "token" && len(args) == 2:
-					return errors.New("the token is not taken on the command line (it would land in your shell history): run `docker dockbridge settings set token` and paste it, or pipe it in")
+					return nil, errors.New("the token is not taken on the command line (it would land in your shell history): run `docker dockbridge settings set token` and paste it, or pipe it in")
 				case key == "token":
-					if dockerCli.In().IsTerminal() {
-						fmt.Fprint(dockerCli.Err(), "Hetzner Cloud API token (input hidden is not supported; it is not echoed anywhere else): ")
+					in := d.cli.In()
+					if in.IsTerminal() {
+						fmt.Fprint(d.cli.Err(), "Hetzner Cloud API token (input hidden is not supported; it is not echoed anywhere else): ")
 					}
-					line, err := bufio.NewReader(io.LimitReader(dockerCli.In(), 4096)).ReadString('\n')
+					line, err := bufio.NewReader(io.LimitReader(in, 4096)).ReadString('\n')
 					if err != nil && !errors.Is(err, io.EOF) {
-						return fmt.Errorf("read the token from stdin: %w", err)
+						return nil, fmt.Errorf("read the token from stdin: %w", err)
 					}
 					value = strings.TrimSpace(line)
 					if value == "" {
-						return errors.New("no token on stdin: pipe it in, e.g. `docker dockbridge settings set token < token.txt`")
+						return nil, errors.New("no token on stdin: pipe it in, e.g. `docker dockbridge settings set token < token.txt`")
 					}
 				case len(args) == 2:
 					value = args[1]
 				default:
-					return fmt.Errorf("settings set %s needs a value (use `settings unset %s` to remove it)", key, key)
+					return nil, fmt.Errorf("settings set %s needs a value (use `settings unset %s` to remove it)", key, key)
 				}
-				return changeSetting(dockerCli, key, value)
+				return changeSetting(key, value)
 			},
-		},
-		&cobra.Command{
-			Use:   "unset KEY",
-			Short: "Remove a setting (its default applies again)",
-			Args:  cobra.ExactArgs(1),
-			RunE:  func(cmd *cobra.Command, args []string) error { return changeSetting(dockerCli, args[0], "") },
-		},
+			Print: printChanged,
+		}.build(d.out),
+		spec[*string]{
+			Use:      "unset KEY",
+			Short:    "Remove a setting (its default applies again)",
+			Args:     cobra.ExactArgs(1),
+			Complete: completeSettingKeys,
+			Run: func(_ context.Context, _ *cobra.Command, args []string) (*string, error) {
+				return changeSetting(args[0], "")
+			},
+			Print: printChanged,
+		}.build(d.out),
 	)
 	return cmd
 }
 
-func changeSetting(dockerCli command.Cli, key, value string) error {
-	paths, err := hostPaths()
+func printChanged(w io.Writer, _ string, line *string) error {
+	_, err := fmt.Fprintln(w, *line)
+	return err
+}
+
+// changeSetting sets key (unsets it when value is empty) and returns the line that says so.
+func changeSetting(key, value string) (*string, error) {
+	paths, s, err := loadSettings()
 	if err != nil {
-		return err
-	}
-	s, err := host.LoadSettings(paths)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.Set(key, value); err != nil {
-		return err
+		return nil, err
 	}
 	if err := host.SaveSettings(paths, s); err != nil {
-		return err
+		return nil, err
 	}
 	shown, _ := s.Get(key)
 	if shown == "" {
 		shown = "(unset)"
 	}
-	fmt.Fprintf(dockerCli.Out(), "%s = %s (in %s)\n", key, shown, paths.SettingsFile())
-	return nil
+	line := fmt.Sprintf("%s = %s (in %s)", key, shown, paths.SettingsFile())
+	return &line, nil
 }
 
-func showSettings(dockerCli command.Cli) error {
-	paths, err := hostPaths()
+// settingsShown is every setting (the token only as "(set)") and the file's path.
+func settingsShown() (*[][2]string, error) {
+	paths, s, err := loadSettings()
 	if err != nil {
-		return err
-	}
-	s, err := host.LoadSettings(paths)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	var kv [][2]string
 	for _, k := range host.SettingKeys {
@@ -111,5 +119,5 @@ func showSettings(dockerCli command.Cli) error {
 		kv = append(kv, [2]string{k, v})
 	}
 	kv = append(kv, [2]string{"file", paths.SettingsFile()})
-	return ui.KeyValues(dockerCli.Out(), kv)
+	return &kv, nil
 }

@@ -1,45 +1,47 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/docker/cli/cli"
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
 )
 
-func newSSHCommand(dockerCli command.Cli) *cobra.Command {
+func sshCmd(d deps) *cobra.Command {
 	var env string
-	cmd := &cobra.Command{
+	return spec[*struct{}]{
 		Use:   "ssh [OPTIONS] [-- COMMAND [ARG...]]",
 		Short: "Open a shell on the server, or run a command, with the pinned host key",
 		Example: `  docker dockbridge ssh
   docker dockbridge ssh -- docker info
   docker dockbridge ssh --name staging -- tail /var/log/docker-volume-health.log`,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args: cobra.ArbitraryArgs,
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			f.StringVar(&env, "name", host.DefaultEnv, "environment name")
+			completeFlag(cmd, "name", completeEnvs)
+		},
+		Run: func(ctx context.Context, cmd *cobra.Command, args []string) (*struct{}, error) {
 			if err := host.ValidateEnvName(env); err != nil {
-				return fmt.Errorf("--name: %w", err)
+				return nil, fmt.Errorf("--name: %w", err)
 			}
 			if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
-				return fmt.Errorf("put the command after --, e.g. `docker dockbridge ssh -- %s`", args[0])
+				return nil, fmt.Errorf("put the command after --, e.g. `docker dockbridge ssh -- %s`", args[0])
 			}
 			paths, err := hostPaths()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			err = host.SSH(ctx, paths, env, args, dockerCli.In(), dockerCli.Out(), dockerCli.Err())
+			err = host.SSH(ctx, paths, env, args, d.cli.In(), d.cli.Out(), d.cli.Err())
 			var exit *host.ExitError
 			if errors.As(err, &exit) {
-				return cli.StatusError{StatusCode: exit.Code, Status: exit.Error()}
+				return nil, cli.StatusError{StatusCode: exit.Code, Status: exit.Error()}
 			}
-			return err
+			return nil, err
 		},
-	}
-	cmd.Flags().StringVar(&env, "name", host.DefaultEnv, "environment name")
-	return cmd
+	}.build(d.out)
 }

@@ -5,47 +5,24 @@ import (
 	"io"
 	"time"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
-func newStatusCommand(dockerCli command.Cli) *cobra.Command {
-	var (
-		hf     hostFlags
-		output string
-	)
-	cmd := &cobra.Command{
-		Use:   "status [OPTIONS]",
-		Short: "Show the server, its cost so far, the data volume and the last health check",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
-			d, err := newDeps(dockerCli, hf, host.Flags{}, true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			st, err := host.GetStatus(ctx, d, hf.env)
-			if err != nil {
-				return err
-			}
-			if format == ui.FormatJSON {
-				return ui.JSON(dockerCli.Out(), st)
-			}
-			return printStatus(dockerCli.Out(), st)
-		},
-	}
-	hf.add(cmd.Flags())
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
-	return cmd
+func statusCmd(d deps) *cobra.Command {
+	var hf hostFlags
+	return spec[*host.Status]{
+		Use:     "status [OPTIONS]",
+		Short:   "Show the server, its cost so far, the data volume and the last health check",
+		Formats: tableOrJSON,
+		Flags:   func(cmd *cobra.Command, _ *pflag.FlagSet) { hf.add(cmd) },
+		Run:     onHost(d, &hf, host.GetStatus),
+		Print:   func(w io.Writer, _ string, st *host.Status) error { return printStatus(w, st) },
+	}.build(d.out)
 }
 
 func printStatus(w io.Writer, st *host.Status) error {

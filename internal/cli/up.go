@@ -1,78 +1,69 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
-func newUpCommand(dockerCli command.Cli) *cobra.Command {
+func upCmd(d deps) *cobra.Command {
 	var (
-		hf                    hostFlags
-		extra                 host.Flags
-		allowFrom             []string
-		noPlugin, use         bool
-		pluginDirFlag, output string
+		hf            hostFlags
+		extra         host.Flags
+		allowFrom     []string
+		noPlugin, use bool
+		pluginDirFlag string
 	)
-	cmd := &cobra.Command{
+	return spec[*host.UpResult]{
 		Use:   "up [OPTIONS]",
 		Short: "Create or resume the remote Docker host and its docker context",
 		Long: `Create what is missing of the environment, in order: your SSH key, a firewall (port 22
 only), the data volume that holds /var/lib/docker, a server with a freshly generated and pinned
 SSH host key, the hetzner volume plugin on it, and a docker context over SSH.
 Running it again changes nothing; after an interruption it resumes.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := ui.ParseFormat(output)
+		Formats: tableOrJSON,
+		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
+			hf.add(cmd)
+			f.StringVar(&extra.Location, "location", "", "location of a new server and volume (default: settings, then "+host.DefaultLocation+")")
+			f.StringVar(&extra.ServerType, "server-type", "", "server type of a new server (default: settings, then "+host.DefaultServerType+")")
+			f.StringVar(&extra.Image, "image", "", "image of a new server (default: settings, then "+host.DefaultImage+")")
+			f.IntVar(&extra.VolumeSize, "volume-size", 0, fmt.Sprintf("size in GB of a new data volume (default: settings, then %d)", host.DefaultVolumeSizeGB))
+			f.StringVar(&extra.SSHKey, "ssh-key", "", "ed25519 private key to use instead of a generated one")
+			f.StringSliceVar(&allowFrom, "allow-from", nil, "CIDR allowed to reach SSH (repeatable; default anywhere)")
+			f.BoolVar(&noPlugin, "no-volume-plugin", false, "do not install the hetzner volume plugin on the server")
+			f.StringVar(&pluginDirFlag, "plugin-dir", "", "folder of the hetzner volume plugin (config.json + rootfs; default: $DOCKBRIDGE_PLUGIN_DIR, ~/.docker/dockbridge/volume-plugin, build/plugin)")
+			f.BoolVar(&use, "use", false, "make the environment's context the current docker context")
+			completeFlag(cmd, "ssh-key", completeFiles)
+			completeFlag(cmd, "plugin-dir", completeDirs)
+		},
+		Run: func(ctx context.Context, cmd *cobra.Command, _ []string) (*host.UpResult, error) {
+			hd, err := d.host(hf, extra, true)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			d, err := newDeps(dockerCli, hf, extra, true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
 			var af []string
 			if cmd.Flags().Changed("allow-from") {
 				af = allowFrom
 			}
 			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use}
 			if !noPlugin {
-				opts.PluginDir = pluginDir(pluginDirFlag, d.Paths)
+				opts.PluginDir = pluginDir(pluginDirFlag, hd.Paths)
 			}
-			res, err := host.Up(ctx, d, opts)
-			if err != nil {
-				return err
+			res, err := host.Up(ctx, hd, opts)
+			if err == nil && res.SSHInclude && d.errOut != nil {
+				fmt.Fprintf(d.errOut, "Added %q at the top of %s: docker's ssh finds the %s host through it.\n", hd.Paths.IncludeLine(), hd.Paths.UserSSHConfig, host.SSHAlias(hf.env))
 			}
-			if format == ui.FormatJSON {
-				return ui.JSON(dockerCli.Out(), res)
-			}
-			if res.SSHInclude {
-				fmt.Fprintf(dockerCli.Err(), "Added %q at the top of %s: docker's ssh finds the %s host through it.\n", d.Paths.IncludeLine(), d.Paths.UserSSHConfig, host.SSHAlias(hf.env))
-			}
-			return printUp(dockerCli.Out(), res)
+			return res, err
 		},
-	}
-	f := cmd.Flags()
-	hf.add(f)
-	f.StringVar(&extra.Location, "location", "", "location of a new server and volume (default: settings, then "+host.DefaultLocation+")")
-	f.StringVar(&extra.ServerType, "server-type", "", "server type of a new server (default: settings, then "+host.DefaultServerType+")")
-	f.StringVar(&extra.Image, "image", "", "image of a new server (default: settings, then "+host.DefaultImage+")")
-	f.IntVar(&extra.VolumeSize, "volume-size", 0, fmt.Sprintf("size in GB of a new data volume (default: settings, then %d)", host.DefaultVolumeSizeGB))
-	f.StringVar(&extra.SSHKey, "ssh-key", "", "ed25519 private key to use instead of a generated one")
-	f.StringSliceVar(&allowFrom, "allow-from", nil, "CIDR allowed to reach SSH (repeatable; default anywhere)")
-	f.BoolVar(&noPlugin, "no-volume-plugin", false, "do not install the hetzner volume plugin on the server")
-	f.StringVar(&pluginDirFlag, "plugin-dir", "", "folder of the hetzner volume plugin (config.json + rootfs; default: $DOCKBRIDGE_PLUGIN_DIR, ~/.docker/dockbridge/volume-plugin, build/plugin)")
-	f.BoolVar(&use, "use", false, "make the environment's context the current docker context")
-	f.StringVarP(&output, "output", "o", "", "output format: table or json")
-	return cmd
+		Print: func(w io.Writer, _ string, res *host.UpResult) error { return printUp(w, res) },
+	}.build(d.out)
 }
 
 func printUp(w io.Writer, r *host.UpResult) error {

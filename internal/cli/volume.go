@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/ui"
 	"github.com/dockbridge/dockbridge/internal/volumeops"
@@ -15,12 +16,8 @@ import (
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-// newVolumeCommand is `docker dockbridge volume ls|inspect|check`.
-func newVolumeCommand(dockerCli command.Cli) *cobra.Command {
-	return volumeCmd(volumeDepsFrom(dockerCli))
-}
-
-func volumeCmd(d volumeDeps) *cobra.Command {
+// volumeCmd is `docker dockbridge volume ls|inspect|check`.
+func volumeCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "volume",
 		Short: "List, inspect and check the volumes of the current docker context",
@@ -30,33 +27,19 @@ func volumeCmd(d volumeDeps) *cobra.Command {
 	return cmd
 }
 
-func volumeLsCmd(d volumeDeps) *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use:   "ls [OPTIONS]",
-		Short: "List volumes: driver, space used, and the Hetzner volume id and size for hetzner volumes",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
+func volumeLsCmd(d deps) *cobra.Command {
+	return spec[[]volumeops.Volume]{
+		Use:     "ls [OPTIONS]",
+		Short:   "List volumes: driver, space used, and the Hetzner volume id and size for hetzner volumes",
+		Formats: tableOrJSON,
+		Run: func(ctx context.Context, _ *cobra.Command, _ []string) ([]volumeops.Volume, error) {
 			e, err := d.engine()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
-			vols, err := e.ListVolumes(ctx)
-			if err != nil {
-				return err
-			}
-			if format == ui.FormatJSON {
-				if vols == nil {
-					vols = []volumeops.Volume{}
-				}
-				return ui.JSON(d.out, vols)
-			}
+			return e.ListVolumes(ctx)
+		},
+		Print: func(w io.Writer, _ string, vols []volumeops.Volume) error {
 			var rows [][]string
 			for _, v := range vols {
 				hid, size := "-", "-"
@@ -65,11 +48,9 @@ func volumeLsCmd(d volumeDeps) *cobra.Command {
 				}
 				rows = append(rows, []string{v.Name, v.Driver, humanBytes(v.UsedBytes), hid, size})
 			}
-			return ui.Table(d.out, []string{"name", "driver", "used", "hetzner id", "size"}, rows)
+			return ui.Table(w, []string{"name", "driver", "used", "hetzner id", "size"}, rows)
 		},
-	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
-	return cmd
+	}.build(d.out)
 }
 
 type volumeDetails struct {
@@ -87,30 +68,25 @@ type usageJSON struct {
 	FSType          string `json:"fs_type,omitempty"`
 }
 
-func volumeInspectCmd(d volumeDeps) *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use:   "inspect [OPTIONS] VOLUME",
-		Short: "Show a volume's details, its usage and the containers that use it",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
+func volumeInspectCmd(d deps) *cobra.Command {
+	return spec[*volumeDetails]{
+		Use:      "inspect [OPTIONS] VOLUME",
+		Short:    "Show a volume's details, its usage and the containers that use it",
+		Args:     cobra.ExactArgs(1),
+		Complete: completeVolumes(d, false),
+		Formats:  tableOrJSON,
+		Run: func(ctx context.Context, _ *cobra.Command, args []string) (*volumeDetails, error) {
 			e, err := d.engine()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
 			v, err := e.InspectVolume(ctx, args[0])
 			if err != nil {
-				return err
+				return nil, err
 			}
-			det := volumeDetails{Volume: v}
+			det := &volumeDetails{Volume: v}
 			if det.Containers, err = e.ContainersUsing(ctx, v.Name); err != nil {
-				return err
+				return nil, err
 			}
 			if det.Containers == nil {
 				det.Containers = []volumeops.ContainerRef{}
@@ -121,14 +97,10 @@ func volumeInspectCmd(d volumeDeps) *cobra.Command {
 				det.Usage = &usageJSON{UsedBytes: p.UsedBytes, Entries: p.Entries, FilesystemBytes: p.TotalBytes,
 					FilesystemFree: p.FreeBytes, FSType: p.FSType}
 			}
-			if format == ui.FormatJSON {
-				return ui.JSON(d.out, det)
-			}
-			return printVolumeDetails(d.out, det)
+			return det, nil
 		},
-	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
-	return cmd
+		Print: func(w io.Writer, _ string, det *volumeDetails) error { return printVolumeDetails(w, *det) },
+	}.build(d.out)
 }
 
 func printVolumeDetails(w io.Writer, det volumeDetails) error {
@@ -173,28 +145,26 @@ func joinMap(m map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-func volumeCheckCmd(d volumeDeps) *cobra.Command {
-	var (
-		output     string
-		warn, crit float64
-	)
-	cmd := &cobra.Command{
-		Use:   "check [OPTIONS] [VOLUME...]",
-		Short: "Check volumes (all by default): mounted, writable, usage against thresholds; exits non-zero on critical",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := ui.ParseFormat(output)
-			if err != nil {
-				return err
-			}
+func volumeCheckCmd(d deps) *cobra.Command {
+	var warn, crit float64
+	return spec[[]volumeops.CheckResult]{
+		Use:      "check [OPTIONS] [VOLUME...]",
+		Short:    "Check volumes (all by default): mounted, writable, usage against thresholds; exits non-zero on critical",
+		Args:     cobra.ArbitraryArgs,
+		Complete: completeVolumes(d, true),
+		Formats:  tableOrJSON,
+		Flags: func(_ *cobra.Command, f *pflag.FlagSet) {
+			f.Float64Var(&warn, "warning", volumeops.DefaultThresholds.Warning*100, "usage percentage that is a warning")
+			f.Float64Var(&crit, "critical", volumeops.DefaultThresholds.Critical*100, "usage percentage that is critical (exit status 1)")
+		},
+		Run: func(ctx context.Context, _ *cobra.Command, args []string) ([]volumeops.CheckResult, error) {
 			e, err := d.engine()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			ctx, cancel := interruptible(cmd)
-			defer cancel()
 			res, err := e.Check(ctx, args, volumeops.Thresholds{Warning: warn / 100, Critical: crit / 100})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			critical := 0
 			for _, r := range res {
@@ -202,36 +172,26 @@ func volumeCheckCmd(d volumeDeps) *cobra.Command {
 					critical++
 				}
 			}
-			if format == ui.FormatJSON {
-				if err := ui.JSON(d.out, res); err != nil {
-					return err
-				}
-			} else {
-				var rows [][]string
-				for _, r := range res {
-					usage := fmt.Sprintf("%.1f%%", r.Usage*100)
-					if r.ProbeFailed {
-						usage = "-"
-					} else if r.SharedFS {
-						usage += " (engine disk)"
-					}
-					rows = append(rows, []string{r.Volume, strings.ToUpper(string(r.Status)), usage, humanBytes(r.UsedBytes),
-						yesNo(r.Mounted), yesNo(r.Writable), strings.Join(r.Problems, "; ")})
-				}
-				if err := ui.Table(d.out, []string{"volume", "status", "usage", "used", "mounted", "writable", "problems"}, rows); err != nil {
-					return err
-				}
-			}
 			if critical > 0 {
-				return errors.New(plural(critical, "volume is", "volumes are") + " critical")
+				return res, afterOutput(errors.New(plural(critical, "volume is", "volumes are") + " critical"))
 			}
-			return nil
+			return res, nil
 		},
-	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: table or json")
-	cmd.Flags().Float64Var(&warn, "warning", volumeops.DefaultThresholds.Warning*100, "usage percentage that is a warning")
-	cmd.Flags().Float64Var(&crit, "critical", volumeops.DefaultThresholds.Critical*100, "usage percentage that is critical (exit status 1)")
-	return cmd
+		Print: func(w io.Writer, _ string, res []volumeops.CheckResult) error {
+			var rows [][]string
+			for _, r := range res {
+				usage := fmt.Sprintf("%.1f%%", r.Usage*100)
+				if r.ProbeFailed {
+					usage = "-"
+				} else if r.SharedFS {
+					usage += " (engine disk)"
+				}
+				rows = append(rows, []string{r.Volume, strings.ToUpper(string(r.Status)), usage, humanBytes(r.UsedBytes),
+					yesNo(r.Mounted), yesNo(r.Writable), strings.Join(r.Problems, "; ")})
+			}
+			return ui.Table(w, []string{"volume", "status", "usage", "used", "mounted", "writable", "problems"}, rows)
+		},
+	}.build(d.out)
 }
 
 func yesNo(b bool) string {

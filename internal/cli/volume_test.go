@@ -20,11 +20,11 @@ import (
 )
 
 // runVolumeCLI runs one of our commands against the real engine and returns stdout and the error.
-func runVolumeCLI(t *testing.T, mk func(volumeDeps) *cobra.Command, args ...string) (string, error) {
+func runVolumeCLI(t *testing.T, mk func(deps) *cobra.Command, args ...string) (string, error) {
 	t.Helper()
 	c := volumeopstest.Client(t)
 	var out, errOut bytes.Buffer
-	d := volumeDeps{
+	d := deps{
 		engine: func() (*volumeops.Engine, error) {
 			return &volumeops.Engine{API: c, Context: "cli-test", HelperBinary: volumeopstest.HelperBinary(t), Progress: &errOut}, nil
 		},

@@ -2,50 +2,15 @@ package cli
 
 import (
 	"context"
-	"io"
-	"os"
-	"os/signal"
 	"path"
-	"slices"
 	"strings"
-	"syscall"
 
-	"github.com/docker/cli/cli/command"
+	"filippo.io/age"
 	"github.com/docker/go-units"
-	"github.com/moby/moby/client"
-	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/backup"
-	"github.com/dockbridge/dockbridge/internal/volumeops"
 )
-
-// volumeDeps is what the volume, backup, restore and metrics commands need; tests build it
-// around a real engine client.
-type volumeDeps struct {
-	engine func() (*volumeops.Engine, error)
-	out    io.Writer
-	errOut io.Writer
-}
-
-func volumeDepsFrom(dockerCli command.Cli) volumeDeps {
-	return volumeDeps{
-		engine: func() (*volumeops.Engine, error) {
-			return &volumeops.Engine{API: dockerCli.Client(), Context: dockerCli.CurrentContext(), Progress: dockerCli.Err()}, nil
-		},
-		out:    dockerCli.Out(),
-		errOut: dockerCli.Err(),
-	}
-}
-
-// interruptible cancels on Ctrl-C / SIGTERM so deferred restarts still run.
-func interruptible(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-}
 
 // storeFlags are the S3 settings; credentials come only from the environment
 // (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or ~/.aws/credentials, never from flags.
@@ -93,13 +58,10 @@ func splitArchive(arg, from string) (location, name string) {
 	return from, arg
 }
 
-func humanBytes(n int64) string {
-	if n < 0 {
-		return "-"
+// identities reads an age identity file (--identity); none when file is empty.
+func identities(file string) ([]age.Identity, error) {
+	if file == "" {
+		return nil, nil
 	}
-	return units.BytesSize(float64(n))
+	return backup.ParseIdentities(file)
 }
-
-func sortStrings(s []string) { slices.Sort(s) }
-
-func volumeInspectOpts() client.VolumeInspectOptions { return client.VolumeInspectOptions{} }

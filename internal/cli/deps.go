@@ -3,20 +3,42 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
+	"slices"
 
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/go-units"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/ui"
+	"github.com/dockbridge/dockbridge/internal/volumeops"
 )
+
+// deps is what every command is built with: the docker CLI (streams, config, contexts) and
+// the engine of the current context. Tests build it around a real engine client and buffers.
+type deps struct {
+	cli    command.Cli // nil in the tests that only use the engine
+	out    io.Writer
+	errOut io.Writer
+	engine func() (*volumeops.Engine, error)
+}
+
+func depsFrom(dockerCli command.Cli) deps {
+	return deps{
+		cli: dockerCli,
+		engine: func() (*volumeops.Engine, error) {
+			return &volumeops.Engine{API: dockerCli.Client(), Context: dockerCli.CurrentContext(), Progress: dockerCli.Err()}, nil
+		},
+		out:    dockerCli.Out(),
+		errOut: dockerCli.Err(),
+	}
+}
 
 // hostFlags are the flags every host command takes.
 type hostFlags struct {
@@ -25,23 +47,17 @@ type hostFlags struct {
 	tokenFile string
 }
 
-func (f *hostFlags) add(fs *pflag.FlagSet) {
+func (f *hostFlags) add(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	fs.StringVar(&f.env, "name", host.DefaultEnv, "environment name: each has its own server, data volume and context")
 	fs.StringVar(&f.endpoint, "endpoint", "", "Hetzner Cloud API endpoint (default: settings, $HCLOUD_ENDPOINT, then "+hetzner.DefaultEndpoint+")")
 	fs.StringVar(&f.tokenFile, "token-file", "", "read the API token from this file (default: $HCLOUD_TOKEN, then the settings)")
+	completeFlag(cmd, "name", completeEnvs)
+	completeFlag(cmd, "token-file", completeFiles)
 }
 
 // testDepsHook lets tests adjust the dependencies (SSH dialer, port, timeouts).
 var testDepsHook func(*host.Deps)
-
-// signalContext cancels on Ctrl-C / SIGTERM, so `up` stops at a point the next run resumes from.
-func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-}
 
 // hostPaths: $DOCKER_CONFIG/dockbridge, else docker's config dir (--config, ~/.docker).
 // The environment is read here because docker/cli caches config.Dir() per process.
@@ -53,16 +69,35 @@ func hostPaths() (host.Paths, error) {
 	return host.NewPaths(dir)
 }
 
-// newDeps resolves settings and builds the API client; needAPI false skips the token check.
-func newDeps(dockerCli command.Cli, f hostFlags, extra host.Flags, needAPI bool) (*host.Deps, error) {
+// loadSettings reads the settings file where hostPaths says it is.
+func loadSettings() (host.Paths, host.Settings, error) {
+	paths, err := hostPaths()
+	if err != nil {
+		return host.Paths{}, host.Settings{}, err
+	}
+	s, err := host.LoadSettings(paths)
+	return paths, s, err
+}
+
+// onHost is the Run of a command about one environment (--name): it builds the host
+// dependencies from the flags, then calls fn.
+func onHost[R any](d deps, hf *hostFlags, fn func(context.Context, *host.Deps, string) (R, error)) func(context.Context, *cobra.Command, []string) (R, error) {
+	return func(ctx context.Context, _ *cobra.Command, _ []string) (R, error) {
+		hd, err := d.host(*hf, host.Flags{}, true)
+		if err != nil {
+			var zero R
+			return zero, err
+		}
+		return fn(ctx, hd, hf.env)
+	}
+}
+
+// host resolves settings and builds the API client; needAPI false skips the token check.
+func (d deps) host(f hostFlags, extra host.Flags, needAPI bool) (*host.Deps, error) {
 	if err := host.ValidateEnvName(f.env); err != nil {
 		return nil, fmt.Errorf("--name: %w", err)
 	}
-	paths, err := hostPaths()
-	if err != nil {
-		return nil, err
-	}
-	s, err := host.LoadSettings(paths)
+	paths, s, err := loadSettings()
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +106,8 @@ func newDeps(dockerCli command.Cli, f hostFlags, extra host.Flags, needAPI bool)
 	if err != nil {
 		return nil, err
 	}
-	d := &host.Deps{
+	dockerCli := d.cli
+	hd := &host.Deps{
 		Paths:       paths,
 		Config:      cfg,
 		Progress:    ui.NewProgress(dockerCli.Err(), dockerCli.Err().IsTerminal()),
@@ -81,9 +117,9 @@ func newDeps(dockerCli command.Cli, f hostFlags, extra host.Flags, needAPI bool)
 		Stderr:      dockerCli.Err(),
 	}
 	if cs := dockerCli.ContextStore(); cs != nil {
-		d.Contexts = cs
+		hd.Contexts = cs
 	}
-	d.UseContext = func(name string) error {
+	hd.UseContext = func(name string) error {
 		cf := dockerCli.ConfigFile()
 		cf.CurrentContext = name
 		return cf.Save()
@@ -96,12 +132,12 @@ func newDeps(dockerCli command.Cli, f hostFlags, extra host.Flags, needAPI bool)
 		if err != nil {
 			return nil, err
 		}
-		d.API = api
+		hd.API = api
 	}
 	if testDepsHook != nil {
-		testDepsHook(d)
+		testDepsHook(hd)
 	}
-	return d, nil
+	return hd, nil
 }
 
 // pluginDir finds the `docker plugin create` folder of the hetzner volume plugin.
@@ -125,3 +161,14 @@ func pluginDir(flag string, paths host.Paths) string {
 	}
 	return ""
 }
+
+func humanBytes(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return units.BytesSize(float64(n))
+}
+
+func sortStrings(s []string) { slices.Sort(s) }
+
+func volumeInspectOpts() client.VolumeInspectOptions { return client.VolumeInspectOptions{} }
