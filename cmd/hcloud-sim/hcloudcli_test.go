@@ -37,10 +37,13 @@ func TestOfficialHcloudCLI(t *testing.T) {
 		want string
 	}{
 		{[]string{"location", "list"}, "fsn1"},
-		{[]string{"server-type", "list"}, "cx22"},
+		{[]string{"server-type", "list"}, "cx23"},
+		{[]string{"server-type", "list", "-o", "columns=name,cores,memory"}, "cax11"},
+		{[]string{"server-type", "describe", "cpx22"}, "cpx22"},
+		{[]string{"server-type", "describe", "cpx11"}, "ash"},
 		{[]string{"ssh-key", "create", "--name", "me", "--public-key-from-file", keyPath}, "SSH key"},
 		{[]string{"volume", "create", "--name", "data", "--size", "10", "--location", "fsn1", "--label", "managed-by=dockbridge"}, "Volume"},
-		{[]string{"server", "create", "--name", "web", "--type", "cx22", "--image", "docker-ce", "--location", "fsn1", "--ssh-key", "me", "--volume", "data"}, "Server"},
+		{[]string{"server", "create", "--name", "web", "--type", "cx23", "--image", "docker-ce", "--location", "fsn1", "--ssh-key", "me", "--volume", "data"}, "Server"},
 		{[]string{"server", "list", "-o", "columns=name,status"}, "running"},
 		{[]string{"volume", "list", "-l", "managed-by=dockbridge", "-o", "columns=name,server"}, "web"},
 		{[]string{"server", "poweroff", "web"}, "stopped"},
@@ -67,6 +70,9 @@ func TestOfficialHcloudCLI(t *testing.T) {
 		{"wrong", []string{"server", "list"}, "unauthorized"},
 		{"cli-token", []string{"volume", "create", "--name", "tiny", "--size", "5", "--location", "fsn1"}, "invalid_input"},
 		{"cli-token", []string{"server", "describe", "424242"}, "not found"},
+		// The 2026 catalog: a type past its deprecation date, and one that is not sold there.
+		{"cli-token", []string{"server", "create", "--name", "old", "--type", "cpx11", "--image", "debian-12", "--location", "fsn1"}, "unsupported location for server type"},
+		{"cli-token", []string{"server", "create", "--name", "us", "--type", "cx23", "--image", "debian-12", "--location", "ash"}, "unsupported location for server type"},
 	} {
 		got, err := hcloud(c.token, c.args...)
 		if err == nil || !strings.Contains(strings.ToLower(got), c.want) {

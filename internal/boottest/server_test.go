@@ -83,7 +83,7 @@ func (e *Env) boot(t testing.TB, name string, o bootOpts) *booted {
 	}
 	start := time.Now()
 	res, _, err := c.Server.Create(ctx, hcloud.ServerCreateOpts{
-		Name: name, ServerType: &hcloud.ServerType{Name: "cx22"}, Image: &hcloud.Image{Name: o.image},
+		Name: name, ServerType: &hcloud.ServerType{Name: "cx23"}, Image: &hcloud.Image{Name: o.image},
 		Location: &hcloud.Location{Name: "fsn1"}, SSHKeys: []*hcloud.SSHKey{key}, UserData: string(userData),
 		Volumes: o.volumes, Labels: map[string]string{"managed-by": "dockbridge"},
 	})

@@ -184,7 +184,7 @@ func TestPersistenceDemo(t *testing.T) {
 			t.Fatal(err)
 		}
 		foreignSrv, _, err := w.api.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "not-ours",
-			ServerType: &hcloud.ServerType{Name: "cx22"}, Image: &hcloud.Image{Name: "debian-12"},
+			ServerType: &hcloud.ServerType{Name: "cx23"}, Image: &hcloud.Image{Name: "debian-12"},
 			Location: &hcloud.Location{Name: "fsn1"}, Labels: map[string]string{"owner": "someone"}})
 		if err != nil {
 			t.Fatal(err)

@@ -33,12 +33,12 @@ func TestCatalog(t *testing.T) {
 	if err != nil || len(dcs) != len(locs) {
 		t.Fatalf("datacenters: %d %v", len(dcs), err)
 	}
-	st, _, err := c.ServerType.GetByName(ctx, "cx22")
+	st, _, err := c.ServerType.GetByName(ctx, "cx23")
 	if err != nil || st == nil {
-		t.Fatalf("cx22: %v", err)
+		t.Fatalf("cx23: %v", err)
 	}
 	if len(st.Pricings) == 0 || st.Pricings[0].Monthly.Net == "" {
-		t.Errorf("cx22 has no per-location prices: %+v", st.Pricings)
+		t.Errorf("cx23 has no per-location prices: %+v", st.Pricings)
 	}
 	for _, name := range []string{"docker-ce", "debian-12", "ubuntu-24.04"} {
 		im, _, err := c.Image.GetForArchitecture(ctx, name, hcloud.ArchitectureX86)
@@ -193,7 +193,7 @@ func TestServerCreateWithVolumesAndFirewall(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, _, err := c.Server.Create(ctx, hcloud.ServerCreateOpts{
-		Name: "host", ServerType: &hcloud.ServerType{Name: "cx22"}, Image: &hcloud.Image{Name: "docker-ce"},
+		Name: "host", ServerType: &hcloud.ServerType{Name: "cx23"}, Image: &hcloud.Image{Name: "docker-ce"},
 		Location: &hcloud.Location{Name: "nbg1"}, Volumes: []*hcloud.Volume{v1, v2}, Automount: hcloud.Ptr(true),
 		Firewalls: []*hcloud.ServerCreateFirewall{{Firewall: *fwres.Firewall}}, UserData: "#cloud-config\n",
 		PublicNet: &hcloud.ServerCreatePublicNet{EnableIPv4: true, EnableIPv6: false},
@@ -220,16 +220,16 @@ func TestServerCreateWithVolumesAndFirewall(t *testing.T) {
 
 	// Volumes in another location cannot be given.
 	v3 := mustVolume(t, c, hcloud.VolumeCreateOpts{Name: "v3", Location: &hcloud.Location{Name: "hel1"}})
-	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "host2", ServerType: &hcloud.ServerType{Name: "cx22"},
+	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "host2", ServerType: &hcloud.ServerType{Name: "cx23"},
 		Image: &hcloud.Image{Name: "debian-12"}, Location: &hcloud.Location{Name: "nbg1"}, Volumes: []*hcloud.Volume{v3}})
 	wantAPIError(t, err, hcloud.ErrorCodeInvalidInput)
-	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "host3", ServerType: &hcloud.ServerType{Name: "cx22"},
+	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "host3", ServerType: &hcloud.ServerType{Name: "cx23"},
 		Image: &hcloud.Image{Name: "debian-12"}, Location: &hcloud.Location{Name: "nbg1"}, Volumes: []*hcloud.Volume{v1}})
 	wantAPIError(t, err, hcloud.ErrorCodeVolumeAlreadyAttached)
-	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "host", ServerType: &hcloud.ServerType{Name: "cx22"},
+	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "host", ServerType: &hcloud.ServerType{Name: "cx23"},
 		Image: &hcloud.Image{Name: "debian-12"}})
 	wantAPIError(t, err, hcloud.ErrorCodeUniquenessError)
-	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "big", ServerType: &hcloud.ServerType{Name: "cx22"},
+	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "big", ServerType: &hcloud.ServerType{Name: "cx23"},
 		Image: &hcloud.Image{Name: "debian-12"}, UserData: strings.Repeat("x", 32*1024+1)})
 	wantAPIError(t, err, hcloud.ErrorCodeInvalidInput)
 	_, _, err = c.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "nope", ServerType: &hcloud.ServerType{Name: "cx9000"},

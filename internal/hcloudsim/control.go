@@ -22,9 +22,12 @@ type RateLimitStatus struct {
 //	GET  /_sim/ratelimit   {"limit","remaining"}; POST sets them (remaining -1 keeps it)
 //	POST /_sim/wait        block until no action runs (?timeout=30s)
 //	GET  /_sim/health      200 "ok"
+//	GET  /_sim/catalog     catalog changes made; POST applies CatalogRequest (servertypes.go)
 func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 	bad := func(msg string) { writeError(w, newError("invalid_input", "%s", msg)) }
 	switch r.Method + " " + r.URL.Path {
+	case "GET /_sim/catalog", "POST /_sim/catalog":
+		s.serveCatalogControl(w, r)
 	case "GET /_sim/health":
 		writeJSON(w, 200, map[string]string{"status": "ok"})
 	case "GET /_sim/stats":

@@ -49,7 +49,7 @@ func (s *Sim) listDatacenters(r *http.Request, _ params) (int, any, *apiError) {
 	}
 	var out []schema.Datacenter
 	for _, l := range catalogLocations {
-		dc := datacenterSchema(l)
+		dc := s.catalog.datacenterSchema(l)
 		if lq.name == "" || lq.name == dc.Name {
 			out = append(out, dc)
 		}
@@ -66,7 +66,7 @@ func (s *Sim) getDatacenter(_ *http.Request, p params) (int, any, *apiError) {
 	if e != nil {
 		return 0, nil, e
 	}
-	dc, ok := datacenterByIDOrName(schema.IDOrName{ID: id})
+	dc, ok := s.catalog.datacenterByIDOrName(schema.IDOrName{ID: id})
 	if !ok {
 		return 0, nil, notFound("datacenter", id)
 	}
@@ -79,9 +79,9 @@ func (s *Sim) listServerTypes(r *http.Request, _ params) (int, any, *apiError) {
 		return 0, nil, e
 	}
 	var out []schema.ServerType
-	for _, st := range catalogServerTypeSpecs {
+	for _, st := range s.catalog.listed() {
 		if lq.name == "" || lq.name == st.name {
-			out = append(out, st.schema())
+			out = append(out, s.catalog.schema(st))
 		}
 	}
 	sortItems(out, lq.sort, func(t schema.ServerType, f string) (int64, string, bool) { return numKey(f, t.ID, t.Name) })
@@ -94,11 +94,11 @@ func (s *Sim) getServerType(_ *http.Request, p params) (int, any, *apiError) {
 	if e != nil {
 		return 0, nil, e
 	}
-	st, ok := serverTypeByIDOrName(schema.IDOrName{ID: id})
+	st, ok := s.catalog.lookup(schema.IDOrName{ID: id})
 	if !ok {
 		return 0, nil, notFound("server_type", id)
 	}
-	return 200, schema.ServerTypeGetResponse{ServerType: st.schema()}, nil
+	return 200, schema.ServerTypeGetResponse{ServerType: s.catalog.schema(st)}, nil
 }
 
 func imageByName(name, arch string) imageSpec {
@@ -163,7 +163,7 @@ func (s *Sim) getImage(_ *http.Request, p params) (int, any, *apiError) {
 }
 
 func (s *Sim) getPricing(*http.Request, params) (int, any, *apiError) {
-	return 200, schema.PricingGetResponse{Pricing: pricingSchema()}, nil
+	return 200, schema.PricingGetResponse{Pricing: s.catalog.pricingSchema()}, nil
 }
 
 func itoa(id int64) string { return strconv.FormatInt(id, 10) }

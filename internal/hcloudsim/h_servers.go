@@ -24,11 +24,11 @@ type serverOut struct {
 }
 
 func (s *Sim) serverSchemaLocked(sv *server) serverOut {
-	st, _ := serverTypeByIDOrName(schema.IDOrName{ID: sv.ServerTypeID})
+	stSchema, st := s.catalog.schemaOf(sv.ServerTypeID)
 	loc, _ := locationByName(sv.Location)
 	out := schema.Server{
 		ID: sv.ID, Name: sv.Name, Status: sv.Status, Created: sv.Created,
-		ServerType: st.schema(), Location: loc, Locked: s.isLocked("server", sv.ID),
+		ServerType: stSchema, Location: loc, Locked: s.isLocked("server", sv.ID),
 		IncludedTraffic: st.includedTrafficTB << 40, PrimaryDiskSize: st.disk,
 		Labels: copyLabels(&sv.Labels), Volumes: append([]int64{}, sv.Volumes...),
 		Protection: schema.ServerProtection{Delete: sv.ProtectDelete, Rebuild: sv.ProtectRebuild},
@@ -50,7 +50,7 @@ func (s *Sim) serverSchemaLocked(sv *server) serverOut {
 	for _, fw := range s.firewallsOfServerLocked(sv) {
 		out.PublicNet.Firewalls = append(out.PublicNet.Firewalls, schema.ServerFirewall{ID: fw, Status: "applied"})
 	}
-	return serverOut{Server: out, Datacenter: datacenterSchema(loc)}
+	return serverOut{Server: out, Datacenter: s.catalog.datacenterSchema(loc)}
 }
 
 func reverseIP(ip string) string {
@@ -136,7 +136,7 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 	if req.ServerType.ID == 0 && req.ServerType.Name == "" {
 		return 0, nil, invalidInput("server_type", "is required")
 	}
-	st, ok := serverTypeByIDOrName(req.ServerType)
+	st, ok := s.catalog.lookup(req.ServerType)
 	if !ok {
 		return 0, nil, invalidInput("server_type", fmt.Sprintf("server type %v not found", idOrNameString(req.ServerType)))
 	}
@@ -167,7 +167,7 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 		}
 		locName = loc.Name
 	case req.Datacenter != nil:
-		dc, ok := datacenterByIDOrName(*req.Datacenter)
+		dc, ok := s.catalog.datacenterByIDOrName(*req.Datacenter)
 		if !ok {
 			return 0, nil, invalidInput("datacenter", fmt.Sprintf("datacenter %v not found", idOrNameString(*req.Datacenter)))
 		}
@@ -191,8 +191,8 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 	defer s.mu.Unlock()
 	if locName == "" {
 		// The API picks a location; we pick the volumes' location, else the first one
-		// the server type is offered in.
-		locName = st.locations[0]
+		// the server type can be ordered in.
+		locName = s.catalog.defaultLocation(st)
 		for _, vid := range req.Volumes {
 			if v, ok := s.st.Volumes[vid]; ok {
 				locName = v.Location
@@ -200,8 +200,8 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 			}
 		}
 	}
-	if !contains(st.locations, locName) {
-		return 0, nil, invalidInput("server_type", fmt.Sprintf("server type %s is not available in location %s", st.name, locName))
+	if e := s.catalog.orderable(st, locName); e != nil {
+		return 0, nil, e
 	}
 	for _, sv := range s.st.Servers {
 		if sv.Name == req.Name {

@@ -26,7 +26,7 @@ func wantAPIError(t *testing.T, err error, code hcloud.ErrorCode) {
 func mustServer(t *testing.T, c *hcloud.Client, name, location string, labels map[string]string) *hcloud.Server {
 	t.Helper()
 	res, _, err := c.Server.Create(t.Context(), hcloud.ServerCreateOpts{
-		Name: name, ServerType: &hcloud.ServerType{Name: "cx22"}, Image: &hcloud.Image{Name: "debian-12"},
+		Name: name, ServerType: &hcloud.ServerType{Name: "cx23"}, Image: &hcloud.Image{Name: "debian-12"},
 		Location: &hcloud.Location{Name: location}, Labels: labels,
 	})
 	if err != nil {

@@ -36,6 +36,7 @@ type Options struct {
 	FaultMethod   string
 	ActionFail    float64
 	FaultSeed     uint64
+	Catalog       string
 	Verbose       bool
 	// container backend
 	Network    string
@@ -64,6 +65,7 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.StringVar(&o.FaultMethod, "fault-method", "", "HTTP method the faults target (empty: all)")
 	fs.Float64Var(&o.ActionFail, "action-fail-rate", 0, "probability that an action ends in status error")
 	fs.Uint64Var(&o.FaultSeed, "fault-seed", 1, "seed of the fault injection RNG (deterministic runs)")
+	fs.StringVar(&o.Catalog, "catalog", "", "server-type catalog changes, comma-separated TYPE[@LOCATION]=STATE with STATE available, unavailable (out of stock), removed or deprecated:YYYY-MM-DD, e.g. cx23@fsn1=unavailable")
 	fs.BoolVar(&o.Verbose, "v", false, "log every request")
 	fs.StringVar(&o.Network, "network", "dockbridge-sim", "container backend: Docker network of the servers (created when missing)")
 	fs.StringVar(&o.PublicIPs, "public-ips", "127.0.0.0/24", "container backend: loopback range of the servers' public IPv4 (their SSH port is published there)")
@@ -107,6 +109,13 @@ func (o *Options) Config(ctx context.Context, log *slog.Logger) (Config, error) 
 		cfg.Faults.Rules = append(cfg.Faults.Rules, FaultRule{Kind: "action_error", Rate: o.ActionFail})
 	}
 	cfg.Faults.Seed = o.FaultSeed
+	if o.Catalog != "" {
+		ch, err := ParseCatalogChanges(o.Catalog)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Catalog = ch
+	}
 	if err := cfg.Faults.validate(); err != nil {
 		return cfg, fmt.Errorf("fault flags: %w", err)
 	}

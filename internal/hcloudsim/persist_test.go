@@ -63,7 +63,7 @@ func TestInterruptedActionsFailOnRestart(t *testing.T) {
 	ctx := t.Context()
 	sim1 := hcloudsimtest.Start(t, hcloudsimtest.WithStateDir(dir))
 	c1 := sim1.Client()
-	res, _, err := c1.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "slow", ServerType: &hcloud.ServerType{Name: "cx22"}, Image: &hcloud.Image{Name: "debian-12"}})
+	res, _, err := c1.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "slow", ServerType: &hcloud.ServerType{Name: "cx23"}, Image: &hcloud.Image{Name: "debian-12"}})
 	if err != nil {
 		t.Fatal(err)
 	}

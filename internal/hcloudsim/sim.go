@@ -47,6 +47,9 @@ type Config struct {
 	ServerLimit int
 	// Faults is the initial fault injection configuration.
 	Faults FaultConfig
+	// Catalog changes the server-type catalog at start (CatalogChange: a type out of
+	// stock, deprecated or removed in some location); POST /_sim/catalog does it later.
+	Catalog []CatalogChange
 	// Clock is the time source for timestamps and the rate limit (default: real time).
 	Clock Clock
 	// MetadataResolver maps a metadata request to a server id. It overrides the
@@ -67,10 +70,11 @@ type Sim struct {
 	st    *state
 	locks map[lockKey]int64
 
-	bucket *bucket
-	faults *faultInjector
-	stats  *statsRecorder
-	api    router
+	bucket  *bucket
+	faults  *faultInjector
+	catalog *serverCatalog
+	stats   *statsRecorder
+	api     router
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -126,6 +130,10 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		bucket: newBucket(cfg.Clock, cfg.RateLimit),
 		faults: newFaultInjector(cfg.Faults),
 		stats:  newStatsRecorder(),
+	}
+	s.catalog = newServerCatalog(cfg.Clock.Now)
+	if err := s.catalog.apply(cfg.Catalog); err != nil {
+		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.routes()
@@ -206,7 +214,7 @@ func (s *Sim) ensureLocalServerLocked() error {
 }
 
 func (s *Sim) newLocalServer(id int64) *server {
-	st, _ := serverTypeByIDOrName(idOrName("cx22"))
+	st, _ := specByName("cx23")
 	return &server{
 		ID: id, Name: s.cfg.LocalServer, Status: "running", Created: s.clock.Now().UTC(),
 		ServerTypeID: st.id, Location: s.cfg.LocalLocation, ImageID: imageByName("docker-ce", "x86").id,

@@ -15,7 +15,7 @@ func TestServerVolumeLifecycle(t *testing.T) {
 	ctx := t.Context()
 
 	res, _, err := c.Server.Create(ctx, hcloud.ServerCreateOpts{
-		Name: "node1", ServerType: &hcloud.ServerType{Name: "cx22"},
+		Name: "node1", ServerType: &hcloud.ServerType{Name: "cx23"},
 		Image: &hcloud.Image{Name: "docker-ce"}, Location: &hcloud.Location{Name: "fsn1"},
 		Labels: map[string]string{"managed-by": "dockbridge"},
 	})

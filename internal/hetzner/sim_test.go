@@ -243,7 +243,7 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := c.CreateServer(ctx, hetzner.ServerSpec{
-		Name: "dockbridge-default", ServerType: "cx22", Image: "docker-ce", Location: "fsn1",
+		Name: "dockbridge-default", ServerType: "cx23", Image: "docker-ce", Location: "fsn1",
 		SSHKeyIDs: []int64{key.ID}, VolumeIDs: []int64{vol.ID}, FirewallIDs: []int64{fw.ID},
 		UserData: "#cloud-config\n", Labels: map[string]string{"managed-by": "dockbridge"},
 	})
@@ -253,7 +253,7 @@ func TestServerLifecycle(t *testing.T) {
 	if srv.Status != "running" || srv.IPv4 == "" || len(srv.VolumeIDs) != 1 {
 		t.Fatalf("server after create: %+v", srv)
 	}
-	prices, err := c.Prices(ctx, "cx22", "fsn1")
+	prices, err := c.Prices(ctx, "cx23", "fsn1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 const (
 	DefaultEnv          = "default"
 	DefaultLocation     = "fsn1"
-	DefaultServerType   = "cx22"
+	DefaultServerType   = "cx23"
 	DefaultImage        = "docker-ce"
 	DefaultVolumeSizeGB = 20
 )
