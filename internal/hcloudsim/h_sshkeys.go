@@ -102,7 +102,9 @@ func (s *Sim) createSSHKey(r *http.Request, _ params) (int, any, *apiError) {
 			return 0, nil, uniqueness("name", "SSH key name is already used")
 		}
 	}
-	k := &sshKey{ID: s.st.newID(), Name: req.Name, Fingerprint: fp, PublicKey: strings.TrimSpace(req.PublicKey),
+	// The key is stored as sent, comment and trailing newline included: the API returns it
+	// verbatim, and clients (Terraform) compare it with what they sent.
+	k := &sshKey{ID: s.st.newID(), Name: req.Name, Fingerprint: fp, PublicKey: req.PublicKey,
 		Labels: labels, Created: s.clock.Now().UTC()}
 	s.st.SSHKeys[k.ID] = k
 	s.persistLocked()
