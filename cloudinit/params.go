@@ -48,6 +48,10 @@ const (
 	HealthLogPath = "/var/log/docker-volume-health.log"
 	// HealthCheckPath is the health check command.
 	HealthCheckPath = "/usr/local/bin/docker-volume-health-check"
+	// MetadataFirewallRule is the iptables rule (chain and match) that keeps containers on
+	// Docker's bridge networks from the metadata service; docker.service puts it in place
+	// before dockerd starts.
+	MetadataFirewallRule = "DOCKER-USER -d 169.254.169.254/32 -j REJECT"
 )
 
 // Params describes one server's first boot. The zero value of every optional

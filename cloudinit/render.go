@@ -64,6 +64,7 @@ type templateData struct {
 	DeviceTimeoutSeconds int64
 	HostKeyTypes         []string
 	HealthCheckPath      string
+	MetadataRule         string
 	HealthLogPath        string
 	SetupLogPath         string
 }
@@ -142,6 +143,7 @@ func newTemplateData(p Params) templateData {
 		Params:               p,
 		DeviceTimeoutSeconds: int64(p.Volume.DeviceTimeout.Seconds()),
 		HealthCheckPath:      HealthCheckPath,
+		MetadataRule:         MetadataFirewallRule,
 		HealthLogPath:        HealthLogPath,
 		SetupLogPath:         SetupLogPath,
 	}
@@ -210,6 +212,7 @@ func renderFiles(d templateData, compress bool) ([]writeFile, error) {
 		{HealthCheckPath, "0755", fromScript("docker-volume-health-check.sh")},
 		{"/etc/systemd/system/docker.service.d/10-dockbridge-volume.conf", "0644", dropIn},
 		{"/etc/systemd/system/docker.socket.d/10-dockbridge-volume.conf", "0644", dropIn},
+		{"/etc/systemd/system/docker.service.d/20-dockbridge-metadata.conf", "0644", fromTmpl("docker-metadata-firewall.conf.tmpl")},
 		{"/etc/systemd/system/docker-volume-health.service", "0644", fromTmpl("docker-volume-health.service.tmpl")},
 		{"/etc/systemd/system/docker-volume-health.timer", "0644", fromTmpl("docker-volume-health.timer.tmpl")},
 		{"/etc/docker/daemon.json", "0644", daemon},

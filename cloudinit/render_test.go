@@ -343,6 +343,11 @@ func TestRenderedDocument(t *testing.T) {
 			t.Errorf("%s drop-in: %q", unit, c)
 		}
 	}
+	// The metadata firewall is in place whenever dockerd starts (ExecStartPre fails closed).
+	if c := files["/etc/systemd/system/docker.service.d/20-dockbridge-metadata.conf"].Content; !strings.Contains(c,
+		"[Service]\nExecStartPre=/bin/sh -c 'iptables -w -N DOCKER-USER 2>/dev/null; iptables -w -C DOCKER-USER -d 169.254.169.254/32 -j REJECT 2>/dev/null || iptables -w -I DOCKER-USER -d 169.254.169.254/32 -j REJECT'\n") {
+		t.Errorf("docker.service metadata drop-in: %q", c)
+	}
 	if !strings.Contains(files["/etc/systemd/system/docker-volume-health.timer"].Content, "OnUnitActiveSec=5min") {
 		t.Errorf("health timer does not run every 5 minutes")
 	}
