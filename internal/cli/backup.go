@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -52,9 +54,16 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 			completeFlag(cmd, "to", completeDirs)
 			completeFlag(cmd, "encrypt-to", completeFiles)
 		},
-		Run: func(ctx context.Context, _ *cobra.Command, args []string) ([]volumeops.BackupResult, error) {
+		Run: func(ctx context.Context, cmd *cobra.Command, args []string) ([]volumeops.BackupResult, error) {
 			c, err := backup.ParseCompression(compression)
 			if err != nil {
+				return nil, err
+			}
+			e, err := d.engine()
+			if err != nil {
+				return nil, err
+			}
+			if err := volumesExist(ctx, cmd, e, args); err != nil {
 				return nil, err
 			}
 			if to == "" {
@@ -68,10 +77,6 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 				if rcpt, err = backup.ParseRecipients(encryptTo); err != nil {
 					return nil, err
 				}
-			}
-			e, err := d.engine()
-			if err != nil {
-				return nil, err
 			}
 			store, err := sf.open(ctx, to)
 			if err != nil {
@@ -102,6 +107,22 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 	return cmd
 }
 
+// volumesExist checks the VOLUME words of `backup`: a word that names no volume is an error
+// that says so, with the command it may have been meant as (`backup lst`: ls).
+func volumesExist(ctx context.Context, cmd *cobra.Command, e *volumeops.Engine, names []string) error {
+	for _, n := range names {
+		_, err := e.InspectVolume(ctx, n)
+		switch {
+		case cerrdefs.IsNotFound(err):
+			return fmt.Errorf("%s: no volume named %q in context %s (docker volume ls lists them)%s\n\nRun '%s --help' for more information",
+				cmd.Root().Name(), n, e.Context, suggestions(cmd, n), cmd.CommandPath())
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
 func backupLsCmd(d deps) *cobra.Command {
 	var (
 		sf   storeFlags
@@ -109,6 +130,7 @@ func backupLsCmd(d deps) *cobra.Command {
 	)
 	return spec[[]backup.Backup]{
 		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
 		Short:   "List the backups in a directory or bucket, newest first",
 		Formats: tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
@@ -207,7 +229,7 @@ func backupVerifyCmd(d deps) *cobra.Command {
 	return spec[*backup.VerifyReport]{
 		Use:      "verify [OPTIONS] ARCHIVE",
 		Short:    "Check an archive: its checksum, then decompress and walk the whole tar against its metadata",
-		Args:     cobra.ExactArgs(1),
+		Args:     cli.ExactArgs(1),
 		Complete: completeArchives(&from, &sf),
 		Formats:  tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {

@@ -59,7 +59,7 @@ func TestBadFlagsAreRefusedWithTheFix(t *testing.T) {
 		{[]string{"up", "--volume-size", "5"}, "--volume-size 5: want between 10 and 10240"},
 		{[]string{"up", "-o", "yaml"}, "use -o table or -o json"},
 		{[]string{"up", "--plugin-dir", "/nonexistent"}, "has no config.json"},
-		{[]string{"up", "extra-arg"}, "unknown command"},
+		{[]string{"up", "extra-arg"}, "accepts no arguments"},
 		{[]string{"status", "-o", "xml"}, "use -o table or -o json"},
 		{[]string{"down", "--name", "-x"}, "environment name"},
 		{[]string{"up", "--endpoint", "api.hetzner.cloud"}, "want a URL"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -37,7 +38,7 @@ anything changes, a safety backup of its content is taken (the restore stops if 
 containers using it are stopped, its content is replaced, and the containers are started again.`,
 		Example: `  docker dockbridge restore /srv/backups/db_data-20251017T143025Z.tar.zst
   docker dockbridge restore s3://my-bucket/host1/db_data-20251017T143025Z.tar.zst --volume db_copy`,
-		Args:     cobra.ExactArgs(1),
+		Args:     cli.ExactArgs(1),
 		Complete: completeArchives(&from, &sf),
 		Formats:  tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {

@@ -13,13 +13,9 @@ func NewRootCommand(dockerCli command.Cli) *cobra.Command {
 }
 
 func rootCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:           "dockbridge",
-		Short:         "Docker on Hetzner Cloud that costs money only while you use it",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	cmd.AddCommand(upCmd(d), downCmd(d), statusCmd(d), sshCmd(d), destroyCmd(d), settingsCmd(d),
+	cmd := group("dockbridge", "Docker on Hetzner Cloud that costs money only while you use it",
+		upCmd(d), downCmd(d), statusCmd(d), sshCmd(d), destroyCmd(d), settingsCmd(d),
 		volumeCmd(d), backupCmd(d), restoreCmd(d), metricsCmd(d))
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
 
 	"github.com/dockbridge/dockbridge/internal/host"
@@ -23,6 +24,7 @@ func settingsCmd(d deps) *cobra.Command {
 		Long: `Settings are kept in $DOCKER_CONFIG/dockbridge/settings.json (mode 0600).
 HCLOUD_TOKEN and HCLOUD_ENDPOINT override them; command-line flags override both.
 Keys: ` + strings.Join(host.SettingKeys, ", "),
+		Args:  unknownCommand,
 		Run:   show,
 		Print: printKV,
 	}.build(d.out)
@@ -38,7 +40,7 @@ Keys: ` + strings.Join(host.SettingKeys, ", "),
 			Short: "Set a setting; `set token` reads the token from stdin so it stays out of your shell history",
 			Example: `  docker dockbridge settings set token < token.txt
   docker dockbridge settings set location nbg1`,
-			Args:     cobra.RangeArgs(1, 2),
+			Args:     cli.RequiresRangeArgs(1, 2),
 			Complete: completeSettingKeys,
 			Run: func(_ context.Context, _ *cobra.Command, args []string) (*string, error) {
 				key := args[0]
@@ -71,7 +73,7 @@ Keys: ` + strings.Join(host.SettingKeys, ", "),
 		spec[*string]{
 			Use:      "unset KEY",
 			Short:    "Remove a setting (its default applies again)",
-			Args:     cobra.ExactArgs(1),
+			Args:     cli.ExactArgs(1),
 			Complete: completeSettingKeys,
 			Run: func(_ context.Context, _ *cobra.Command, args []string) (*string, error) {
 				return changeSetting(args[0], "")

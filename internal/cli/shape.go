@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -34,7 +35,8 @@ import (
 type spec[R any] struct {
 	Use, Short, Long, Example string
 	Aliases                   []string
-	// Args checks the positional arguments; nil means none (an error like Docker's).
+	// Args checks the positional arguments; nil means none. Use docker/cli's checks
+	// (cli.ExactArgs, cli.RequiresRangeArgs, ...): their errors read as Docker's own.
 	Args cobra.PositionalArgs
 	// Complete completes the positional arguments (see completion.go).
 	Complete cobra.CompletionFunc
@@ -59,7 +61,7 @@ func (c spec[R]) build(out io.Writer) *cobra.Command {
 		ValidArgsFunction: c.Complete,
 	}
 	if cmd.Args == nil {
-		cmd.Args = cobra.NoArgs
+		cmd.Args = cli.NoArgs
 	}
 	if cmd.ValidArgsFunction == nil {
 		cmd.ValidArgsFunction = cobra.NoFileCompletions
@@ -152,4 +154,45 @@ func interruptible(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 		ctx = context.Background()
 	}
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// group is a command that holds others. Bare, it prints its help (on stderr, as Docker's own
+// groups do) and succeeds; any word after it is an unknown command (see unknownCommand).
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  unknownCommand,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			return cmd.Help()
+		},
+		ValidArgsFunction: cobra.NoFileCompletions,
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+// unknownCommand is the argument check of a group: a word that is none of its commands is an
+// error, worded as `docker volume foo` words it, with cobra's suggestions for a near miss
+// (a typo in a cron line must fail, not print help and exit 0).
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	path := cmd.CommandPath()
+	return fmt.Errorf("%s: unknown command: %s %s%s\n\nRun '%s --help' for more information",
+		cmd.Root().Name(), path, args[0], suggestions(cmd, args[0]), path)
+}
+
+// suggestions is cobra's "Did you mean this?" for a word near one of cmd's commands, or "".
+func suggestions(cmd *cobra.Command, word string) string {
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	s := cmd.SuggestionsFor(word)
+	if len(s) == 0 {
+		return ""
+	}
+	return "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 }

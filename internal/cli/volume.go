@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -18,18 +19,14 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 
 // volumeCmd is `docker dockbridge volume ls|inspect|check`.
 func volumeCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "volume",
-		Short: "List, inspect and check the volumes of the current docker context",
-		Args:  cobra.NoArgs,
-	}
-	cmd.AddCommand(volumeLsCmd(d), volumeInspectCmd(d), volumeCheckCmd(d))
-	return cmd
+	return group("volume", "List, inspect and check the volumes of the current docker context",
+		volumeLsCmd(d), volumeInspectCmd(d), volumeCheckCmd(d))
 }
 
 func volumeLsCmd(d deps) *cobra.Command {
 	return spec[[]volumeops.Volume]{
 		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
 		Short:   "List volumes: driver, space used, and the Hetzner volume id and size for hetzner volumes",
 		Formats: tableOrJSON,
 		Run: func(ctx context.Context, _ *cobra.Command, _ []string) ([]volumeops.Volume, error) {
@@ -72,7 +69,7 @@ func volumeInspectCmd(d deps) *cobra.Command {
 	return spec[*volumeDetails]{
 		Use:      "inspect [OPTIONS] VOLUME",
 		Short:    "Show a volume's details, its usage and the containers that use it",
-		Args:     cobra.ExactArgs(1),
+		Args:     cli.ExactArgs(1),
 		Complete: completeVolumes(d, false),
 		Formats:  tableOrJSON,
 		Run: func(ctx context.Context, _ *cobra.Command, args []string) (*volumeDetails, error) {

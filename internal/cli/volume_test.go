@@ -55,6 +55,14 @@ func TestVolumeCommandsEndToEnd(t *testing.T) {
 	}
 	dir := t.TempDir()
 
+	// A word that names no volume is not taken as one: a typo of `backup ls` says so.
+	if _, err := runVolumeCLI(t, backupCmd, "lst", "--to", dir); err == nil || !strings.Contains(err.Error(), `no volume named "lst"`) ||
+		!strings.Contains(err.Error(), "Did you mean this?\n\tls") {
+		t.Fatalf("backup lst: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lst")); err == nil {
+		t.Fatal("backup lst made something")
+	}
 	// No destination: a clear error.
 	t.Setenv("DOCKBRIDGE_BACKUP_TO", "")
 	if _, err := runVolumeCLI(t, backupCmd, src); err == nil || !strings.Contains(err.Error(), "--to") {
