@@ -6,7 +6,7 @@
 # was built; an existing tag is reused. Debs are cached in $DOCKBRIDGE_SIM_CACHE (default
 # /var/cache/dockbridge-sim) so a rebuild after a recipe change does not download again.
 #
-# Usage: build.sh [--force] [--print-hash]
+# Usage: build.sh [--force] [--print-hash] [--print-mirror]
 # Needs root, debootstrap and a running Docker engine.
 set -euo pipefail
 
@@ -21,12 +21,45 @@ recipe_hash() {
 		xargs -d '\n' sha256sum | sha256sum | cut -c1-12)
 }
 
-force=0
+# The Debian mirror is the one this machine's apt is configured with: the first deb source
+# that serves $suite, and the one that serves $suite-security for the image's security
+# updates (none: the image has no security source). DOCKBRIDGE_SIM_MIRROR and
+# DOCKBRIDGE_SIM_SECURITY_MIRROR override them. No mirror host is built in.
+apt_source_for() { # SUITE -> the URI of the first enabled deb source serving it
+	local sourcelist='' sourceparts=''
+	eval "$(apt-config shell sourcelist Dir::Etc::sourcelist/f sourceparts Dir::Etc::sourceparts/d)"
+	local f files=()
+	[[ -f $sourcelist ]] && files+=("$sourcelist")
+	for f in "$sourceparts"/*.list "$sourceparts"/*.sources; do [[ -f $f ]] && files+=("$f"); done
+	((${#files[@]})) || return 0
+	local want=$1 uri
+	for f in "${files[@]}"; do
+		case $f in
+		*.sources) # deb822: stanzas of Types/URIs/Suites/Enabled, separated by blank lines
+			uri=$(awk -v want="$want" '
+				function flush() { if (types ~ /(^| )deb( |$)/ && enabled != "no" && (" " suites " ") ~ (" " want " ")) { split(uris, u, " "); print u[1]; found = 1; exit } types = uris = suites = ""; enabled = "yes" }
+				BEGIN { enabled = "yes" }
+				/^#/ { next }
+				/^[ \t]*$/ { flush(); next }
+				{ key = tolower($1); sub(/^[^:]*:[ \t]*/, ""); if (key == "types:") types = $0; else if (key == "uris:") uris = $0; else if (key == "suites:") suites = $0; else if (key == "enabled:") enabled = tolower($0) }
+				END { if (!found) flush() }' "$f") ;;
+		*) # one line per source: deb [options] URI SUITE COMPONENTS...
+			uri=$(awk -v want="$want" '{ sub(/#.*/, ""); gsub(/\[[^]]*\]/, "") } $1 == "deb" && $3 == want { print $2; exit }' "$f") ;;
+		esac
+		if [[ -n $uri ]]; then
+			echo "$uri"
+			return 0
+		fi
+	done
+}
+
+force=0 print_mirror=0
 for arg in "$@"; do
 	case $arg in
 	--force) force=1 ;;
 	--print-hash) recipe_hash; exit 0 ;;
-	*) echo "build.sh: unknown argument $arg (use --force or --print-hash)" >&2; exit 2 ;;
+	--print-mirror) print_mirror=1 ;;
+	*) echo "build.sh: unknown argument $arg (use --force, --print-hash or --print-mirror)" >&2; exit 2 ;;
 	esac
 done
 
@@ -36,8 +69,23 @@ docker_ref=dockbridge-sim/docker-ce:$hash
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
-if [[ $force == 0 ]] && have "$base_ref" && have "$docker_ref"; then
+if [[ $force == 0 && $print_mirror == 0 ]] && have "$base_ref" && have "$docker_ref"; then
 	echo "sim images up to date: $base_ref $docker_ref"
+	exit 0
+fi
+mirror=${DOCKBRIDGE_SIM_MIRROR:-$(apt_source_for "$suite")}
+if [[ -z $mirror ]]; then
+	echo "build.sh: apt has no Debian source for $suite (apt-config's Dir::Etc::sourcelist and sourceparts list none):" >&2
+	echo "  the images are built from the mirror this machine's apt uses; configure one in /etc/apt/sources.list.d/," >&2
+	echo "  or set DOCKBRIDGE_SIM_MIRROR to a Debian mirror's URL" >&2
+	exit 1
+fi
+mirror=${mirror%/}
+security=${DOCKBRIDGE_SIM_SECURITY_MIRROR:-$(apt_source_for "$suite-security")}
+security=${security%/}
+if [[ $print_mirror == 1 ]]; then
+	echo "mirror $mirror"
+	echo "security ${security:-none}"
 	exit 0
 fi
 if [[ $(id -u) != 0 ]]; then
@@ -56,19 +104,6 @@ if [[ $force == 0 ]] && have "$base_ref" && have "$docker_ref"; then
 	echo "sim images up to date: $base_ref $docker_ref (built meanwhile)"
 	exit 0
 fi
-
-# The Debian mirror this machine's apt uses (DOCKBRIDGE_SIM_MIRROR overrides).
-mirror=${DOCKBRIDGE_SIM_MIRROR:-}
-if [[ -z $mirror ]]; then
-	mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}')
-fi
-if [[ -z $mirror ]]; then
-	mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-		awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:.*\/debian\/?$/) { print $i; exit } }')
-fi
-mirror=${mirror:-http://deb.debian.org/debian}
-security=${DOCKBRIDGE_SIM_SECURITY_MIRROR:-${mirror%/debian}/debian-security}
-mirror=${mirror%/}
 
 mkdir -p "$cache/debs" "$cache/apt-archives/partial" "$cache/apt-lists/partial"
 work=$(mktemp -d /var/tmp/dockbridge-sim.XXXXXX)
@@ -110,11 +145,11 @@ done
 chmod 0755 "$rootfs"/usr/local/sbin/*
 mkdir -p "$rootfs/etc/dockbridge-sim/devices.d" "$rootfs/etc/systemd/system/sysinit.target.wants"
 ln -sf /etc/systemd/system/dockbridge-sim-devices.service "$rootfs/etc/systemd/system/sysinit.target.wants/"
-cat >"$rootfs/etc/apt/sources.list" <<SOURCES
-deb $mirror $suite main
-deb $mirror $suite-updates main
-deb $security $suite-security main
-SOURCES
+{
+	echo "deb $mirror $suite main"
+	echo "deb $mirror $suite-updates main"
+	[[ -z $security ]] || echo "deb $security $suite-security main"
+} >"$rootfs/etc/apt/sources.list"
 # Every server gets its own host keys (cloud-init generates them, or takes them from user_data).
 rm -f "$rootfs"/etc/ssh/ssh_host_*
 # Units that cannot work in a container (no udev, no kernel/hardware access, read-only /sys).

@@ -63,6 +63,71 @@ func TestRecipeHashMatchesScript(t *testing.T) {
 	}
 }
 
+// TestBuildScriptMirrorFromApt: the images are built from the Debian mirror apt is
+// configured with (deb822 and one-line sources, disabled and deb-src entries skipped), and
+// build.sh stops with a clear message when apt has none; no mirror host is built in.
+func TestBuildScriptMirrorFromApt(t *testing.T) {
+	dir := t.TempDir()
+	parts := dir + "/sources.list.d"
+	if err := os.MkdirAll(parts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(parts+"/a.sources", `# a comment
+Types: deb-src
+URIs: http://src.example/debian
+Suites: bookworm
+
+Types: deb
+URIs: http://disabled.example/debian
+Suites: bookworm
+Enabled: no
+
+Types: deb
+URIs: http://mirror.example/debian/ http://second.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+
+Types: deb
+URIs: http://security.example/debian-security
+Suites: bookworm-security
+`)
+	write(dir+"/sources.list", "# deb http://commented.example/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://line.example/debian bookworm main\n")
+	run := func(sourcelist, env string) (string, error) {
+		conf := dir + "/apt.conf"
+		write(conf, fmt.Sprintf("Dir::Etc::sourcelist %q;\nDir::Etc::sourceparts %q;\n", sourcelist, parts))
+		cmd := exec.Command("bash", "../../simimage/build.sh", "--print-mirror")
+		cmd.Env = append(os.Environ(), "APT_CONFIG="+conf)
+		if env != "" {
+			cmd.Env = append(cmd.Env, env)
+		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, tc := range []struct{ sourcelist, env, want string }{
+		{dir + "/sources.list", "", "mirror http://line.example/debian\nsecurity http://security.example/debian-security\n"},
+		{dir + "/none", "", "mirror http://mirror.example/debian\nsecurity http://security.example/debian-security\n"},
+		{dir + "/none", "DOCKBRIDGE_SIM_MIRROR=http://chosen.example/debian", "mirror http://chosen.example/debian\nsecurity http://security.example/debian-security\n"},
+	} {
+		out, err := run(tc.sourcelist, tc.env)
+		if err != nil || out != tc.want {
+			t.Errorf("sources %s %s: %v\n%s\nwant\n%s", tc.sourcelist, tc.env, err, out, tc.want)
+		}
+	}
+	if err := os.Remove(parts + "/a.sources"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(dir+"/none", "")
+	if err == nil || !strings.Contains(out, "apt has no Debian source for bookworm") || strings.Contains(out, "mirror http") {
+		t.Errorf("without any apt source: %v\n%s\nwant a failure saying apt has no Debian source", err, out)
+	}
+}
+
 func TestSpecValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name string
