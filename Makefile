@@ -9,15 +9,14 @@ GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 # the reference zstd library (statically, still one static binary) when libzstd-dev is installed
 # (`make setup` installs it), about 1.5x as fast per core as the pure-Go encoder it uses
 # otherwise. LIBZSTD=0 forces the pure-Go build. internal/volumeops/volumeopstest builds the
-# helper for the tests the same way.
+# helper for the tests the same way. Decided when a recipe runs, not when make reads this file:
+# `make demo` and `make test` run setup first, and their build must be the one `make build`
+# gives after setup.
 LIBZSTD ?= $(if $(wildcard $(shell gcc -print-file-name=libzstd.a 2>/dev/null)),1,0)
-ifeq ($(LIBZSTD),1)
-PLUGIN_BUILD := CGO_ENABLED=1 $(GO) build -trimpath -tags libzstd,netgo,osusergo -ldflags '$(LDFLAGS) -linkmode external -extldflags "-static"'
-TEST_TAGS := -tags libzstd
-else
-PLUGIN_BUILD := CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD)
-TEST_TAGS :=
-endif
+PLUGIN_BUILD_LIBZSTD = CGO_ENABLED=1 $(GO) build -trimpath -tags libzstd,netgo,osusergo -ldflags '$(LDFLAGS) -linkmode external -extldflags "-static"'
+PLUGIN_BUILD_PUREGO = CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD)
+PLUGIN_BUILD = $(if $(filter 1,$(LIBZSTD)),$(PLUGIN_BUILD_LIBZSTD),$(PLUGIN_BUILD_PUREGO))
+TEST_TAGS = $(if $(filter 1,$(LIBZSTD)),-tags libzstd)
 
 .DEFAULT_GOAL := help
 
@@ -33,11 +32,15 @@ build: ## build bin/docker-dockbridge, bin/hcloud-sim and bin/hetzner-volume-plu
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/hetzner-volume-plugin ./volume-plugin
 
 .PHONY: setup
-setup: ## install the Debian packages the tests and the demo use and start dockerd if none answers (root)
+setup: ## install what make build and make demo need (Debian packages) and start dockerd if none answers (root)
 	@bash scripts/setup.sh
 
+.PHONY: setup-tests
+setup-tests: ## setup, plus what make test needs: the tools the tests drive, versitygw, Terraform and its hcloud provider (root)
+	@bash scripts/setup.sh --tests
+
 .PHONY: test
-test: setup ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root; restarts dockerd once, at the end)
+test: setup-tests ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root; restarts dockerd once, at the end)
 	$(GO) test $(TEST_TAGS) -count=1 -timeout 80m ./...
 	@echo "restarting dockerd under a running container on a hetzner volume (alone: it would disturb the tests above)"
 	DOCKBRIDGE_TEST_DOCKERD_RESTART=1 $(GO) test $(TEST_TAGS) -count=1 -timeout 15m -run '^TestPluginSurvivesDockerdRestart$$' ./internal/volumedriver/integration/

@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
-# Make this machine ready to build, test and demo dockbridge: install the Debian packages the
-# tests and the demo drive for real, and make sure a Docker engine answers (start dockerd when
-# none does). Idempotent and quick when everything is there. Needs root (Debian 12).
+# Make this machine ready for dockbridge, and make sure a Docker engine answers (start dockerd
+# when none does). Idempotent and quick when everything is there. Needs root (Debian 12).
+#
+#   setup.sh           what `make build` and `make demo` need: Docker, the tools that build and
+#                      boot the simulated servers, gcc + libzstd-dev (make build links the
+#                      backup helper's zstd statically)
+#   setup.sh --tests   that, and what `make test` needs besides: the real tools the tests drive
+#                      (btrfs and partition tools, LUKS, compose, sshd, cloud-init's schema
+#                      validator, the shellcheck linter, the official hcloud CLI) and three Go
+#                      programs built from the module proxy: versitygw (S3), Terraform and
+#                      Hetzner's Terraform provider
 set -euo pipefail
+
+tests=0
+for arg in "$@"; do
+	case $arg in
+	--tests) tests=1 ;;
+	*) echo "setup: unknown argument $arg (use --tests for what make test needs too)" >&2; exit 2 ;;
+	esac
+done
 
 export DEBIAN_FRONTEND=noninteractive
 export PATH="$PATH:/usr/local/go/bin"
 packages=(
-	docker.io docker-compose                        # the engine, managed plugins, compose
-	e2fsprogs xfsprogs btrfs-progs util-linux fdisk # real mkfs, blkid, wipefs, losetup, sfdisk
-	cryptsetup-bin                                  # LUKS headers for the data-safety tests
-	cloud-init shellcheck                           # the real schema validator, script lint
-	debootstrap                                     # simulated-server images
-	zstd busybox-static iptables                    # backup baselines, tiny test images, metadata DNAT
-	openssh-client openssh-server                   # SSH contexts; a real sshd in tests
-	hcloud-cli                                      # the official CLI, tested against the simulator
-	gcc libc6-dev libzstd-dev                       # the helper's static libzstd (make build)
+	docker.io                          # the engine: managed plugins, the simulated servers
+	debootstrap zstd                   # simulated-server images (make sim-image)
+	util-linux e2fsprogs xfsprogs      # loop devices; the disk tools the hetzner plugin carries
+	iptables                           # the simulated servers' metadata address (DNAT)
+	openssh-client busybox-static      # SSH contexts; the demo's tiny image
+	gcc libc6-dev libzstd-dev          # the helper's static libzstd (make build)
 )
+if ((tests)); then
+	packages+=(
+		docker-compose                         # compose with driver: hetzner
+		btrfs-progs fdisk                      # foreign filesystems, partition tables
+		cryptsetup-bin                         # LUKS headers for the data-safety tests
+		cloud-init shellcheck                  # the real schema validator, script lint
+		openssh-server                         # a real sshd in tests
+		hcloud-cli                             # the official CLI, tested against the simulator
+	)
+fi
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,12 +61,36 @@ if ((${#missing[@]})); then
 	[ -z "$created_policy" ] || rm -f "$policy"
 fi
 
-# A real S3-compatible server for the backup tests (a Go module, built from the module proxy).
-versitygw_version=v1.8.0
-gobin="$(go env GOPATH 2>/dev/null)/bin"
-if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$gobin/versitygw" ]; then
-	echo "setup: go install github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
-	go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+if ((tests)); then
+	gobin="$(go env GOPATH)/bin"
+	# A real S3-compatible server for the backup tests.
+	versitygw_version=v1.8.0
+	if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$gobin/versitygw" ]; then
+		echo "setup: go install github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+		go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+	fi
+	# Terraform and Hetzner's provider, the simulator's most demanding client
+	# (cmd/hcloud-sim TestTerraformProvider). No Terraform registry is reachable here, so both
+	# are built from the Go module proxy; the test points Terraform at the provider with
+	# dev_overrides. Terraform 1.5.7 is the newest release that builds from its module: later
+	# go.mod files replace backend modules with directories their module zip does not hold.
+	# `go build` in the downloaded module, not `go install`, which also asks for the module's
+	# version list (some proxies refuse that).
+	go_build_module() { # MODULE VERSION BINARY
+		local dir
+		dir=$(go mod download -json "$1@$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+		[ -n "$dir" ] || { echo "setup: go mod download $1@$2 failed" >&2; return 1; }
+		(cd "$dir" && GOFLAGS=-mod=readonly go build -trimpath -o "$gobin/$3.tmp" . && mv "$gobin/$3.tmp" "$gobin/$3")
+	}
+	mkdir -p "$gobin"
+	if [ ! -x "$gobin/terraform" ]; then
+		echo "setup: building terraform v1.5.7 from the Go module proxy into $gobin (a few minutes)"
+		go_build_module github.com/hashicorp/terraform v1.5.7 terraform
+	fi
+	if [ ! -x "$gobin/terraform-provider-hcloud" ]; then
+		echo "setup: building terraform-provider-hcloud v1.68.0 from the Go module proxy into $gobin"
+		go_build_module github.com/hetznercloud/terraform-provider-hcloud v1.68.0 terraform-provider-hcloud
+	fi
 fi
 
 if ! docker info >/dev/null 2>&1; then
