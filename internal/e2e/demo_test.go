@@ -252,37 +252,3 @@ func checkBlob(t *testing.T, w *world, env, path string, want []byte) {
 		return
 	}
 }
-
-type tarEntry struct {
-	name, link string
-	data       []byte
-	mode       int64
-	dir        bool
-}
-
-func tarOf(t testing.TB, entries []tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: e.mode}
-		switch {
-		case e.dir:
-			h.Typeflag, h.Mode = tar.TypeDir, 0o755
-		case e.link != "":
-			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, e.link, 0o777
-		default:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
