@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/dockbridge/dockbridge/internal/backup/backuptest"
+	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
 func testMeta() Metadata {
@@ -60,7 +61,7 @@ func restoreDir(t *testing.T, s Store, name, dst string, ids []age.Identity) (Me
 
 func TestRoundTripBitForBit(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Fatal("this test restores owners: run it as root (CI does)")
+		testenv.Require(t, "this test restores owners", []string{"root (CI runs as root)"})
 	}
 	src := t.TempDir()
 	backuptest.MakeTree(t, src, backuptest.TreeOptions{BigFile: 8 << 20})
