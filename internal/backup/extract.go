@@ -33,8 +33,10 @@ type ExtractOptions struct {
 
 // Extract reads a decompressed archive from r into dir, which should be empty. Nothing is ever
 // written outside dir: every path is resolved inside it (os.Root refuses .., absolute paths and
-// symlinks that leave it), hard links may only point at files this archive already created, and
-// the content is bounded by the metadata. At the end the counts must match the metadata.
+// symlinks that leave it), and the reader refuses, before anything is made for it, an entry
+// Walk refuses too (a name taken twice, an entry under a symlink or a file, a hard link to
+// anything but a regular file this archive already created). The content is bounded by the
+// metadata, and at the end the counts must match it.
 func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Metadata, Stats, error) {
 	ar, err := newArchiveReader(r)
 	if err != nil {
@@ -54,7 +56,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 		return m, Stats{}, fmt.Errorf("open target %s: %w", dir, err)
 	}
 	defer root.Close()
-	x := &extractor{root: root, ar: ar, opts: opts, created: map[string]bool{}, buf: make([]byte, 1<<20)}
+	x := &extractor{root: root, ar: ar, opts: opts, buf: make([]byte, 1<<20)}
 	if x.opts.Warn == nil {
 		x.opts.Warn = func(string) {}
 	}
@@ -92,31 +94,23 @@ type dirTime struct {
 }
 
 type extractor struct {
-	root    *os.Root
-	ar      *archiveReader
-	opts    ExtractOptions
-	created map[string]bool // regular files made by this archive: the only hard link targets
-	dirs    []dirTime
-	buf     []byte
-	warned  map[string]bool
-	madeDir map[string]bool // directories that had their own entry
+	root   *os.Root
+	ar     *archiveReader
+	opts   ExtractOptions
+	dirs   []dirTime
+	buf    []byte
+	warned map[string]bool
 }
 
 // implicitDir accepts a directory entry for a directory made earlier as the parent of another
-// entry (archives from other tools may list a directory after its contents), but never twice.
+// entry (archives from other tools may list a directory after its contents); the reader's
+// tree lets that happen once per directory.
 func (x *extractor) implicitDir(rel string, err error) bool {
-	if x.madeDir == nil {
-		x.madeDir = map[string]bool{}
-	}
-	if !errors.Is(err, fs.ErrExist) || x.madeDir[rel] {
+	if !errors.Is(err, fs.ErrExist) {
 		return false
 	}
 	fi, lerr := x.root.Lstat(rel)
-	if lerr != nil || !fi.IsDir() {
-		return false
-	}
-	x.madeDir[rel] = true
-	return true
+	return lerr == nil && fi.IsDir()
 }
 
 func (x *extractor) warnOnce(key, msg string) {
@@ -145,10 +139,6 @@ func (x *extractor) entry(h *tar.Header, rel string) error {
 				return fmt.Errorf("%w: create directory %q: %v", ErrUnsafeEntry, h.Name, err)
 			}
 		}
-		if x.madeDir == nil {
-			x.madeDir = map[string]bool{}
-		}
-		x.madeDir[rel] = true
 		x.dirs = append(x.dirs, dirTime{rel, h.ModTime})
 	case isRegular(h):
 		f, err := x.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -164,16 +154,12 @@ func (x *extractor) entry(h *tar.Header, rel string) error {
 		if err != nil {
 			return err
 		}
-		x.created[rel] = true
 	case h.Typeflag == tar.TypeSymlink:
 		if err := x.root.Symlink(h.Linkname, rel); err != nil {
 			return fmt.Errorf("%w: create symlink %q: %v", ErrUnsafeEntry, h.Name, err)
 		}
 	case h.Typeflag == tar.TypeLink:
-		target, _ := relName(h.Linkname)
-		if !x.created[target] {
-			return fmt.Errorf("%w: hard link %q points to %q, which this archive did not create before", ErrUnsafeEntry, h.Name, h.Linkname)
-		}
+		target, _ := relName(h.Linkname) // a regular file this archive made (the reader's tree)
 		if err := x.root.Link(target, rel); err != nil {
 			return fmt.Errorf("%w: create hard link %q: %v", ErrUnsafeEntry, h.Name, err)
 		}
@@ -182,7 +168,7 @@ func (x *extractor) entry(h *tar.Header, rel string) error {
 		var kind uint32 = unix.S_IFIFO
 		if h.Typeflag != tar.TypeFifo {
 			if !x.opts.AllowDevices {
-				return fmt.Errorf("%w: %q is a device file; restore with --allow-devices if you trust this backup", ErrUnsafeEntry, h.Name)
+				return fmt.Errorf("%w: %q is a device file; restore with --allow-devices if you trust this backup", ErrDeviceFile, h.Name)
 			}
 			kind = unix.S_IFCHR
 			if h.Typeflag == tar.TypeBlock {
@@ -265,7 +251,10 @@ func (x *extractor) xattrs(h *tar.Header, rel string) error {
 	for _, k := range names {
 		name := strings.TrimPrefix(k, "SCHILY.xattr.")
 		if err := unix.Fsetxattr(int(f.Fd()), name, []byte(h.PAXRecords[k]), 0); err != nil {
-			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
+			// The target does not take it: no such namespace here, not allowed, or a value
+			// this filesystem rejects (a malformed ACL or capability, too large for its inode).
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) ||
+				errors.Is(err, unix.EINVAL) || errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ERANGE) {
 				x.warnOnce("xattr:"+name, fmt.Sprintf("extended attribute %s not restored: %v", name, err))
 				continue
 			}

@@ -193,6 +193,12 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, tc.wantMsg)
 			}
 			s.untouched(t)
+			// `backup verify` refuses it too; a device file is restore's policy
+			// (--allow-devices), not damage, so verify passes that one.
+			_, _, werr := Walk(bytes.NewReader(raw))
+			if policy := errors.Is(err, ErrDeviceFile); (werr == nil) != policy {
+				t.Errorf("verify (Walk) says %v where restore says %v", werr, err)
+			}
 		})
 	}
 }

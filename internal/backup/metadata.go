@@ -105,7 +105,9 @@ func (s Stats) matches(m Metadata) error {
 var (
 	ErrMetadataMismatch = errors.New("archive content does not match its metadata")
 	ErrUnsafeEntry      = errors.New("unsafe archive entry")
-	ErrChecksum         = errors.New("checksum mismatch")
-	ErrNoChecksum       = errors.New("no checksum file")
-	ErrTooLarge         = errors.New("archive holds more than announced")
+	// ErrDeviceFile: restore refuses a device file without --allow-devices (also ErrUnsafeEntry).
+	ErrDeviceFile = fmt.Errorf("%w: device file", ErrUnsafeEntry)
+	ErrChecksum   = errors.New("checksum mismatch")
+	ErrNoChecksum = errors.New("no checksum file")
+	ErrTooLarge   = errors.New("archive holds more than announced")
 )

@@ -19,6 +19,8 @@ type archiveReader struct {
 	limit int64
 	// sawRoot: data/ itself was seen.
 	sawRoot bool
+	// tree is what the entries so far would make in an empty target.
+	tree entryTree
 }
 
 // newArchiveReader reads and validates the metadata entry.
@@ -42,7 +44,7 @@ func newArchiveReader(r io.Reader) (*archiveReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &archiveReader{tr: tr, meta: m, limit: m.Bytes}, nil
+	return &archiveReader{tr: tr, meta: m, limit: m.Bytes, tree: entryTree{}}, nil
 }
 
 func truncated(err error) error {
@@ -95,7 +97,8 @@ func relName(name string) (string, error) {
 	return rest, nil
 }
 
-// next returns the next data entry, checked, or io.EOF after the last one.
+// next returns the next data entry, checked (its name, its place in the tree the archive
+// builds, the counts), or io.EOF after the last one.
 func (a *archiveReader) next() (*tar.Header, string, error) {
 	for {
 		h, err := a.tr.Next()
@@ -127,6 +130,9 @@ func (a *archiveReader) next() (*tar.Header, string, error) {
 			if _, err := relName(h.Linkname); err != nil || h.Linkname == DataDir+"/" {
 				return nil, "", fmt.Errorf("%w: hard link %q points to %q, outside %s/", ErrUnsafeEntry, h.Name, h.Linkname, DataDir)
 			}
+		}
+		if err := a.tree.add(h, rel); err != nil {
+			return nil, "", err
 		}
 		if isRegular(h) {
 			if h.Size < 0 || h.Size > a.limit-a.stats.Bytes {
