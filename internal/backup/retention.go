@@ -85,16 +85,22 @@ func Prune(ctx context.Context, s Store, p PrunePolicy, now time.Time, dryRun bo
 	if dryRun {
 		return plan, nil
 	}
+	return plan, ApplyPrune(ctx, s, plan)
+}
+
+// ApplyPrune deletes what plan (from Prune with dryRun) does not keep, the archive first,
+// then its checksum file: what a user confirmed after seeing the plan.
+func ApplyPrune(ctx context.Context, s Store, plan []Decision) error {
 	for _, d := range plan {
 		if d.Keep {
 			continue
 		}
 		if err := s.Delete(ctx, d.Name); err != nil {
-			return plan, fmt.Errorf("delete %s: %w", d.Name, err)
+			return fmt.Errorf("delete %s: %w", d.Name, err)
 		}
 		if err := s.Delete(ctx, ChecksumName(d.Name)); err != nil {
-			return plan, fmt.Errorf("delete %s: %w", ChecksumName(d.Name), err)
+			return fmt.Errorf("delete %s: %w", ChecksumName(d.Name), err)
 		}
 	}
-	return plan, nil
+	return nil
 }

@@ -88,7 +88,7 @@ func NewS3Store(ctx context.Context, bucketPrefix string, cfg S3Config) (*S3Stor
 		return nil, fmt.Errorf("s3 bucket %s at %s: %w", bucket, cfg.Endpoint, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("s3 bucket %s does not exist at %s: create it first", bucket, cfg.Endpoint)
+		return nil, fmt.Errorf("s3 bucket %s does not exist at %s: create it first: %w", bucket, cfg.Endpoint, ErrNoStore)
 	}
 	return &S3Store{client: client, bucket: bucket, prefix: prefix, cfg: cfg}, nil
 }

@@ -41,7 +41,12 @@ type ObjectWriter interface {
 // ErrNotFound is returned by Open and ReadSmall for a missing object.
 var ErrNotFound = errors.New("not found")
 
-// OpenStore parses a destination: s3://bucket/prefix or a directory path.
+// ErrNoStore is returned by OpenStore for a directory or bucket that does not exist.
+var ErrNoStore = errors.New("no such backup location")
+
+// OpenStore opens an existing store, s3://bucket/prefix or a directory, to read from (and to
+// delete from, as prune does). It never creates anything: a missing directory or bucket is an
+// error, so that a typo in a path lists nothing instead of making a directory.
 func OpenStore(ctx context.Context, location string, s3 S3Config) (Store, error) {
 	if rest, ok := strings.CutPrefix(location, "s3://"); ok {
 		return NewS3Store(ctx, rest, s3)
@@ -52,18 +57,48 @@ func OpenStore(ctx context.Context, location string, s3 S3Config) (Store, error)
 	return NewDirStore(location)
 }
 
+// OpenDestination opens a store to write backups into. A missing local directory is created
+// (0700, with its parents), and created says so; a bucket must exist (it is never created).
+func OpenDestination(ctx context.Context, location string, s3 S3Config) (s Store, created bool, err error) {
+	if strings.HasPrefix(location, "s3://") || strings.Contains(location, "://") {
+		s, err = OpenStore(ctx, location, s3)
+		return s, false, err
+	}
+	return CreateDirStore(location)
+}
+
 // DirStore is a local directory.
 type DirStore struct{ dir string }
 
-// NewDirStore uses dir, creating it (0700) if needed.
+// NewDirStore uses dir, which must be an existing directory.
 func NewDirStore(dir string) (*DirStore, error) {
 	if dir == "" {
 		return nil, errors.New("backup directory is empty: give --to DIR or s3://bucket/prefix")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create backup directory: %w", err)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("backup directory %s does not exist: %w", dir, ErrNoStore)
+	case err != nil:
+		return nil, fmt.Errorf("backup directory: %w", err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("backup directory %s is not a directory", dir)
 	}
 	return &DirStore{dir: dir}, nil
+}
+
+// CreateDirStore uses dir, creating it (0700, with its parents) when it is missing.
+func CreateDirStore(dir string) (s *DirStore, created bool, err error) {
+	if dir != "" {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, false, fmt.Errorf("create backup directory: %w", err)
+			}
+			created = true
+		}
+	}
+	s, err = NewDirStore(dir)
+	return s, created, err
 }
 
 func (d *DirStore) String() string { return d.dir }

@@ -50,7 +50,7 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 			f.StringVar(&compression, "compression", "zstd", "zstd, gzip or none")
 			f.StringVar(&encryptTo, "encrypt-to", "", "encrypt with age for this recipient (age1...) or recipients file")
 			f.BoolVar(&keepRunning, "keep-running", false, "do not stop the containers using the volumes (the copy may be inconsistent)")
-			sf.add(f)
+			sf.add(f, true)
 			completeFlag(cmd, "to", completeDirs)
 			completeFlag(cmd, "encrypt-to", completeFiles)
 		},
@@ -78,7 +78,7 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 					return nil, err
 				}
 			}
-			store, err := sf.open(ctx, to)
+			store, err := sf.destination(ctx, to, d.errOut)
 			if err != nil {
 				return nil, err
 			}
@@ -135,7 +135,7 @@ func backupLsCmd(d deps) *cobra.Command {
 		Formats: tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			f.StringVar(&from, "from", "", "a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO, else .)")
-			sf.add(f)
+			sf.add(f, false)
 			completeFlag(cmd, "from", completeDirs)
 		},
 		Run: func(ctx context.Context, _ *cobra.Command, _ []string) ([]backup.Backup, error) {
@@ -160,16 +160,6 @@ func backupLsCmd(d deps) *cobra.Command {
 	}.build(d.out)
 }
 
-func fromOrEnv(from string) string {
-	if from == "" {
-		from = os.Getenv("DOCKBRIDGE_BACKUP_TO")
-	}
-	if from == "" {
-		from = "."
-	}
-	return from
-}
-
 // clock is the time source of prune (tests replace it).
 var clock = time.Now
 
@@ -179,10 +169,19 @@ func backupPruneCmd(d deps) *cobra.Command {
 		from   string
 		p      backup.PrunePolicy
 		dryRun bool
+		force  bool
+		// deleted: the plan was carried out (else the table says "would delete")
+		deleted bool
 	)
 	return spec[[]backup.Decision]{
-		Use:     "prune [OPTIONS]",
-		Short:   "Delete old backups; per volume, keep the last N and those within a duration, and always the newest verified one",
+		Use:   "prune [OPTIONS]",
+		Short: "Delete old backups; per volume, keep the last N and those within a duration, and always the newest verified one",
+		Long: `Delete old backups; per volume, keep the last N and those within a duration, and always the newest verified one.
+
+It shows what it would delete and asks first, on a terminal, as ` + "`docker system prune`" + ` does;
+-f/--force deletes without asking (without a terminal, --force is required), --dry-run only shows.`,
+		Example: `  docker dockbridge backup prune --keep-last 7 --keep-within 720h --dry-run
+  docker dockbridge backup prune --from s3://my-bucket/host1 --keep-last 7 --force   # in a cron job`,
 		Formats: tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			f.StringVar(&from, "from", "", "a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO, else .)")
@@ -190,24 +189,40 @@ func backupPruneCmd(d deps) *cobra.Command {
 			f.IntVar(&p.KeepLast, "keep-last", 0, "keep the newest N backups of each volume")
 			f.DurationVar(&p.KeepWithin, "keep-within", 0, "keep backups younger than this (e.g. 720h)")
 			f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted")
-			sf.add(f)
+			f.BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
+			sf.add(f, false)
 		},
 		Run: func(ctx context.Context, _ *cobra.Command, _ []string) ([]backup.Decision, error) {
 			store, err := sf.open(ctx, fromOrEnv(from))
 			if err != nil {
 				return nil, err
 			}
-			plan, err := backup.Prune(ctx, store, p, clock(), dryRun)
-			return plan, afterOutput(err)
+			plan, err := backup.Prune(ctx, store, p, clock(), true)
+			doomed := 0
+			for _, dc := range plan {
+				if !dc.Keep {
+					doomed++
+				}
+			}
+			if err != nil || dryRun || doomed == 0 {
+				return plan, afterOutput(err)
+			}
+			if !force {
+				if err := confirmPrune(ctx, d, store, plan, doomed); err != nil {
+					return plan, afterOutput(err)
+				}
+			}
+			deleted = true
+			return plan, afterOutput(backup.ApplyPrune(ctx, store, plan))
 		},
 		Print: func(w io.Writer, _ string, plan []backup.Decision) error {
 			var rows [][]string
 			for _, dc := range plan {
 				action := "keep"
 				if !dc.Keep {
-					action = "delete"
-					if dryRun {
-						action = "would delete"
+					action = "would delete"
+					if deleted {
+						action = "delete"
 					}
 				}
 				rows = append(rows, []string{dc.Name, action, dc.Reason})
@@ -218,6 +233,28 @@ func backupPruneCmd(d deps) *cobra.Command {
 			return ui.Table(w, []string{"archive", "action", "why"}, rows)
 		},
 	}.build(d.out)
+}
+
+// confirmPrune asks on a terminal before backups are deleted; without one, --force is needed.
+func confirmPrune(ctx context.Context, d deps, store backup.Store, plan []backup.Decision, doomed int) error {
+	what := plural(doomed, "backup", "backups")
+	if !d.interactive {
+		return fmt.Errorf("backup prune would delete %s in %s and there is no terminal to ask on: pass -f/--force (or --dry-run to list them)", what, store)
+	}
+	fmt.Fprintf(d.errOut, "WARNING! This will delete %s in %s:\n", what, store)
+	for _, dc := range plan {
+		if !dc.Keep {
+			fmt.Fprintf(d.errOut, "  - %s (%s)\n", dc.Name, dc.Reason)
+		}
+	}
+	ok, err := confirm(ctx, d.in, d.errOut, "Are you sure you want to continue?")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("backup prune cancelled: nothing was deleted")
+	}
+	return nil
 }
 
 func backupVerifyCmd(d deps) *cobra.Command {
@@ -233,9 +270,9 @@ func backupVerifyCmd(d deps) *cobra.Command {
 		Complete: completeArchives(&from, &sf),
 		Formats:  tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
-			f.StringVar(&from, "from", "", "where ARCHIVE is when it is a bare name (default .)")
+			f.StringVar(&from, "from", "", "where to look for ARCHIVE when it is a bare name: a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO; then .)")
 			f.StringVar(&identity, "identity", "", "age identity file, to check the content of an encrypted archive")
-			sf.add(f)
+			sf.add(f, false)
 			completeFlag(cmd, "from", completeDirs)
 			completeFlag(cmd, "identity", completeFiles)
 		},
@@ -244,8 +281,7 @@ func backupVerifyCmd(d deps) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			loc, name := splitArchive(args[0], from)
-			store, err := sf.open(ctx, loc)
+			store, name, err := sf.archive(ctx, args[0], from)
 			if err != nil {
 				return nil, err
 			}

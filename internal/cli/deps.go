@@ -24,9 +24,12 @@ import (
 // the engine of the current context. Tests build it around a real engine client and buffers.
 type deps struct {
 	cli    command.Cli // nil in the tests that only use the engine
+	in     io.Reader
 	out    io.Writer
 	errOut io.Writer
-	engine func() (*volumeops.Engine, error)
+	// interactive: in is a terminal, so questions can be asked
+	interactive bool
+	engine      func() (*volumeops.Engine, error)
 }
 
 func depsFrom(dockerCli command.Cli) deps {
@@ -35,8 +38,10 @@ func depsFrom(dockerCli command.Cli) deps {
 		engine: func() (*volumeops.Engine, error) {
 			return &volumeops.Engine{API: dockerCli.Client(), Context: dockerCli.CurrentContext(), Progress: dockerCli.Err()}, nil
 		},
-		out:    dockerCli.Out(),
-		errOut: dockerCli.Err(),
+		in:          dockerCli.In(),
+		out:         dockerCli.Out(),
+		errOut:      dockerCli.Err(),
+		interactive: dockerCli.In().IsTerminal(),
 	}
 }
 

@@ -28,7 +28,7 @@ func metricsCmd(d deps) *cobra.Command {
 			f.StringVar(&textfile, "textfile", "", "write the Prometheus text atomically to this file (node_exporter textfile collector)")
 			f.StringVar(&backups, "backups", "", "a directory or s3://bucket/prefix to report backup metrics for")
 			f.BoolVar(&noUsage, "no-usage", false, "skip measuring each volume's used bytes and files (no helper containers)")
-			sf.add(f)
+			sf.add(f, false)
 			completeFlag(cmd, "textfile", completeFiles)
 			completeFlag(cmd, "backups", completeDirs)
 		},

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/dockbridge/dockbridge/internal/backup"
 	"github.com/dockbridge/dockbridge/internal/ui"
 	"github.com/dockbridge/dockbridge/internal/volumeops"
 )
@@ -34,21 +35,24 @@ The archive is read once and its checksum checked as it streams: only a complete
 SHA-256 matches its .sha256 is kept; otherwise the volume is emptied again (or removed, if the
 restore created it). A missing volume is created with the driver, driver options and labels it
 had. A volume that holds data is refused unless --force: then the checksum is verified before
-anything changes, a safety backup of its content is taken (the restore stops if that fails), the
-containers using it are stopped, its content is replaced, and the containers are started again.`,
+anything changes, the containers using the volume are stopped, a safety backup of its content is
+taken while they are stopped, so that it is consistent (if that fails, nothing is changed and they
+are started again), its content is replaced, and the containers are started again.
+
+` + archiveArgHelp,
 		Example: `  docker dockbridge restore /srv/backups/db_data-20251017T143025Z.tar.zst
   docker dockbridge restore s3://my-bucket/host1/db_data-20251017T143025Z.tar.zst --volume db_copy`,
 		Args:     cli.ExactArgs(1),
 		Complete: completeArchives(&from, &sf),
 		Formats:  tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
-			f.StringVar(&from, "from", "", "where ARCHIVE is when it is a bare name (default .)")
+			f.StringVar(&from, "from", "", "where to look for ARCHIVE when it is a bare name: a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO; then .)")
 			f.StringVar(&vol, "volume", "", "restore into this volume (default: the volume the backup came from)")
-			f.BoolVar(&force, "force", false, "replace the content of a volume that holds data (after a safety backup)")
+			f.BoolVar(&force, "force", false, "replace the content of a volume that holds data (its containers stopped, after a safety backup)")
 			f.StringVar(&identity, "identity", "", "age identity file for an encrypted archive")
 			f.BoolVar(&allowDevices, "allow-devices", false, "create device files found in the archive")
 			f.StringVar(&safetyTo, "safety-to", "", "where the --force safety backup goes (default: next to ARCHIVE)")
-			sf.add(f)
+			sf.add(f, true)
 			completeFlag(cmd, "from", completeDirs)
 			completeFlag(cmd, "volume", completeVolumes(d, false))
 			completeFlag(cmd, "identity", completeFiles)
@@ -63,15 +67,14 @@ containers using it are stopped, its content is replaced, and the containers are
 			if err != nil {
 				return nil, err
 			}
-			var loc string
-			loc, name = splitArchive(args[0], from)
-			store, err := sf.open(ctx, loc)
+			var store backup.Store
+			store, name, err = sf.archive(ctx, args[0], from)
 			if err != nil {
 				return nil, err
 			}
 			safety := store
 			if safetyTo != "" {
-				if safety, err = sf.open(ctx, safetyTo); err != nil {
+				if safety, err = sf.destination(ctx, safetyTo, d.errOut); err != nil {
 					return nil, err
 				}
 			}

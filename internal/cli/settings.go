@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -42,22 +41,18 @@ Keys: ` + strings.Join(host.SettingKeys, ", "),
   docker dockbridge settings set location nbg1`,
 			Args:     cli.RequiresRangeArgs(1, 2),
 			Complete: completeSettingKeys,
-			Run: func(_ context.Context, _ *cobra.Command, args []string) (*string, error) {
+			Run: func(ctx context.Context, _ *cobra.Command, args []string) (*string, error) {
 				key := args[0]
 				var value string
 				switch {
 				case key == "token" && len(args) == 2:
 					return nil, errors.New("the token is not taken on the command line (it would land in your shell history): run `docker dockbridge settings set token` and paste it, or pipe it in")
 				case key == "token":
-					in := d.cli.In()
-					if in.IsTerminal() {
-						fmt.Fprint(d.cli.Err(), "Hetzner Cloud API token (input hidden is not supported; it is not echoed anywhere else): ")
-					}
-					line, err := bufio.NewReader(io.LimitReader(in, 4096)).ReadString('\n')
-					if err != nil && !errors.Is(err, io.EOF) {
+					line, err := readSecret(ctx, d.cli.In(), d.cli.Err(), "Hetzner Cloud API token (input is hidden): ")
+					if err != nil {
 						return nil, fmt.Errorf("read the token from stdin: %w", err)
 					}
-					value = strings.TrimSpace(line)
+					value = line
 					if value == "" {
 						return nil, errors.New("no token on stdin: pipe it in, e.g. `docker dockbridge settings set token < token.txt`")
 					}

@@ -175,6 +175,10 @@ func volumeCheckCmd(d deps) *cobra.Command {
 			return res, nil
 		},
 		Print: func(w io.Writer, _ string, res []volumeops.CheckResult) error {
+			if len(res) == 0 {
+				_, err := fmt.Fprintln(w, "No volumes: nothing to check.")
+				return err
+			}
 			var rows [][]string
 			for _, r := range res {
 				usage := fmt.Sprintf("%.1f%%", r.Usage*100)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,13 @@ import (
 // runVolumeCLI runs one of our commands against the real engine and returns stdout and the error.
 func runVolumeCLI(t *testing.T, mk func(deps) *cobra.Command, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := runVolumeCLIStderr(t, mk, args...)
+	return out, err
+}
+
+// runVolumeCLIStderr is runVolumeCLI that also returns stderr.
+func runVolumeCLIStderr(t *testing.T, mk func(deps) *cobra.Command, args ...string) (string, string, error) {
+	t.Helper()
 	c := volumeopstest.Client(t)
 	var out, errOut bytes.Buffer
 	d := deps{
@@ -37,7 +45,7 @@ func runVolumeCLI(t *testing.T, mk func(deps) *cobra.Command, args ...string) (s
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	err := cmd.ExecuteContext(t.Context())
 	t.Logf("%s: stderr:\n%s", strings.Join(args, " "), errOut.String())
-	return out.String(), err
+	return out.String(), errOut.String(), err
 }
 
 // The commands a user types, end to end on the real engine: backup, ls, verify, restore into a
@@ -53,7 +61,7 @@ func TestVolumeCommandsEndToEnd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mp.Volume.Mountpoint, "hello.txt"), []byte("hello from the cli test\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "backups") // backup makes it, and says so
 
 	// A word that names no volume is not taken as one: a typo of `backup ls` says so.
 	if _, err := runVolumeCLI(t, backupCmd, "lst", "--to", dir); err == nil || !strings.Contains(err.Error(), `no volume named "lst"`) ||
@@ -68,9 +76,12 @@ func TestVolumeCommandsEndToEnd(t *testing.T) {
 	if _, err := runVolumeCLI(t, backupCmd, src); err == nil || !strings.Contains(err.Error(), "--to") {
 		t.Fatalf("backup without --to: %v", err)
 	}
-	out, err := runVolumeCLI(t, backupCmd, src, "--to", dir, "-o", "json")
+	out, stderr, err := runVolumeCLIStderr(t, backupCmd, src, "--to", dir, "-o", "json")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "Created the backup directory "+dir) {
+		t.Errorf("backup into a new directory does not say it made it:\n%s", stderr)
 	}
 	var br []volumeops.BackupResult
 	if err := json.Unmarshal([]byte(out), &br); err != nil || len(br) != 1 || br[0].Metadata.Files != 1 {
@@ -93,7 +104,10 @@ func TestVolumeCommandsEndToEnd(t *testing.T) {
 	}
 	dst := "dbt-cli-copy-" + suffix
 	t.Cleanup(func() { volumeopstest.RemoveVolume(c, dst) })
-	out, err = runVolumeCLI(t, restoreCmd, name, "--from", dir, "--volume", dst)
+	// By the bare name `backup ls` prints, from DOCKBRIDGE_BACKUP_TO, in another directory.
+	t.Setenv("DOCKBRIDGE_BACKUP_TO", dir)
+	t.Chdir(t.TempDir())
+	out, err = runVolumeCLI(t, restoreCmd, name, "--volume", dst)
 	if err != nil || !strings.Contains(out, "Created:   yes") {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
@@ -157,7 +171,7 @@ func TestVolumeCommandsEndToEnd(t *testing.T) {
 	// Prune keeps the newest verified backup whatever the rule says.
 	clock = func() time.Time { return time.Now().Add(365 * 24 * time.Hour) }
 	defer func() { clock = time.Now }()
-	out, err = runVolumeCLI(t, backupPruneCmd, "--from", dir, "--keep-within", "24h")
+	out, err = runVolumeCLI(t, backupPruneCmd, "--from", dir, "--keep-within", "24h", "--force")
 	if err != nil || !strings.Contains(out, "newest verified backup") {
 		t.Fatalf("prune: %v\n%s", err, out)
 	}
@@ -174,17 +188,22 @@ func mustDir(t *testing.T, dir string) backup.Store {
 	return s
 }
 
-func TestSplitArchive(t *testing.T) {
-	for _, tc := range []struct{ arg, from, loc, name string }{
-		{"/srv/b/x.tar.zst", "", "/srv/b/", "x.tar.zst"},
-		{"x.tar.zst", "", ".", "x.tar.zst"},
-		{"x.tar.zst", "s3://bkt/p", "s3://bkt/p", "x.tar.zst"},
-		{"s3://bkt/host1/x.tar.zst", "", "s3://bkt/host1/", "x.tar.zst"},
-		{"./x.tar", "", "./", "x.tar"},
+func TestArchiveLocations(t *testing.T) {
+	t.Setenv("DOCKBRIDGE_BACKUP_TO", "")
+	for _, tc := range []struct {
+		arg, from string
+		locs      []string
+		name      string
+	}{
+		{"/srv/b/x.tar.zst", "", []string{"/srv/b/"}, "x.tar.zst"},
+		{"x.tar.zst", "", []string{"."}, "x.tar.zst"},
+		{"x.tar.zst", "s3://bkt/p", []string{"s3://bkt/p", "."}, "x.tar.zst"},
+		{"s3://bkt/host1/x.tar.zst", "", []string{"s3://bkt/host1/"}, "x.tar.zst"},
+		{"./x.tar", "", []string{"./"}, "x.tar"},
 	} {
-		loc, name := splitArchive(tc.arg, tc.from)
-		if loc != tc.loc || name != tc.name {
-			t.Errorf("splitArchive(%q, %q) = %q, %q", tc.arg, tc.from, loc, name)
+		locs, name := archiveLocations(tc.arg, tc.from)
+		if !slices.Equal(locs, tc.locs) || name != tc.name {
+			t.Errorf("archiveLocations(%q, %q) = %q, %q", tc.arg, tc.from, locs, name)
 		}
 	}
 }

@@ -275,6 +275,10 @@ func TestStatsAndReset(t *testing.T) {
 	if got := sim.Stats().Total; got != 1 {
 		t.Errorf("stats after reset: total %d, want 1", got)
 	}
+	// IDs are never given twice, also across a reset (the README says so).
+	if v2 := mustVolume(t, c, hcloud.VolumeCreateOpts{Name: "s"}); v2.ID <= v.ID {
+		t.Errorf("after reset a new volume got id %d, the one before had %d", v2.ID, v.ID)
+	}
 }
 
 func TestConcurrentClients(t *testing.T) {

@@ -260,12 +260,15 @@ func (s *Sim) SetFaults(cfg FaultConfig) error {
 // SetRateLimit sets the bucket size (per hour) and the remaining tokens (-1 keeps them).
 func (s *Sim) SetRateLimit(limit, remaining int) { s.bucket.set(limit, remaining) }
 
-// Reset forgets every resource, action and statistic (the local server is recreated,
-// with a new id).
+// Reset forgets every resource, action and statistic; the local server is recreated, with a
+// new id. IDs keep increasing, as on Hetzner, where no id is ever given twice: a client still
+// holding an id from before never finds another resource under it.
 func (s *Sim) Reset() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	next, nextAction := s.st.NextID, s.st.NextActionID
 	s.st = newState()
+	s.st.NextID, s.st.NextActionID = next, nextAction
 	s.locks = map[lockKey]int64{}
 	if s.cfg.LocalServer != "" {
 		if err := s.ensureLocalServerLocked(); err != nil {

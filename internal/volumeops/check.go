@@ -96,7 +96,13 @@ func (e *Engine) Check(ctx context.Context, names []string, t Thresholds) ([]Che
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	vols, err := e.resolveVolumes(ctx, names, len(names) == 0)
+	var vols []Volume
+	var err error
+	if len(names) == 0 {
+		vols, err = e.ListVolumes(ctx) // none is nothing to check, not an error
+	} else {
+		vols, err = e.resolveVolumes(ctx, names, false)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -43,8 +43,8 @@ type RestoreResult struct {
 
 // Restore restores an archive into a volume: a missing volume is created with the backup's
 // driver, options and labels; an existing volume with data is refused unless Force, which
-// verifies the checksum first, takes a safety backup (and aborts if that fails) and stops the
-// containers using it. The helper extracts safely and checks the counts against the metadata.
+// verifies the checksum first, stops the containers using it and takes a safety backup while
+// they are stopped (and aborts if that fails). The helper extracts safely and checks the counts against the metadata.
 //
 // The archive is read once: it is hashed while it streams to the helper, and the helper keeps
 // what it extracted only when the plugin confirms the checksum at the end (otherwise it empties
