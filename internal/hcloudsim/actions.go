@@ -60,6 +60,9 @@ type actionSpec struct {
 	run func(ctx context.Context) error
 	// done applies the outcome to the state; it runs with the simulator lock held.
 	done func(err error)
+	// failed, when set, runs without the lock when the action ends in error (also an injected
+	// one), so the backend matches the state the failure leaves.
+	failed func(ctx context.Context)
 }
 
 func ref(typ string, id int64) schema.ActionResourceReference {
@@ -132,6 +135,9 @@ func (s *Sim) runAction(a *action, spec actionSpec) {
 				s.log.Warn("action failed", "action", a.ID, "command", a.Command, "err", err)
 			}
 		}
+	}
+	if err != nil && spec.failed != nil {
+		spec.failed(s.ctx)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

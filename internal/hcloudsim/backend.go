@@ -41,6 +41,22 @@ type Backend interface {
 	Close() error
 }
 
+// GuestBackend is implemented by backends whose servers run an operating system of their own
+// (the container backend). Without it, a shutdown is StopServer and the server is off when the
+// action ends, and a delete is unclean when the server was not off and had a volume attached.
+type GuestBackend interface {
+	// ShutdownServer asks the server's OS to shut down, as Hetzner's ACPI request does, and
+	// returns once it is asked: the OS stops its services in order and powers off when it is
+	// done, or never if it ignores the request.
+	ShutdownServer(ctx context.Context, serverID int64) error
+	// WaitServerOff returns nil when the server is off (it powered itself off), or ctx's error.
+	WaitServerOff(ctx context.Context, serverID int64) error
+	// MountedVolumes describes the volume filesystems the server has mounted right now, read
+	// from its own mount table (empty when it is off or mounted none). A delete that comes
+	// while this is not empty is a power cut under a mounted filesystem.
+	MountedVolumes(ctx context.Context, serverID int64) ([]string, error)
+}
+
 // ServerSpec describes a server to create.
 type ServerSpec struct {
 	ID         int64

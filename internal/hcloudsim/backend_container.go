@@ -72,7 +72,10 @@ type containerServer struct {
 	private netip.Addr
 }
 
-var _ Backend = (*ContainerBackend)(nil)
+var (
+	_ Backend      = (*ContainerBackend)(nil)
+	_ GuestBackend = (*ContainerBackend)(nil)
+)
 
 // NewContainerBackend ensures the servers' Docker network and the metadata route. It needs
 // root, the Docker engine, loop devices and the simulated-server images
@@ -292,7 +295,8 @@ func (b *ContainerBackend) StartServer(ctx context.Context, id int64) error {
 	return s.host.Start(ctx)
 }
 
-// StopServer shuts the server down (systemd gets its shutdown signal).
+// StopServer stops the server for poweroff, reboot and reset: systemd gets its shutdown
+// signal and up to 30 s before the container is killed.
 func (b *ContainerBackend) StopServer(ctx context.Context, id int64) error {
 	s, err := b.server(id)
 	if err != nil {
@@ -301,8 +305,97 @@ func (b *ContainerBackend) StopServer(ctx context.Context, id int64) error {
 	return s.host.Stop(ctx)
 }
 
+// ShutdownServer asks the server's systemd to power off (ACPI): its units stop in order, Docker
+// stops its containers with their own stop timeouts, filesystems are unmounted, then the
+// container exits. WaitServerOff tells when.
+func (b *ContainerBackend) ShutdownServer(ctx context.Context, id int64) error {
+	s, err := b.server(id)
+	if err != nil {
+		return err
+	}
+	return s.host.Shutdown(ctx)
+}
+
+// WaitServerOff returns when the server's container has stopped (or is gone).
+func (b *ContainerBackend) WaitServerOff(ctx context.Context, id int64) error {
+	s, err := b.server(id)
+	if err != nil {
+		return nil
+	}
+	return s.host.WaitOff(ctx)
+}
+
+// MountedVolumes reads the server's mount table (/proc/<its init>/mountinfo) for filesystems on
+// the devices of the volumes attached to it, and also reports a volume whose loop device is
+// held exclusively while the server runs (a filesystem mounted in a namespace of the server
+// that its init does not see, e.g. only inside a container).
+func (b *ContainerBackend) MountedVolumes(ctx context.Context, id int64) ([]string, error) {
+	s, err := b.server(id)
+	if err != nil {
+		return nil, nil // no container: nothing is mounted
+	}
+	pid, err := s.host.InitPID(ctx)
+	if errors.Is(err, simhost.ErrNotFound) || (err == nil && pid == 0) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	var vols []int64
+	for vid, sid := range b.attached {
+		if sid == id {
+			vols = append(vols, vid)
+		}
+	}
+	b.mu.Unlock()
+	devs := map[string]int64{} // "major:minor" -> volume
+	loops := map[int64]string{}
+	for _, vid := range vols {
+		dev, ok, err := b.vols.store.LoopDevice(ctx, vid)
+		if err != nil || !ok {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(dev, &st); err != nil {
+			continue
+		}
+		devs[fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))] = vid
+		loops[vid] = dev
+	}
+	if len(devs) == 0 {
+		return nil, nil
+	}
+	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil // it exited meanwhile
+		}
+		return nil, fmt.Errorf("read the mount table of server %d: %w", id, err)
+	}
+	var out []string
+	seen := map[int64]bool{}
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if vid, ok := devs[f[2]]; ok {
+			out = append(out, fmt.Sprintf("volume %d at %s", vid, f[4]))
+			seen[vid] = true
+		}
+	}
+	for vid, dev := range loops {
+		if !seen[vid] && busy(dev) {
+			out = append(out, fmt.Sprintf("volume %d (its device %s is held: mounted in a namespace of the server)", vid, dev))
+		}
+	}
+	return out, nil
+}
+
 // DeleteServer removes the server's container and frees the loop devices of the volumes
-// that were attached to it (the API detaches them).
+// that were attached to it (the API detaches them). A running server is killed, not shut
+// down: the power cut of a delete on Hetzner.
 func (b *ContainerBackend) DeleteServer(ctx context.Context, id int64) error {
 	s, err := b.server(id)
 	if err != nil {

@@ -13,8 +13,9 @@ import (
 type FaultRule struct {
 	// Kind: "500" (server_error), "502" (bad_gateway), "503" (unavailable),
 	// "504" (timeout), "429" (rate_limit_exceeded), "timeout" (hold the request until the
-	// client gives up or MaxDelay passes, then answer 504), or "action_error" (the action
-	// ends with status "error").
+	// client gives up or MaxDelay passes, then answer 504), "action_error" (the action
+	// ends with status "error"), or "ignore_shutdown" (the server's OS ignores a shutdown
+	// action's ACPI request: the action succeeds and the server stays running).
 	Kind string `json:"kind"`
 	// Rate is the probability in [0,1] that a matching request/action gets the fault.
 	Rate float64 `json:"rate"`
@@ -39,12 +40,15 @@ type FaultConfig struct {
 	Rules []FaultRule `json:"rules"`
 }
 
-var faultKinds = map[string]bool{"500": true, "502": true, "503": true, "504": true, "429": true, "timeout": true, "action_error": true}
+var faultKinds = map[string]bool{"500": true, "502": true, "503": true, "504": true, "429": true, "timeout": true, "action_error": true, "ignore_shutdown": true}
+
+// requestKind says whether a fault kind applies to HTTP requests (the others to actions).
+func requestKind(kind string) bool { return kind != "action_error" && kind != "ignore_shutdown" }
 
 func (c FaultConfig) validate() error {
 	for i, r := range c.Rules {
 		if !faultKinds[r.Kind] {
-			return fmt.Errorf("rule %d: unknown kind %q (want 500, 502, 503, 504, 429, timeout or action_error)", i, r.Kind)
+			return fmt.Errorf("rule %d: unknown kind %q (want 500, 502, 503, 504, 429, timeout, action_error or ignore_shutdown)", i, r.Kind)
 		}
 		if r.Rate < 0 || r.Rate > 1 {
 			return fmt.Errorf("rule %d: rate %v is outside [0,1]", i, r.Rate)
@@ -107,7 +111,7 @@ func (f *faultInjector) forRequest(method, template, path string) *FaultRule {
 	defer f.mu.Unlock()
 	for i := range f.cfg.Rules {
 		r := &f.cfg.Rules[i]
-		if r.Kind == "action_error" || r.Rate <= 0 {
+		if !requestKind(r.Kind) || r.Rate <= 0 {
 			continue
 		}
 		if r.Method != "" && r.Method != "*" && !strings.EqualFold(r.Method, method) {
@@ -138,6 +142,23 @@ func (f *faultInjector) forAction(command string) bool {
 			continue
 		}
 		if r.Count > 0 && r.fired >= r.Count {
+			continue
+		}
+		if f.rng.Float64() < r.Rate {
+			r.fired++
+			return true
+		}
+	}
+	return false
+}
+
+// ignoresShutdown reports whether the OS of a server getting a shutdown request ignores it.
+func (f *faultInjector) ignoresShutdown() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.cfg.Rules {
+		r := &f.cfg.Rules[i]
+		if r.Kind != "ignore_shutdown" || r.Rate <= 0 || (r.Count > 0 && r.fired >= r.Count) {
 			continue
 		}
 		if f.rng.Float64() < r.Rate {

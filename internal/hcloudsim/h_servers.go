@@ -330,6 +330,9 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 		startA := s.startActionLocked(actionSpec{
 			command: "start_server", resources: []schema.ActionResourceReference{ref("server", id)}, lock: true, after: create,
 			run: func(ctx context.Context) error { return s.backend.StartServer(ctx, id) },
+			// A server whose start failed is off; the container backend booted it in
+			// create_server already, so it stops it again.
+			failed: func(ctx context.Context) { _ = s.backend.StopServer(ctx, id) },
 			done: func(err error) {
 				if sv, ok := s.st.Servers[id]; ok {
 					if err != nil {
@@ -429,10 +432,21 @@ func (s *Sim) deleteServer(_ *http.Request, p params) (int, any, *apiError) {
 		return 0, nil, newError("protected", "server %d stands for the machine the simulator runs on (--local-server) and cannot be deleted", id)
 	}
 	prev := sv.Status
+	vols := append([]int64{}, sv.Volumes...)
 	sv.Status = "deleting"
 	a := s.startActionLocked(actionSpec{
 		command: "delete_server", resources: []schema.ActionResourceReference{ref("server", id)}, lock: true,
-		run: func(ctx context.Context) error { return s.backend.DeleteServer(ctx, id) },
+		run: func(ctx context.Context) error {
+			mounted := s.mountedAtDelete(ctx, id, prev, vols)
+			if err := s.backend.DeleteServer(ctx, id); err != nil {
+				return err
+			}
+			if mounted != "" {
+				s.stats.uncleanDelete()
+				s.log.Warn("unclean delete: the server still had a volume's filesystem mounted (on Hetzner a power cut)", "server", id, "mounted", mounted)
+			}
+			return nil
+		},
 		done: func(err error) {
 			sv, ok := s.st.Servers[id]
 			if !ok {
@@ -457,7 +471,92 @@ func (s *Sim) deleteServer(_ *http.Request, p params) (int, any, *apiError) {
 	return 200, schema.ServerDeleteResponse{Action: a.schemaLocked()}, nil
 }
 
-// serverPowerAction implements poweron, poweroff, shutdown, reboot and reset.
+// mountedAtDelete says which volume filesystems server id still has mounted as it is deleted
+// ("" when none): with a GuestBackend from the server's own mount table, otherwise every
+// attached volume of a server that was not off.
+func (s *Sim) mountedAtDelete(ctx context.Context, id int64, status string, vols []int64) string {
+	if g, ok := s.backend.(GuestBackend); ok {
+		m, err := g.MountedVolumes(ctx, id)
+		if err == nil {
+			return strings.Join(m, "; ")
+		}
+		s.log.Warn("read the mount table of a server being deleted; judging by its status", "server", id, "err", err)
+	}
+	if status == "off" || len(vols) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("volumes %v attached to a server that was %s", vols, status)
+}
+
+// shutdownServer is the shutdown action: Hetzner's ACPI request to the server's OS. The action
+// succeeds once the request is delivered. The server is off when its OS has powered off: with
+// a GuestBackend when it did (after stopping its services in order), with the other backends
+// at once. An OS that ignores the request (fault kind ignore_shutdown, or a guest that does)
+// leaves the server running.
+func (s *Sim) shutdownServer(r *http.Request, p params) (int, any, *apiError) {
+	var req struct{}
+	if e := decodeBody(r, &req); e != nil {
+		return 0, nil, e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv, e := s.serverLocked(p)
+	if e != nil {
+		return 0, nil, e
+	}
+	id := sv.ID
+	if s.isLocked("server", id) {
+		return 0, nil, locked("server", id)
+	}
+	guest, isGuest := s.backend.(GuestBackend)
+	ignored := false
+	a := s.startActionLocked(actionSpec{
+		command: "shutdown_server", resources: []schema.ActionResourceReference{ref("server", id)}, lock: true,
+		run: func(ctx context.Context) error {
+			if s.faults.ignoresShutdown() {
+				s.stats.fault()
+				ignored = true
+				s.log.Info("injected fault: the server's OS ignores the shutdown request", "server", id)
+				return nil
+			}
+			if isGuest {
+				return guest.ShutdownServer(ctx, id)
+			}
+			return s.backend.StopServer(ctx, id)
+		},
+		done: func(err error) {
+			sv, ok := s.st.Servers[id]
+			switch {
+			case err != nil || ignored || !ok:
+			case isGuest:
+				s.watchOffLocked(guest, id)
+			default:
+				sv.Status = "off"
+			}
+		},
+	})
+	s.persistLocked()
+	return http.StatusCreated, map[string]any{"action": a.schemaLocked()}, nil
+}
+
+// watchOffLocked marks server id off when its OS has powered off after a shutdown request.
+func (s *Sim) watchOffLocked(g GuestBackend, id int64) {
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		if err := g.WaitServerOff(s.ctx, id); err != nil {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if sv, ok := s.st.Servers[id]; ok && (sv.Status == "running" || sv.Status == "stopping") {
+			sv.Status = "off"
+			s.persistLocked()
+		}
+	}()
+}
+
+// serverPowerAction implements poweron, poweroff, reboot and reset.
 func (s *Sim) serverPowerAction(command, during, after string, op func(s *Sim) func(ctx context.Context, id int64) error) handlerFunc {
 	return func(r *http.Request, p params) (int, any, *apiError) {
 		var req struct{}

@@ -32,8 +32,7 @@ func (s *Sim) routes() {
 		func(s *Sim) func(ctx context.Context, id int64) error { return s.backend.StartServer }))
 	rt.handle("POST", "/v1/servers/{id}/actions/poweroff", s.serverPowerAction("stop_server", "stopping", "off",
 		func(s *Sim) func(ctx context.Context, id int64) error { return s.backend.StopServer }))
-	rt.handle("POST", "/v1/servers/{id}/actions/shutdown", s.serverPowerAction("shutdown_server", "stopping", "off",
-		func(s *Sim) func(ctx context.Context, id int64) error { return s.backend.StopServer }))
+	rt.handle("POST", "/v1/servers/{id}/actions/shutdown", s.shutdownServer)
 	rt.handle("POST", "/v1/servers/{id}/actions/reboot", s.serverPowerAction("reboot_server", "", "running", restart))
 	rt.handle("POST", "/v1/servers/{id}/actions/reset", s.serverPowerAction("reset_server", "", "running", restart))
 	rt.handle("POST", "/v1/servers/{id}/actions/change_protection", s.changeServerProtection)

@@ -79,6 +79,9 @@ type Sim struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// watchers wait for servers to power off after a shutdown request (not actions: /_sim/wait
+	// does not wait for them, and a server whose OS ignores the request never ends its wait).
+	watchers sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -326,6 +329,7 @@ func (s *Sim) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.wg.Wait()
+		s.watchers.Wait()
 		s.mu.Lock()
 		err := s.saveLocked()
 		s.mu.Unlock()

@@ -19,6 +19,12 @@ type Stats struct {
 	FaultsInjected int64 `json:"faults_injected"`
 	// Actions counts started actions per command.
 	Actions map[string]int64 `json:"actions"`
+	// UncleanDeletes counts server deletes that came while the server still had a volume's
+	// filesystem mounted: on Hetzner such a delete is a power cut. The container backend reads
+	// the server's mount table; the other backends count the delete of a server that is not
+	// off and has a volume attached. A server that unmounted everything before it was
+	// deleted (by someone else or by itself) is a clean delete.
+	UncleanDeletes int64 `json:"unclean_deletes"`
 }
 
 type statsRecorder struct {
@@ -55,6 +61,12 @@ func (r *statsRecorder) fault() {
 	r.s.FaultsInjected++
 }
 
+func (r *statsRecorder) uncleanDelete() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.UncleanDeletes++
+}
+
 func (r *statsRecorder) action(cmd string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -64,7 +76,7 @@ func (r *statsRecorder) action(cmd string) {
 func (r *statsRecorder) snapshot() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := Stats{Total: r.s.Total, RateLimited: r.s.RateLimited, FaultsInjected: r.s.FaultsInjected,
+	out := Stats{Total: r.s.Total, RateLimited: r.s.RateLimited, FaultsInjected: r.s.FaultsInjected, UncleanDeletes: r.s.UncleanDeletes,
 		ByEndpoint: map[string]int64{}, ByStatus: map[string]int64{}, Actions: map[string]int64{}}
 	for k, v := range r.s.ByEndpoint {
 		out.ByEndpoint[k] = v

@@ -308,8 +308,50 @@ func (h *Host) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Remove deletes the server's container (running or not) and its anonymous volumes.
-// Block devices are the caller's: they are not touched.
+// Shutdown asks the server's systemd to power off, as the ACPI power button does on a VM
+// (SIGRTMIN+4: poweroff.target, every unit stopped in order, then the container exits), and
+// returns at once. A stopped server is left as it is. WaitOff tells when it is off; a system
+// that refuses to power off (poweroff.target masked) keeps running.
+func (h *Host) Shutdown(ctx context.Context) error {
+	if !h.running(ctx) {
+		return nil
+	}
+	if _, _, err := docker(ctx, "kill", "--signal", "SIGRTMIN+4", h.Container); err != nil {
+		if !h.running(ctx) {
+			return nil // it stopped meanwhile
+		}
+		return fmt.Errorf("shut down server %d: %w", h.ID, err)
+	}
+	return nil
+}
+
+// WaitOff returns when the server's container is not running (at once if it is not), or
+// ctx's error. A removed container counts as off.
+func (h *Host) WaitOff(ctx context.Context) error {
+	if _, _, err := docker(ctx, "wait", h.Container); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if h.running(ctx) {
+			return fmt.Errorf("wait for server %d to power off: %w", h.ID, err)
+		}
+	}
+	return nil
+}
+
+// InitPID is the host's process id of the server's init (systemd), 0 when it is not running.
+// /proc/<pid>/mountinfo is then the server's own mount table.
+func (h *Host) InitPID(ctx context.Context) (int, error) {
+	out, err := h.inspect(ctx, "{{.State.Pid}}")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(out)
+}
+
+// Remove deletes the server's container (running or not) and its anonymous volumes. A
+// running server gets no shutdown: every process in it is killed (SIGKILL), like the power
+// cut of a delete on Hetzner. Block devices are the caller's: they are not touched.
 func (h *Host) Remove(ctx context.Context) error {
 	if _, _, err := docker(ctx, "rm", "--force", "--volumes", h.Container); err != nil {
 		if strings.Contains(err.Error(), "No such") {
