@@ -76,5 +76,7 @@ func main() {
 		}()
 	}
 	log.Info("serving the hetzner volume plugin on /run/docker/plugins/hetzner.sock")
-	log.Fatal(volume.NewHandler(d).ServeUnix("hetzner", 0))
+	if err := d.ServeUntilStopped(func() error { return volume.NewHandler(d).ServeUnix("hetzner", 0) }); err != nil {
+		log.Fatal(err)
+	}
 }

@@ -2,6 +2,7 @@ package volumedriver
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -399,6 +400,47 @@ func TestDetachOnUnmountReleases(t *testing.T) {
 	v = h.volumeNamed("moving")
 	if v.ServerID != 1 || v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
 		t.Fatalf("after mount again: server %d labels %v", v.ServerID, v.Labels)
+	}
+}
+
+// TestReleaseAllReleasesUnusedVolumesOnly is what the plugin does when Docker stops it (the
+// clean stop before a server is deleted): every volume it holds that no container uses is
+// marked released, so another server may take it; one still in use stays held; nothing is
+// detached; and a later mount here takes it back.
+func TestReleaseAllReleasesUnusedVolumesOnly(t *testing.T) {
+	h := newHarness(t)
+	h.create("idle", nil)
+	h.create("busy", nil)
+	h.create("used-before", nil)
+	h.mount("busy", "c1")
+	h.mount("used-before", "c2")
+	h.unmount("used-before", "c2")
+	released, err := h.d.ReleaseAll(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(released, ",") != "idle,used-before" {
+		t.Fatalf("released %v, want idle and used-before", released)
+	}
+	for name, want := range map[string]string{"idle": "released", "used-before": "released", "busy": "held"} {
+		v := h.volumeNamed(name)
+		got := "held"
+		if v.Labels[labelReleased] == "1" && v.Labels[labelHolder] == "" {
+			got = "released"
+		} else if v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
+			got = fmt.Sprintf("labels %v", v.Labels)
+		}
+		if got != want || v.ServerID != 1 {
+			t.Errorf("%s: %s on server %d, want %s and still attached to this server", name, got, v.ServerID, want)
+		}
+	}
+	if mayTakeOver(t.Context(), h.cloud, h.volumeNamed("idle")) != nil {
+		t.Error("another server may not take over a released volume")
+	}
+	// Mounting here again records this server as the holder again.
+	h.mount("idle", "c3")
+	if v := h.volumeNamed("idle"); v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
+		t.Fatalf("after mounting again: labels %v", v.Labels)
 	}
 }
 

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"sort"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/volume"
@@ -360,33 +363,110 @@ func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
 
 // release records that this server no longer uses the volume, then detaches it.
 func (d *Driver) release(ctx context.Context, v *VolumeState) error {
-	cloud, err := d.api()
+	inst, h, err := d.recordRelease(ctx, v)
 	if err != nil {
-		return err
-	}
-	inst, err := d.instance(ctx)
-	if err != nil {
-		return err
-	}
-	me := strconv.FormatInt(inst.ID, 10)
-	labels := cloneMap(v.Labels)
-	delete(labels, labelHolder)
-	labels[labelReleased] = me
-	h, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
-	if err != nil {
-		return d.explain(fmt.Errorf("release volume %q: %w", v.Name, err))
-	}
-	v.refresh(h)
-	if err := d.put(v); err != nil {
 		return err
 	}
 	if h.ServerID == inst.ID || d.devOK(d.devicePath(v.ID)) {
+		cloud, err := d.api()
+		if err != nil {
+			return err
+		}
 		if err := cloud.DetachVolume(ctx, v.ID); err != nil {
 			return d.explain(fmt.Errorf("release volume %q: detach: %w (it is marked released; another server may take it over)", v.Name, err))
 		}
 	}
 	v.ServerID = 0
 	return d.put(v)
+}
+
+// recordRelease writes on the volume that this server released it (dockbridge/released=<its
+// id>, no dockbridge/holder): mayTakeOver then lets another server take it.
+func (d *Driver) recordRelease(ctx context.Context, v *VolumeState) (hetzner.Instance, *hetzner.Volume, error) {
+	cloud, err := d.api()
+	if err != nil {
+		return hetzner.Instance{}, nil, err
+	}
+	inst, err := d.instance(ctx)
+	if err != nil {
+		return inst, nil, err
+	}
+	labels := cloneMap(v.Labels)
+	delete(labels, labelHolder)
+	labels[labelReleased] = strconv.FormatInt(inst.ID, 10)
+	h, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
+	if err != nil {
+		return inst, nil, d.explain(fmt.Errorf("release volume %q: %w", v.Name, err))
+	}
+	v.refresh(h)
+	return inst, h, d.put(v)
+}
+
+// ReleaseAll records the release of every volume this server holds that no container uses
+// and that is not mounted, so another server may take it over at once. The plugin runs it
+// when it is stopped: dockerd stops it after every container (their Unmounts came first) when
+// Docker stops, as on the clean stop before a server is deleted. A volume still in use stays
+// held. It returns the names released and the errors met; ctx bounds it (dockerd kills a
+// plugin 10 s after asking it to stop).
+func (d *Driver) ReleaseAll(ctx context.Context) (released []string, err error) {
+	if _, err := d.api(); err != nil {
+		return nil, err
+	}
+	inst, err := d.instance(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("release volumes: %w", err)
+	}
+	me := strconv.FormatInt(inst.ID, 10)
+	d.mu.Lock()
+	names := make([]string, 0, len(d.vols))
+	for n := range d.vols {
+		names = append(names, n)
+	}
+	d.mu.Unlock()
+	sort.Strings(names)
+	var errs []error
+	for _, name := range names {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("release volume %q: %w", name, ctx.Err()))
+			continue
+		}
+		unlock := d.volLock.lock(name)
+		v := d.get(name)
+		if v != nil && v.Labels[labelHolder] == me && len(v.Refs) == 0 && v.Mountpoint == "" {
+			if _, _, err := d.recordRelease(ctx, v); err != nil {
+				errs = append(errs, err)
+			} else {
+				released = append(released, name)
+				d.log.WithFields(logrus.Fields{"volume": name, "id": v.ID, "server": inst.ID}).Info("released volume: another server may take it over")
+			}
+		}
+		unlock()
+	}
+	return released, errors.Join(errs...)
+}
+
+// ServeUntilStopped runs serve (the plugin's socket) until the process gets SIGTERM or SIGINT,
+// as Docker sends when it stops the plugin, then releases the unused volumes (ReleaseAll,
+// within 8 s: Docker kills a plugin 10 s after asking it to stop) and returns nil. An error
+// of serve is returned at once.
+func (d *Driver) ServeUntilStopped(serve func() error) error {
+	stopped, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-stopped.Done():
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	released, err := d.ReleaseAll(ctx)
+	d.log.WithField("released", released).Info("stopping: volumes released for other servers")
+	if err != nil {
+		d.log.WithError(err).Warn("stopping: not every unused volume could be released")
+	}
+	return nil
 }
 
 // Remove deletes the Hetzner volume. It refuses while a container uses it, while another server
