@@ -230,12 +230,16 @@ func renderFiles(d templateData, compress bool) ([]writeFile, error) {
 }
 
 // daemonJSON is /etc/docker/daemon.json: data-root on the volume, no TCP listener (the API is
-// reached over SSH through the unix socket), live-restore, bounded json-file logs.
+// reached over SSH through the unix socket), bounded json-file logs, and live-restore OFF:
+// stopping Docker (`systemctl stop docker`, and systemd's own shutdown on an ACPI request)
+// must stop every container with its own stop timeout and then the volume plugins, before the
+// volumes are unmounted. With live-restore dockerd exits and leaves containers and plugins
+// running (its plugin manager keeps the setting it started with, so a reload cannot change it).
 func daemonJSON(p Params) (string, error) {
 	cfg := map[string]any{}
 	maps.Copy(cfg, p.Docker.ExtraDaemonConfig)
 	cfg["data-root"] = p.Volume.MountPoint
-	cfg["live-restore"] = true
+	cfg["live-restore"] = false
 	cfg["log-driver"] = "json-file"
 	cfg["log-opts"] = map[string]string{
 		"max-size": p.Docker.LogMaxSize,

@@ -359,7 +359,7 @@ func TestRenderedDocument(t *testing.T) {
 	if _, ok := daemon["hosts"]; ok {
 		t.Errorf("daemon.json sets hosts (a TCP listener?): %v", daemon["hosts"])
 	}
-	if daemon["data-root"] != "/var/lib/docker" || daemon["live-restore"] != true || daemon["log-driver"] != "json-file" || daemon["storage-driver"] != "overlay2" {
+	if daemon["data-root"] != "/var/lib/docker" || daemon["live-restore"] != false || daemon["log-driver"] != "json-file" || daemon["storage-driver"] != "overlay2" {
 		t.Errorf("daemon.json: %v", daemon)
 	}
 	if lo, _ := daemon["log-opts"].(map[string]any); lo["max-size"] != "10m" || lo["max-file"] != "3" {
