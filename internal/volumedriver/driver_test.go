@@ -231,7 +231,7 @@ func TestDataSafety(t *testing.T) {
 			}
 			_, err := h.d.Mount(&volume.MountRequest{Name: "data", ID: "c1"})
 			if h.m.formats != 0 {
-				t.Fatalf("formatted a device holding %s", c.sig)
+				t.Fatalf("asked to format a device holding %s (%d Format calls)", c.sig, h.m.formats)
 			}
 			after, _ := h.m.Probe(t.Context(), h.dev(v.ID))
 			if after.UUID != c.sig.UUID || after.Type != c.sig.Type || after.PTType != c.sig.PTType {
@@ -256,18 +256,27 @@ func TestDataSafety(t *testing.T) {
 	}
 }
 
+// TestTakeOverRule: a volume attached to another server is taken over only when that server
+// cannot be using it, and then it is detached there, attached here and mounted, its filesystem
+// untouched. Refused, it is not detached.
 func TestTakeOverRule(t *testing.T) {
+	ext4u1 := mount.Signature{Type: "ext4", Usage: "filesystem", UUID: "u1", Found: []mount.Found{{Type: "ext4"}}}
 	cases := []struct {
 		name    string
 		status  string // status of server 2 ("" = deleted)
 		labels  map[string]string
-		wantErr string
+		disk    mount.Signature // what the volume holds
+		wantErr error
+		wantMsg string
 	}{
-		{"running holder is refused, named", "running", map[string]string{labelHolder: "2"}, `attached to server "other-server" (id 2, running)`},
-		{"powered off holder", "off", map[string]string{labelHolder: "2"}, ""},
-		{"deleted holder", "", map[string]string{labelHolder: "2"}, ""},
-		{"holder that released it", "running", map[string]string{labelReleased: "2"}, ""},
-		{"a release record of a third server does not count", "running", map[string]string{labelReleased: "3"}, "attached to server"},
+		{"running holder is refused, named", "running", map[string]string{labelHolder: "2"}, ext4u1, ErrAttachedElsewhere, `attached to server "other-server" (id 2, running)`},
+		{"powered off holder", "off", map[string]string{labelHolder: "2"}, ext4u1, nil, ""},
+		{"deleted holder", "", map[string]string{labelHolder: "2"}, ext4u1, nil, ""},
+		{"holder that released it", "running", map[string]string{labelReleased: "2"}, ext4u1, nil, ""},
+		{"a release record of a third server does not count", "running", map[string]string{labelReleased: "3"}, ext4u1, ErrAttachedElsewhere, "attached to server"},
+		// Taken over, but the device here shows no filesystem where u1 was recorded: the wrong
+		// volume may be at that path, so nothing is formatted or mounted.
+		{"taken over, device blank: refused, not formatted", "off", map[string]string{labelHolder: "2"}, mount.Signature{}, ErrWrongVolume, "Refusing to format"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -277,31 +286,52 @@ func TestTakeOverRule(t *testing.T) {
 			} else {
 				h.p.servers[2].Status = c.status
 			}
-			labels := map[string]string{labelManagedBy: managedByValue, labelName: "shared", labelUUID: "u1"}
+			labels := map[string]string{labelManagedBy: managedByValue, labelName: "shared", labelUUID: "u1", labelFSType: "ext4"}
 			for k, v := range c.labels {
 				labels[k] = v
 			}
 			h.p.vols[500] = &hetzner.Volume{ID: 500, Name: "shared", SizeGB: 10, Location: "fsn1", ServerID: 2, Labels: labels}
-			_, err := h.d.Mount(&volume.MountRequest{Name: "shared", ID: "c1"})
-			if c.wantErr != "" {
-				if err == nil || !errors.Is(err, ErrAttachedElsewhere) || !strings.Contains(err.Error(), c.wantErr) {
-					t.Fatalf("mount: %v, want ErrAttachedElsewhere containing %q", err, c.wantErr)
+			h.disks[500] = c.disk
+			resp, err := h.d.Mount(&volume.MountRequest{Name: "shared", ID: "c1"})
+			calls := strings.Join(h.cloud.Calls(), ",")
+			if h.m.formats != 0 {
+				t.Fatalf("asked to format the taken-over volume (%d Format calls)", h.m.formats)
+			}
+			if c.wantErr == ErrAttachedElsewhere {
+				if !errors.Is(err, ErrAttachedElsewhere) || !strings.Contains(err.Error(), c.wantMsg) {
+					t.Fatalf("mount: %v, want ErrAttachedElsewhere containing %q", err, c.wantMsg)
 				}
-				for _, call := range h.cloud.Calls() {
-					if call == "DetachVolume" {
-						t.Fatal("detached a volume another server may be using")
-					}
+				if strings.Contains(calls, "DetachVolume") || h.volumeNamed("shared").ServerID != 2 {
+					t.Fatalf("detached a volume another server may be using (calls %s)", calls)
 				}
 				return
 			}
-			// The device appeared blank in this fake; it holds the recorded filesystem really.
-			if err == nil || !errors.Is(err, ErrWrongVolume) {
-				// with a blank device and a recorded UUID, the driver must refuse to format
-				t.Fatalf("mount after takeover: %v, want the blank-device refusal from the fake", err)
+			// Allowed: detached there, attached here, this server recorded as its holder.
+			if !strings.Contains(calls, "DetachVolume,") || strings.Index(calls, "DetachVolume") > strings.Index(calls, "AttachVolume") {
+				t.Fatalf("takeover calls %s, want DetachVolume, then AttachVolume (mount: %v)", calls, err)
 			}
 			v := h.volumeNamed("shared")
 			if v.ServerID != 1 || v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
 				t.Fatalf("after takeover: server %d labels %v", v.ServerID, v.Labels)
+			}
+			mp := h.d.mountpoint("shared")
+			if c.wantErr != nil {
+				if !errors.Is(err, c.wantErr) || !strings.Contains(err.Error(), c.wantMsg) {
+					t.Fatalf("mount after takeover: %v, want %v containing %q", err, c.wantErr, c.wantMsg)
+				}
+				if h.m.mounted(mp) {
+					t.Fatal("refused, yet mounted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("mount after takeover: %v", err)
+			}
+			if dev, ok, _ := h.m.MountedDevice(mp); !ok || dev != h.dev(500) || resp.Mountpoint != mp {
+				t.Fatalf("after takeover: %s mounted=%v from %q (want %s), answer %+v", mp, ok, dev, h.dev(500), resp)
+			}
+			if after, _ := h.m.Probe(t.Context(), h.dev(500)); after.UUID != "u1" || after.Type != "ext4" {
+				t.Fatalf("the filesystem changed in the takeover: %s", after)
 			}
 		})
 	}

@@ -247,12 +247,13 @@ func (p *project) cloud() *fakeCloud {
 }
 
 // fakeMounter keeps devices and mounts in memory. Devices hold a Signature; Format refuses a
-// non-blank one like the real thing.
+// non-blank one like the real thing, and counts every call, refused or not: a driver that
+// asks to format a device holding data is wrong even when the mount layer saves it.
 type fakeMounter struct {
 	mu      sync.Mutex
 	devices map[string]mount.Signature // by path
 	mounts  map[string]string          // target -> device
-	formats int
+	formats int                        // Format calls, refused ones included
 	uuidSeq int
 }
 
@@ -295,11 +296,11 @@ func (m *fakeMounter) Probe(_ context.Context, device string) (mount.Signature, 
 func (m *fakeMounter) Format(_ context.Context, device, fstype string, _ mount.FormatOptions) (mount.Signature, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.formats++
 	sig := m.devices[device]
 	if !sig.Blank() {
 		return sig, fmt.Errorf("format %s: %w", device, mount.ErrNotBlank)
 	}
-	m.formats++
 	m.uuidSeq++
 	sig = mount.Signature{Device: device, Type: fstype, Usage: "filesystem", UUID: fmt.Sprintf("uuid-%d", m.uuidSeq),
 		Found: []mount.Found{{Type: fstype}}}
@@ -352,22 +353,24 @@ type harness struct {
 	d       *Driver
 	dir     string
 	setting Settings
+	// disks is what each volume holds while detached; the device shows it after an attach to
+	// this server (server 1). A test sets it for a volume made elsewhere.
+	disks map[int64]mount.Signature
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{t: t, p: newProject(), m: newFakeMounter(), dir: t.TempDir()}
+	h := &harness{t: t, p: newProject(), m: newFakeMounter(), dir: t.TempDir(), disks: map[int64]mount.Signature{}}
 	h.cloud = h.p.cloud()
 	// A detached volume keeps its content: the device shows it again after the next attach.
-	disks := map[int64]mount.Signature{}
 	h.p.onAttach = func(id, server int64) {
 		if server == 1 {
-			h.m.setDevice(h.dev(id), disks[id])
+			h.m.setDevice(h.dev(id), h.disks[id])
 		}
 	}
 	h.p.onDetach = func(id int64) {
 		if sig, err := h.m.Probe(context.Background(), h.dev(id)); err == nil {
-			disks[id] = sig
+			h.disks[id] = sig
 		}
 		h.m.removeDevice(h.dev(id))
 	}
