@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ type fakeDisk struct {
 	pluginToken   string
 	uuid          string
 	cmds          []string
+	// rootDev, when set, is the device number (stat %d) of the filesystem holding Docker's
+	// root dir; by default it is the volume's (8:16, 2064).
+	rootDev string
 }
 
 // fakeRemote answers the commands up/status send, like a server booted from our user-data.
@@ -54,7 +58,11 @@ func (f *fakeRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]by
 		return []byte("cloudinit_rc=0\ncomplete=1\nsetup_log=\n"), nil
 	case strings.Contains(cmd, "DockerRootDir"):
 		// makedev(8,16) = 2064: the root dir's filesystem is /dev/sdb, the volume.
-		return []byte("root=/var/lib/docker\nrootdev=2064\nvoldev=8:10\ndevice=/dev/sdb\nuuid=" + d.uuid + "\n"), nil
+		rootDev := "2064"
+		if d.rootDev != "" {
+			rootDev = d.rootDev
+		}
+		return []byte("root=/var/lib/docker\nrootdev=" + rootDev + "\nvoldev=8:10\ndevice=/dev/sdb\nuuid=" + d.uuid + "\n"), nil
 	case strings.Contains(cmd, "docker plugin inspect"):
 		en := ""
 		if d.marker != "" {
@@ -313,6 +321,40 @@ func TestDownKeepsVolumeAndUpAdoptsIt(t *testing.T) {
 	}
 }
 
+// When cloud-init left Docker's root dir on the server's own disk (the volume did not mount,
+// Docker started anyway), up stops and says so: containers made there would not survive down.
+// Nothing is installed on that Docker, no context points at it, and the volume's filesystem
+// is not recorded from it.
+func TestUpStopsWhenDockerRootIsNotOnTheVolume(t *testing.T) {
+	e := newSimEnv(t)
+	e.disk.rootDev = "2049" // makedev(8,1): /dev/sda1, the server's root disk
+	res, err := e.up(t.Context(), "default")
+	if err == nil {
+		t.Fatalf("up finished with Docker's root dir on the server's own disk:\n%s", e.stderr)
+	}
+	var running *ServerRunningError
+	msg := err.Error()
+	if !errors.As(err, &running) || !strings.Contains(msg, "is NOT on the data volume") ||
+		!strings.Contains(msg, fmt.Sprintf("data volume %d", res.VolumeID)) || !strings.Contains(msg, "device 8:1") ||
+		!strings.Contains(msg, "EXISTS AND IS BILLED") {
+		t.Fatalf("up: %v\nwant: Docker's root dir is NOT on the data volume %d (device 8:1), and the server is billed", err, res.VolumeID)
+	}
+	if !strings.Contains(e.stderr.String(), "Checking that Docker's root dir is on the data volume ... failed") {
+		t.Errorf("progress does not show the check failing:\n%s", e.stderr)
+	}
+	if e.disk.marker != "" {
+		t.Errorf("the volume plugin was installed on a Docker whose data is not on the volume (%q)", e.disk.marker)
+	}
+	if _, cerr := e.ctxs.GetMetadata("dockbridge"); cerr == nil {
+		t.Error("a docker context points at the server")
+	}
+	vol, verr := e.api.Volume(t.Context(), res.VolumeID)
+	must(t, verr)
+	if got := vol.Labels[LabelFSUUID]; got != "" {
+		t.Errorf("recorded fs-uuid %q from a Docker not on the volume", got)
+	}
+}
+
 func TestStatusReportsPriceUsageAndHealth(t *testing.T) {
 	e := newSimEnv(t)
 	ctx := t.Context()
@@ -430,37 +472,65 @@ func TestRejectedTokenSaysHowToFixIt(t *testing.T) {
 }
 
 // After a fault, up either finished or failed with a clear error; nothing is left that the
-// next up can't adopt, and no server is left without saying so.
+// next up can't adopt, and no server is left without saying so. Every case fails when the
+// simulator counted no injected fault: a fault that never fires proves nothing.
 func TestUpUnderInjectedFaults(t *testing.T) {
 	cases := []struct {
 		name string
 		rule hcloudsim.FaultRule
+		// afterDown: the fault hits the up after a first up and a down, when the data volume
+		// exists with its filesystem recorded and a new server must get it.
+		afterDown bool
 	}{
-		{"server create 503", hcloudsim.FaultRule{Kind: "503", Rate: 1, Method: "POST", Path: "/v1/servers", Count: 1}},
-		{"server create action fails", hcloudsim.FaultRule{Kind: "action_error", Rate: 1, Command: "create_server", Count: 1}},
-		{"volume create 500", hcloudsim.FaultRule{Kind: "500", Rate: 1, Method: "POST", Path: "/v1/volumes", Count: 1}},
-		{"firewall create 502", hcloudsim.FaultRule{Kind: "502", Rate: 1, Method: "POST", Path: "/v1/firewalls", Count: 1}},
-		{"ssh key 429", hcloudsim.FaultRule{Kind: "429", Rate: 1, Method: "POST", Path: "/v1/ssh_keys", Count: 1}},
-		{"every GET 5xx at 30%", hcloudsim.FaultRule{Kind: "503", Rate: 0.3, Method: "GET", Count: 6}},
-		{"attach action fails", hcloudsim.FaultRule{Kind: "action_error", Rate: 1, Command: "attach_volume", Count: 1}},
+		{"server create 503", hcloudsim.FaultRule{Kind: "503", Rate: 1, Method: "POST", Path: "/v1/servers", Count: 1}, false},
+		{"server create action fails", hcloudsim.FaultRule{Kind: "action_error", Rate: 1, Command: "create_server", Count: 1}, false},
+		{"volume create 500", hcloudsim.FaultRule{Kind: "500", Rate: 1, Method: "POST", Path: "/v1/volumes", Count: 1}, false},
+		{"firewall create 502", hcloudsim.FaultRule{Kind: "502", Rate: 1, Method: "POST", Path: "/v1/firewalls", Count: 1}, false},
+		{"ssh key 429", hcloudsim.FaultRule{Kind: "429", Rate: 1, Method: "POST", Path: "/v1/ssh_keys", Count: 1}, false},
+		{"every GET 5xx at 30%", hcloudsim.FaultRule{Kind: "503", Rate: 0.3, Method: "GET", Count: 6}, false},
+		// up never sends an attach request: the server is created with the data volume, and its
+		// create_server action is what attaches it (the simulator's create_server lists and
+		// locks the volume, and attaches it when it succeeds). So the attach fails there.
+		{"attach of the data volume fails (create_server after down)", hcloudsim.FaultRule{Kind: "action_error", Rate: 1, Command: "create_server", Count: 1}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := newSimEnv(t, hcloudsimtest.WithFaults(hcloudsim.FaultConfig{Seed: 1, Rules: []hcloudsim.FaultRule{c.rule}}))
 			ctx := t.Context()
+			var e *simEnv
+			var first *UpResult
+			if c.afterDown {
+				e = newSimEnv(t)
+				var err error
+				if first, err = e.up(ctx, "default"); err != nil {
+					t.Fatalf("up before the fault: %v", err)
+				}
+				if _, err := Down(ctx, e.deps, "default"); err != nil {
+					t.Fatalf("down: %v", err)
+				}
+				e.sim.Faults(t, hcloudsim.FaultConfig{Seed: 1, Rules: []hcloudsim.FaultRule{c.rule}})
+			} else {
+				e = newSimEnv(t, hcloudsimtest.WithFaults(hcloudsim.FaultConfig{Seed: 1, Rules: []hcloudsim.FaultRule{c.rule}}))
+			}
+			before := e.sim.Stats().FaultsInjected
 			_, err := e.up(ctx, "default")
+			if n := e.sim.Stats().FaultsInjected - before; n == 0 {
+				t.Fatalf("the simulator injected no fault (up: %v): this case proves nothing", err)
+			}
 			servers, _, _, _ := e.count(ctx)
 			if err != nil {
-				t.Logf("first up: %v", err)
+				t.Logf("up under the fault: %v", err)
 				msg := err.Error()
 				if servers > 0 && !strings.Contains(msg, "EXISTS AND IS BILLED") && !strings.Contains(msg, "may have reached Hetzner") {
 					t.Fatalf("a server exists but the error does not say so: %v", err)
 				}
 			}
+			if c.afterDown {
+				attachFailed(t, e, first.VolumeID, err)
+			}
 			e.sim.Faults(t, hcloudsim.FaultConfig{})
 			res, err := e.up(ctx, "default")
 			if err != nil {
-				t.Fatalf("second up after the fault: %v", err)
+				t.Fatalf("up after the fault: %v", err)
 			}
 			s, v, f, k := e.count(ctx)
 			if s != 1 || v != 1 || f != 1 || k != 1 {
@@ -469,8 +539,61 @@ func TestUpUnderInjectedFaults(t *testing.T) {
 			if res.ServerID == 0 {
 				t.Fatal("no server")
 			}
+			if c.afterDown {
+				vol, err := e.api.Volume(ctx, first.VolumeID)
+				must(t, err)
+				if res.VolumeID != first.VolumeID || vol.ServerID != res.ServerID || vol.Labels[LabelFSUUID] != e.disk.uuid {
+					t.Fatalf("after recovery: volume %d attached to %d with fs-uuid %q; want the data volume %d attached to server %d, its filesystem %s still recorded",
+						res.VolumeID, vol.ServerID, vol.Labels[LabelFSUUID], first.VolumeID, res.ServerID, e.disk.uuid)
+				}
+			}
 		})
 	}
+}
+
+// attachFailed checks an up whose server create failed while attaching the data volume: the
+// action that failed is the one attaching that volume, up says so and deletes the half-made
+// server, and the volume is left detached, its filesystem record unchanged.
+func attachFailed(t *testing.T, e *simEnv, volumeID int64, upErr error) {
+	t.Helper()
+	failed := simActions(t, e, fmt.Sprintf("/volumes/%d/actions?status=error", volumeID))
+	if len(failed) != 1 || failed[0].Command != "create_server" {
+		t.Fatalf("failed actions of the data volume %d: %+v; want its attach by create_server", volumeID, failed)
+	}
+	if upErr == nil || !strings.Contains(upErr.Error(), "was deleted") {
+		t.Fatalf("up whose server could not get the data volume: %v; want a failure that says the half-created server was deleted", upErr)
+	}
+	vol, err := e.api.Volume(t.Context(), volumeID)
+	must(t, err)
+	if vol.ServerID != 0 || vol.Labels[LabelFSUUID] != e.disk.uuid {
+		t.Fatalf("data volume after the failed attach: server %d, fs-uuid %q; want detached, %s", vol.ServerID, vol.Labels[LabelFSUUID], e.disk.uuid)
+	}
+}
+
+// simAction is what the tests read of an action from the simulator's API.
+type simAction struct {
+	ID      int64  `json:"id"`
+	Command string `json:"command"`
+	Status  string `json:"status"`
+}
+
+// simActions lists actions from an action list endpoint of the simulator (path below /v1).
+func simActions(t *testing.T, e *simEnv, path string) []simAction {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.sim.Endpoint+path, nil)
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+e.sim.Token)
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	var out struct {
+		Actions []simAction `json:"actions"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
+	}
+	must(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out.Actions
 }
 
 // cancelAfter cancels a context once a response to a matching request has arrived,
