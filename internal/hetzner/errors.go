@@ -25,6 +25,7 @@ var (
 	ErrLimitExceeded   = errors.New("resource limit exceeded")
 	ErrInvalidInput    = errors.New("invalid input")
 	ErrUnavailable     = errors.New("API unavailable")
+	ErrNotAvailable    = errors.New("not available there now") // resource_unavailable: e.g. a server type out of stock in a location
 	ErrActionFailed    = errors.New("action failed")
 	ErrAPI             = errors.New("API error") // a code this package does not know
 )
@@ -73,6 +74,8 @@ func hintFor(sentinel error) string {
 		return "The token is read-only: create a read/write API token"
 	case ErrUnavailable:
 		return "Check the endpoint (HCLOUD_ENDPOINT) and the network, then retry"
+	case ErrNotAvailable:
+		return "Nothing was created: Hetzner cannot place it there right now; choose another location (or server type), or try again later"
 	}
 	return ""
 }
@@ -149,8 +152,10 @@ func sentinelFor(code hcloud.ErrorCode, status int) error {
 		return ErrLimitExceeded
 	case hcloud.ErrorCodeInvalidInput, hcloud.ErrorCodeJSONError:
 		return ErrInvalidInput
+	case hcloud.ErrorCodeResourceUnavailable:
+		return ErrNotAvailable
 	case hcloud.ErrorCodeServiceError, hcloud.ErrorCodeServerError, hcloud.ErrorCodeBadGateway,
-		hcloud.ErrorCodeTimeout, hcloud.ErrorCodeMaintenance, hcloud.ErrorCodeResourceUnavailable,
+		hcloud.ErrorCodeTimeout, hcloud.ErrorCodeMaintenance,
 		hcloud.ErrorCodeUnknownError, hcloud.ErrorCodeRobotUnavailable, "unavailable":
 		return ErrUnavailable
 	}

@@ -20,6 +20,9 @@ type Server struct {
 	VolumeIDs  []int64
 	Labels     map[string]string
 	Created    time.Time
+	// TypeUnavailableAfter is set when the server's type is deprecated in its location: new
+	// servers of that type can be ordered there until then (this one keeps running).
+	TypeUnavailableAfter time.Time
 }
 
 // Off reports whether the server is powered off (it cannot be using a volume).
@@ -48,6 +51,13 @@ func serverFrom(s *hcloud.Server) *Server {
 	}
 	if s.Location != nil {
 		out.Location = s.Location.Name
+	}
+	if s.ServerType != nil {
+		for _, l := range s.ServerType.Locations {
+			if l.Location != nil && l.Location.Name == out.Location {
+				out.TypeUnavailableAfter = deprecationOf(s.ServerType, l)
+			}
+		}
 	}
 	if s.Image != nil {
 		out.Image = s.Image.Name

@@ -278,3 +278,59 @@ func TestServerLifecycle(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestServerTypesAndPlacement: the catalog as dockbridge sees it (architecture, memory,
+// per-location availability, deprecation and price), the deprecation of a server's own type,
+// and an order of a type out of stock, which is a clear ErrNotAvailable.
+func TestServerTypesAndPlacement(t *testing.T) {
+	until := time.Date(2099, 1, 31, 0, 0, 0, 0, time.UTC)
+	sim := hcloudsimtest.Start(t, hcloudsimtest.WithConfig(func(c *hcloudsim.Config) {
+		c.Catalog = []hcloudsim.CatalogChange{{ServerType: "cx33", Location: "nbg1", State: "unavailable"}}
+	}))
+	c := newClient(t, sim)
+	ctx := t.Context()
+	types, err := c.ServerTypes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]*hetzner.ServerType{}
+	for _, st := range types {
+		by[st.Name] = st
+	}
+	if len(types) < 20 || by["cx23"] == nil || by["cax11"] == nil || by["cx22"] != nil {
+		t.Fatalf("%d types, cx23 %v, cax11 %v, cx22 %v", len(types), by["cx23"], by["cax11"], by["cx22"])
+	}
+	if st := by["cax11"]; st.Architecture != "arm" || st.MemoryGB != 4 || st.Cores != 2 {
+		t.Errorf("cax11 = %+v", st)
+	}
+	if l, ok := by["cx23"].In("fsn1"); !ok || !l.Available || l.Deprecated() || l.HourlyGross < 0.0104 || l.HourlyGross > 0.0106 {
+		t.Errorf("cx23 in fsn1 = %+v, %v; want available, not deprecated, 0.0088 net = 0.0105 gross per hour", l, ok)
+	}
+	if _, ok := by["cx23"].In("ash"); ok {
+		t.Error("cx23 is offered in ash")
+	}
+	if l, _ := by["cpx11"].In("fsn1"); !l.Deprecated() || !l.UnavailableAfter.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("cpx11 in fsn1 = %+v, want deprecated, unavailable after 2026-01-01", l)
+	}
+	if l, _ := by["cx33"].In("nbg1"); l.Available {
+		t.Error("cx33 in nbg1 is available; the catalog change made it out of stock")
+	}
+
+	_, err = c.CreateServer(ctx, hetzner.ServerSpec{Name: "s1", ServerType: "cx33", Image: "debian-12", Location: "nbg1"})
+	if !errors.Is(err, hetzner.ErrNotAvailable) || !strings.Contains(err.Error(), "error during placement") || !strings.Contains(err.Error(), "Nothing was created") {
+		t.Errorf("order of a type out of stock: %v", err)
+	}
+	srv, err := c.CreateServer(ctx, hetzner.ServerSpec{Name: "s2", ServerType: "cx23", Image: "debian-12", Location: "fsn1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !srv.TypeUnavailableAfter.IsZero() {
+		t.Errorf("a current type shows a deprecation: %v", srv.TypeUnavailableAfter)
+	}
+	if err := sim.ChangeCatalog(hcloudsim.CatalogChange{ServerType: "cx23", Location: "fsn1", State: "deprecated", UnavailableAfter: until}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Server(ctx, srv.ID); err != nil || !s.TypeUnavailableAfter.Equal(until) {
+		t.Errorf("server of a deprecated type: %+v, %v; want unavailable after %v", s, err, until)
+	}
+}

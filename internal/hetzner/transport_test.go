@@ -155,6 +155,7 @@ func TestErrorsMapToSentinels(t *testing.T) {
 		{400, "invalid_input", ErrInvalidInput},
 		{400, "json_error", ErrInvalidInput},
 		{503, "unavailable", ErrUnavailable},
+		{412, "resource_unavailable", ErrNotAvailable},
 		{500, "some_new_code", ErrUnavailable},
 		{422, "some_new_code", ErrAPI},
 	}
