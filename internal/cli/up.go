@@ -32,7 +32,7 @@ Running it again changes nothing; after an interruption it resumes.`,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			hf.add(cmd)
 			f.StringVar(&extra.Location, "location", "", "location of a new server and volume (default: settings, then "+host.DefaultLocation+")")
-			f.StringVar(&extra.ServerType, "server-type", "", "server type of a new server (default: settings, then "+host.DefaultServerType+")")
+			f.StringVar(&extra.ServerType, "server-type", "", "server type of a new server (default: settings, then "+host.DefaultServerTypeRule+")")
 			f.StringVar(&extra.Image, "image", "", "image of a new server (default: settings, then "+host.DefaultImage+")")
 			f.IntVar(&extra.VolumeSize, "volume-size", 0, fmt.Sprintf("size in GB of a new data volume (default: settings, then %d)", host.DefaultVolumeSizeGB))
 			f.StringVar(&extra.SSHKey, "ssh-key", "", "ed25519 private key to use instead of a generated one")

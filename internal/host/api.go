@@ -38,6 +38,7 @@ type API interface {
 	PowerOn(ctx context.Context, id int64) error
 
 	Prices(ctx context.Context, serverType, location string) (hetzner.Prices, error)
+	ServerTypes(ctx context.Context) ([]*hetzner.ServerType, error)
 }
 
 var _ API = (*hetzner.Client)(nil)

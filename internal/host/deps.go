@@ -34,6 +34,9 @@ type Deps struct {
 	Interactive bool
 	Stdout      io.Writer
 	Stderr      io.Writer
+
+	newType  newServerType // the server type of a new server, chosen once (servertype.go)
+	warnings []string      // said on stderr, and returned in results
 }
 
 func (d *Deps) defaults() {

@@ -18,7 +18,6 @@ import (
 const (
 	DefaultEnv          = "default"
 	DefaultLocation     = "fsn1"
-	DefaultServerType   = "cx23"
 	DefaultImage        = "docker-ce"
 	DefaultVolumeSizeGB = 20
 )
@@ -30,7 +29,7 @@ type Settings struct {
 	Endpoint       string `json:"endpoint,omitempty"`
 	PluginEndpoint string `json:"plugin_endpoint,omitempty"` // API endpoint as seen from the server
 	Location       string `json:"location,omitempty"`
-	ServerType     string `json:"server_type,omitempty"`
+	ServerType     string `json:"server_type,omitempty"` // empty: up chooses (DefaultServerTypeRule)
 	Image          string `json:"image,omitempty"`
 	VolumeSizeGB   int    `json:"volume_size_gb,omitempty"`
 	SSHKey         string `json:"ssh_key,omitempty"` // path of an ed25519 private key to use instead of a generated one
@@ -268,9 +267,6 @@ func Resolve(s Settings, env Env, f Flags) (Config, error) {
 	}
 	if c.Location == "" {
 		c.Location = DefaultLocation
-	}
-	if c.ServerType == "" {
-		c.ServerType = DefaultServerType
 	}
 	if c.Image == "" {
 		c.Image = DefaultImage

@@ -38,6 +38,8 @@ type ServerStatus struct {
 	PricePerHour  float64   `json:"price_per_hour"`
 	BilledHours   int64     `json:"billed_hours"`
 	CostSoFar     float64   `json:"cost_so_far"`
+	// TypeUnavailableAfter is set when the server's type is deprecated in its location.
+	TypeUnavailableAfter time.Time `json:"type_unavailable_after,omitzero"`
 }
 
 // VolumeStatus describes the data volume.
@@ -85,6 +87,15 @@ func GetStatus(ctx context.Context, d *Deps, env string) (res *Status, err error
 	}
 	ss := &ServerStatus{ID: s.ID, Name: s.Name, Status: s.Status, Type: s.ServerType, Location: s.Location, IPv4: s.IPv4, Created: s.Created, UptimeSeconds: int64(up.Seconds())}
 	res.Server = ss
+	if !s.TypeUnavailableAfter.IsZero() {
+		ss.TypeUnavailableAfter = s.TypeUnavailableAfter
+		when := "it can no longer be ordered there"
+		if now.Before(s.TypeUnavailableAfter) {
+			when = "it becomes unavailable there after " + s.TypeUnavailableAfter.UTC().Format(time.DateOnly)
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("warning: server type %s is deprecated in %s: %s. This server keeps running, but a new one (up after down) needs another type: unset server_type to let up choose, or choose one with --server-type",
+			s.ServerType, s.Location, when))
+	}
 	if p, err := d.API.Prices(ctx, s.ServerType, s.Location); err != nil {
 		res.Notes = append(res.Notes, "price unknown: "+err.Error())
 	} else {

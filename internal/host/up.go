@@ -41,6 +41,7 @@ type UpResult struct {
 	UsedContext   bool            `json:"used_context"`
 	SSHInclude    bool            `json:"ssh_config_include_added"`
 	Steps         []ui.StepResult `json:"steps"`
+	Warnings      []string        `json:"warnings,omitempty"`
 	Seconds       float64         `json:"seconds"`
 }
 
@@ -50,6 +51,7 @@ var defaultAllowFrom = []string{"0.0.0.0/0", "::/0"}
 // changes nothing and spends one GET per resource (key, firewall, volume, server).
 func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	d.defaults()
+	d.newType, d.warnings = newServerType{}, nil
 	start := d.Now()
 	if err := ValidateEnvName(o.Env); err != nil {
 		return nil, err
@@ -71,9 +73,16 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	res = &UpResult{Env: o.Env, Context: ContextName(o.Env)}
 	defer func() {
 		res.Steps = d.Progress.Steps()
+		res.Warnings = d.warnings
 		res.Seconds = d.Now().Sub(start).Seconds()
 		err = d.explainAPI(err)
 	}()
+	if st.ServerID == 0 {
+		// A new server is likely: its type is chosen (or refused) before anything is created.
+		if _, err := d.serverTypeFor(ctx, d.Config.Location); err != nil {
+			return res, err
+		}
+	}
 
 	// 1. The user's key.
 	userKey, err := ensureUserKey(ctx, d, o.Env)
@@ -391,6 +400,11 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 		return nil, nil, false, fmt.Errorf("the data volume %d is attached to server %d, which is not this environment's server: detach it first (hcloud volume detach %d)", vol.ID, vol.ServerID, vol.ID)
 	}
 
+	serverType, err := d.serverTypeFor(ctx, vol.Location)
+	if err != nil {
+		return nil, nil, false, err
+	}
+
 	// A fresh host key pair; the public half is saved (pinned) before the server exists.
 	hk, err := GenerateEd25519("dockbridge-" + env + "-host")
 	if err != nil {
@@ -412,7 +426,7 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 	srvLabels := labels(env, RoleServer)
 	srvLabels[LabelHostKey] = HostKeyLabel(hk.Signer.PublicKey())
 	spec := hetzner.ServerSpec{
-		Name: serverName(env), ServerType: d.Config.ServerType, Image: d.Config.Image, Location: vol.Location,
+		Name: serverName(env), ServerType: serverType, Image: d.Config.Image, Location: vol.Location,
 		SSHKeyIDs: []int64{key.ID}, UserData: string(userData), VolumeIDs: []int64{vol.ID},
 		FirewallIDs: []int64{fw.ID}, Labels: srvLabels,
 	}
