@@ -118,6 +118,14 @@ func (s *Sim) runAction(a *action, spec actionSpec) {
 			err = fmt.Errorf("action %d (%s) it depends on failed", spec.after.ID, spec.after.command())
 		}
 	}
+	if err == nil && s.faults.forHold(a.Command, a.Resources) {
+		s.stats.fault()
+		closed, herr := s.hold(a)
+		if closed {
+			return
+		}
+		err = herr
+	}
 	if err == nil {
 		t := time.NewTimer(a.duration)
 		select {
@@ -126,7 +134,7 @@ func (s *Sim) runAction(a *action, spec actionSpec) {
 			t.Stop()
 			return
 		}
-		if s.faults.forAction(a.Command) {
+		if s.faults.forAction(a.Command, a.Resources) {
 			s.stats.fault()
 			err = fmt.Errorf("injected fault: action %s failed", a.Command)
 		} else if spec.run != nil {
@@ -171,7 +179,7 @@ func (a *action) schemaLocked() schema.Action {
 	out.Resources = append([]schema.ActionResourceReference{}, a.Resources...)
 	if out.Status == "running" {
 		p := 0
-		if a.duration > 0 && !a.startedAt.IsZero() {
+		if a.duration > 0 && !a.startedAt.IsZero() && !a.held {
 			p = int(time.Since(a.startedAt) * 100 / a.duration)
 		}
 		out.Progress = min(max(p, 0), 99)

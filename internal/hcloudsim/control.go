@@ -3,6 +3,8 @@ package hcloudsim
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"time"
 )
@@ -21,6 +23,9 @@ type RateLimitStatus struct {
 //	GET  /_sim/faults      current FaultConfig; POST replaces it
 //	GET  /_sim/ratelimit   {"limit","remaining"}; POST sets them (remaining -1 keeps it)
 //	POST /_sim/wait        block until no action runs (?timeout=30s)
+//	GET  /_sim/held        actions a "hold" fault keeps running (?command=glob&wait=30s
+//	                       blocks until one matching is held)
+//	POST /_sim/release     let held actions go on, or fail them (ReleaseRequest)
 //	GET  /_sim/health      200 "ok"
 //	GET  /_sim/catalog     catalog changes made; POST applies CatalogRequest (servertypes.go)
 func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +72,34 @@ func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.SetRateLimit(req.Limit, req.Remaining)
 		l, rem := s.bucket.status()
 		writeJSON(w, 200, RateLimitStatus{Limit: l, Remaining: rem})
+	case "GET /_sim/held":
+		q := r.URL.Query()
+		if v := q.Get("wait"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				bad("wait: want a positive duration such as 30s")
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			_, _ = s.WaitHeld(ctx, q.Get("command")) // none held in time: the list is empty
+		}
+		out := HeldList{Held: []HeldAction{}}
+		for _, h := range s.HeldActions() {
+			if globMatch(q.Get("command"), h.Command) {
+				out.Held = append(out.Held, h)
+			}
+		}
+		writeJSON(w, 200, out)
+	case "POST /_sim/release":
+		var req ReleaseRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			bad("release: " + err.Error())
+			return
+		}
+		out := HeldList{Held: []HeldAction{}}
+		out.Held = append(out.Held, s.Release(req)...)
+		writeJSON(w, 200, out)
 	case "POST /_sim/wait":
 		d := 30 * time.Second
 		if v := r.URL.Query().Get("timeout"); v != "" {

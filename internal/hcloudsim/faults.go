@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
 )
 
 // FaultRule injects one kind of fault into matching requests or actions.
@@ -14,8 +16,10 @@ type FaultRule struct {
 	// Kind: "500" (server_error), "502" (bad_gateway), "503" (unavailable),
 	// "504" (timeout), "429" (rate_limit_exceeded), "timeout" (hold the request until the
 	// client gives up or MaxDelay passes, then answer 504), "action_error" (the action
-	// ends with status "error"), or "ignore_shutdown" (the server's OS ignores a shutdown
-	// action's ACPI request: the action succeeds and the server stays running).
+	// ends with status "error"), "hold" (the action stays running, progress 0, until it is
+	// released: Sim.Release, POST /_sim/release), or "ignore_shutdown" (the server's OS
+	// ignores a shutdown action's ACPI request: the action succeeds and the server stays
+	// running).
 	Kind string `json:"kind"`
 	// Rate is the probability in [0,1] that a matching request/action gets the fault.
 	Rate float64 `json:"rate"`
@@ -24,8 +28,11 @@ type FaultRule struct {
 	// Path is a glob ("*" matches anything, including "/") matched against the route
 	// template ("/v1/volumes/{id}/actions/attach") and the request path. "" = any.
 	Path string `json:"path,omitempty"`
-	// Command is a glob on the action command for "action_error" ("" = any).
+	// Command is a glob on the action command for "action_error" and "hold" ("" = any).
 	Command string `json:"command,omitempty"`
+	// Resource is a glob on the action's resources, written "type:id" (e.g. "volume:42",
+	// "server:*"), for "action_error" and "hold": one of them must match ("" = any).
+	Resource string `json:"resource,omitempty"`
 	// Count limits how many times the rule fires (0 = unlimited).
 	Count int `json:"count,omitempty"`
 	// MaxDelay bounds a "timeout" fault, as a Go duration ("30s" when empty).
@@ -40,15 +47,17 @@ type FaultConfig struct {
 	Rules []FaultRule `json:"rules"`
 }
 
-var faultKinds = map[string]bool{"500": true, "502": true, "503": true, "504": true, "429": true, "timeout": true, "action_error": true, "ignore_shutdown": true}
+var faultKinds = map[string]bool{"500": true, "502": true, "503": true, "504": true, "429": true, "timeout": true, "action_error": true, "hold": true, "ignore_shutdown": true}
 
 // requestKind says whether a fault kind applies to HTTP requests (the others to actions).
-func requestKind(kind string) bool { return kind != "action_error" && kind != "ignore_shutdown" }
+func requestKind(kind string) bool {
+	return kind != "action_error" && kind != "hold" && kind != "ignore_shutdown"
+}
 
 func (c FaultConfig) validate() error {
 	for i, r := range c.Rules {
 		if !faultKinds[r.Kind] {
-			return fmt.Errorf("rule %d: unknown kind %q (want 500, 502, 503, 504, 429, timeout, action_error or ignore_shutdown)", i, r.Kind)
+			return fmt.Errorf("rule %d: unknown kind %q (want 500, 502, 503, 504, 429, timeout, action_error, hold or ignore_shutdown)", i, r.Kind)
 		}
 		if r.Rate < 0 || r.Rate > 1 {
 			return fmt.Errorf("rule %d: rate %v is outside [0,1]", i, r.Rate)
@@ -132,13 +141,22 @@ func (f *faultInjector) forRequest(method, template, path string) *FaultRule {
 	return nil
 }
 
-// forAction reports whether an action with this command must fail.
-func (f *faultInjector) forAction(command string) bool {
+// forAction reports whether an action with this command and these resources must fail.
+func (f *faultInjector) forAction(command string, resources []schema.ActionResourceReference) bool {
+	return f.forActionKind("action_error", command, resources)
+}
+
+// forHold reports whether an action with this command and these resources must be held.
+func (f *faultInjector) forHold(command string, resources []schema.ActionResourceReference) bool {
+	return f.forActionKind("hold", command, resources)
+}
+
+func (f *faultInjector) forActionKind(kind, command string, resources []schema.ActionResourceReference) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.cfg.Rules {
 		r := &f.cfg.Rules[i]
-		if r.Kind != "action_error" || r.Rate <= 0 || !globMatch(r.Command, command) {
+		if r.Kind != kind || r.Rate <= 0 || !globMatch(r.Command, command) || !r.matchesResource(resources) {
 			continue
 		}
 		if r.Count > 0 && r.fired >= r.Count {
@@ -146,6 +164,18 @@ func (f *faultInjector) forAction(command string) bool {
 		}
 		if f.rng.Float64() < r.Rate {
 			r.fired++
+			return true
+		}
+	}
+	return false
+}
+
+func (r *FaultRule) matchesResource(resources []schema.ActionResourceReference) bool {
+	if r.Resource == "" || r.Resource == "*" {
+		return true
+	}
+	for _, res := range resources {
+		if globMatch(r.Resource, fmt.Sprintf("%s:%d", res.Type, res.ID)) {
 			return true
 		}
 	}

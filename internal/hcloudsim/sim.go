@@ -72,6 +72,7 @@ type Sim struct {
 
 	bucket  *bucket
 	faults  *faultInjector
+	holds   *holdRegistry
 	catalog *serverCatalog
 	stats   *statsRecorder
 	api     router
@@ -132,6 +133,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		st: st, locks: map[lockKey]int64{},
 		bucket: newBucket(cfg.Clock, cfg.RateLimit),
 		faults: newFaultInjector(cfg.Faults),
+		holds:  newHoldRegistry(),
 		stats:  newStatsRecorder(),
 	}
 	s.catalog = newServerCatalog(cfg.Clock.Now)
@@ -267,6 +269,7 @@ func (s *Sim) SetRateLimit(limit, remaining int) { s.bucket.set(limit, remaining
 // new id. IDs keep increasing, as on Hetzner, where no id is ever given twice: a client still
 // holding an id from before never finds another resource under it.
 func (s *Sim) Reset() error {
+	s.Release(ReleaseRequest{Error: "the simulator was reset"})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next, nextAction := s.st.NextID, s.st.NextActionID

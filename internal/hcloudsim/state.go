@@ -88,6 +88,7 @@ type action struct {
 	// runtime only
 	duration  time.Duration
 	startedAt time.Time
+	held      bool // a "hold" fault keeps it running: progress 0
 	done      chan struct{}
 }
 

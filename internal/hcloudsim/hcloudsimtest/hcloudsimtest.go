@@ -113,6 +113,37 @@ func (s *Sim) Faults(t testing.TB, cfg hcloudsim.FaultConfig) {
 	}
 }
 
+// AwaitHeld waits (30 s at most) until the simulator holds an action whose command matches the
+// glob (see the "hold" fault kind), and returns it; the test fails if none is held in time.
+// Let it go on with Release(hcloudsim.ReleaseRequest{IDs: []int64{held.ID}}).
+func (s *Sim) AwaitHeld(t testing.TB, command string) hcloudsim.HeldAction {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := s.WaitHeld(ctx, command)
+	if err != nil {
+		t.Fatalf("no %q action was held within 30s (held: %+v): %v", command, s.HeldActions(), err)
+	}
+	return h
+}
+
+// GetControl gets a /_sim/ endpoint and decodes the answer into out.
+func (s *Sim) GetControl(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.BaseURL+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", path, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
 // PostControl posts a JSON body to a /_sim/ endpoint and decodes the answer into out.
 func (s *Sim) PostControl(ctx context.Context, path string, body, out any) error {
 	b, err := json.Marshal(body)
