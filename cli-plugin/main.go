@@ -1,7 +1,10 @@
-// Command docker-dockbridge is the Docker CLI plugin: `docker dockbridge ...`.
+// Command docker-dockbridge is the Docker CLI plugin: `docker dockbridge ...`. Run directly,
+// `docker-dockbridge ARGS` is `docker dockbridge ARGS`.
 package main
 
 import (
+	"os"
+
 	"github.com/docker/cli/cli-plugins/metadata"
 	"github.com/docker/cli/cli-plugins/plugin"
 	"github.com/docker/cli/cli/command"
@@ -12,6 +15,9 @@ import (
 )
 
 func main() {
+	if plugin.RunningStandalone() {
+		os.Args = cli.StandaloneArgs(os.Args)
+	}
 	plugin.Run(func(dockerCli command.Cli) *cobra.Command {
 		return cli.NewRootCommand(dockerCli)
 	}, metadata.Metadata{

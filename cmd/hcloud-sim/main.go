@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
@@ -18,20 +20,56 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		usage(os.Stdout)
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "hcloud-sim:", err)
 		os.Exit(1)
 	}
 }
 
-// run parses args, starts the simulator and serves until ctx ends.
+// flags are the simulator's options (Options.Register).
+func flags(o *hcloudsim.Options) *flag.FlagSet {
+	fs := flag.NewFlagSet("hcloud-sim", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run reports errors once, usage prints the help
+	fs.Usage = func() {}
+	o.Register(fs)
+	return fs
+}
+
+// usage prints the help, every option written --name as in the READMEs (Go's flag package
+// takes -name and --name alike).
+func usage(w io.Writer) {
+	fs := flags(&hcloudsim.Options{})
+	fmt.Fprint(w, "Usage: hcloud-sim [OPTIONS]\n\nServe a simulated Hetzner Cloud API (HCLOUD_ENDPOINT=http://ADDR/v1) and metadata service.\n\nOptions:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, text := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			text += fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, strings.ReplaceAll(text, "\n", "\n      "))
+	})
+}
+
+// run parses args, starts the simulator and serves until ctx ends. --help is flag.ErrHelp.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var o hcloudsim.Options
-	fs := flag.NewFlagSet("hcloud-sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.Register(fs)
+	fs := flags(&o)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w (hcloud-sim --help lists the options)", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: hcloud-sim takes only options, written --name VALUE (hcloud-sim --help lists them)", fs.Arg(0))
 	}
 	level := slog.LevelInfo
 	if o.Verbose {

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -121,5 +123,49 @@ func TestRunRejectsBadFlags(t *testing.T) {
 				t.Fatalf("run %v succeeded", args)
 			}
 		})
+	}
+}
+
+// --help succeeds and writes every option as the READMEs do (--name); a word that is no option
+// is an error (it was ignored).
+func TestHelpAndStrayWords(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "hcloud-sim")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, help := range []string{"--help", "-h"} {
+		cmd := exec.Command(bin, help)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "  --listen string") || !strings.Contains(stdout.String(), "  --token string") {
+			t.Errorf("hcloud-sim %s: %v\nstdout:\n%s\nstderr:\n%s", help, err, stdout.String(), stderr.String())
+		}
+		if regexp.MustCompile(`(?m)^\s+-[a-z]`).MatchString(stdout.String()) {
+			t.Errorf("hcloud-sim %s writes an option with one dash:\n%s", help, stdout.String())
+		}
+	}
+	for _, args := range [][]string{{"--token", "secret", "extra"}, {"serve"}, {"--listen", "127.0.0.1:0", "--v", "now"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "unexpected argument") {
+			t.Errorf("hcloud-sim %v: %v\n%s", args, err, out)
+		}
+	}
+	// Every option a README gives the simulator exists.
+	readmes := []string{"../../README.md", "../../internal/hcloudsim/README.md"}
+	help, _ := exec.Command(bin, "--help").Output()
+	for _, r := range readmes {
+		b, err := os.ReadFile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("hcloud-sim((?: +(?:--?[a-z-]+(?: +[^ `\\\\\n-][^ `\\\\\n]*)?|\\\\\n))+)").FindAllStringSubmatch(string(b), -1) {
+			for _, f := range regexp.MustCompile(`(?:^|\s)(--?[a-z][a-z-]*)`).FindAllStringSubmatch(m[1], -1) {
+				if !strings.HasPrefix(f[1], "--") {
+					t.Errorf("%s writes the option %s with one dash", r, f[1])
+				} else if !strings.Contains(string(help), "  "+f[1]+" ") && !strings.Contains(string(help), "  "+f[1]+"\n") {
+					t.Errorf("%s gives hcloud-sim %s, which --help does not list", r, f[1])
+				}
+			}
+		}
 	}
 }

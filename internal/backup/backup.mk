@@ -1,4 +1,5 @@
 # Included by the top-level Makefile.
+BENCH_TARGETS += bench-backup
 .PHONY: bench-backup
 bench-backup: ## backup/restore throughput vs `docker cp | zstd` and `tar | zstd` on a generated 1.5 GB volume, with peak RSS (root, local engine, zstd CLI)
 	@mkdir -p bin

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -104,7 +105,23 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 		},
 	}.build(d.out)
 	cmd.AddCommand(backupLsCmd(d), backupPruneCmd(d), backupVerifyCmd(d))
+	cmd.SetHelpFunc(bothUsages(cmd))
 	return cmd
+}
+
+// bothUsages is the help of a command that takes arguments and also has commands (backup):
+// Docker's usage line for it would be only `backup [OPTIONS] COMMAND`, which hides
+// `VOLUME... | --all`; it shows both lines.
+func bothUsages(cmd *cobra.Command) func(*cobra.Command, []string) {
+	const docker = `{{- if .HasSubCommands}}  {{ .CommandPath}}{{- if .HasAvailableFlags}} [OPTIONS]{{end}} COMMAND{{end}}`
+	const both = `{{- if .HasSubCommands}}  {{.UseLine}}
+        {{.CommandPath}} COMMAND{{end}}`
+	return func(c *cobra.Command, args []string) {
+		if c == cmd { // its commands (backup ls, ...) inherit this help function
+			c.SetUsageTemplate(strings.Replace(c.Parent().UsageTemplate(), docker, both, 1))
+		}
+		cmd.Parent().HelpFunc()(c, args)
+	}
 }
 
 // volumesExist checks the VOLUME words of `backup`: a word that names no volume is an error

@@ -14,6 +14,11 @@ import (
 	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
+// testLdflags stamp the test binary as the Makefile stamps a release.
+const testLdflags = "-X github.com/dockbridge/dockbridge/internal/version.Version=9.9.9-test " +
+	"-X github.com/dockbridge/dockbridge/internal/version.Commit=0123456789ab " +
+	"-X github.com/dockbridge/dockbridge/internal/version.BuildDate=2026-01-02T03:04:05Z"
+
 var (
 	pluginOnce sync.Once
 	pluginBin  string
@@ -31,7 +36,7 @@ func pluginBinary(t *testing.T) string {
 		}
 		pluginBin = filepath.Join(dir, "docker-dockbridge")
 		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", pluginBin, "./cli-plugin")
+		cmd := exec.Command("go", "build", "-ldflags", testLdflags, "-o", pluginBin, "./cli-plugin")
 		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -55,8 +55,8 @@ type hostFlags struct {
 func (f *hostFlags) add(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVar(&f.env, "name", host.DefaultEnv, "environment name: each has its own server, data volume and context")
-	fs.StringVar(&f.endpoint, "endpoint", "", "Hetzner Cloud API endpoint (default: settings, $HCLOUD_ENDPOINT, then "+hetzner.DefaultEndpoint+")")
-	fs.StringVar(&f.tokenFile, "token-file", "", "read the API token from this file (default: $HCLOUD_TOKEN, then the settings)")
+	fs.StringVar(&f.endpoint, "endpoint", "", "Hetzner Cloud API endpoint (default: $HCLOUD_ENDPOINT, then the settings, then "+hetzner.DefaultEndpoint+")")
+	fs.StringVar(&f.tokenFile, "token-file", "", "read the API token from this file (default: $HCLOUD_TOKEN, then the file $HCLOUD_TOKEN_FILE names, then the settings)")
 	completeFlag(cmd, "name", completeEnvs)
 	completeFlag(cmd, "token-file", completeFiles)
 }

@@ -68,8 +68,23 @@ func TestHelpExitCodes(t *testing.T) {
 	for _, group := range [][]string{{}, {"volume"}} {
 		full := append([]string{"dockbridge"}, group...)
 		out, stderr, code := runDocker(t, env, full...)
-		if code != 0 || out != "" || !strings.Contains(stderr, "Usage:  docker "+strings.Join(full, " ")+" COMMAND") {
+		if code != 0 || out != "" || !strings.Contains(stderr, "Usage:  docker "+strings.Join(full, " ")) || !strings.Contains(stderr, "COMMAND\n") {
 			t.Errorf("docker %s (bare group): exit %d, stdout:\n%s\nstderr:\n%s", strings.Join(full, " "), code, out, stderr)
 		}
+	}
+}
+
+// backup's usage shows what it takes, not only `backup [OPTIONS] COMMAND`.
+func TestBackupUsageLine(t *testing.T) {
+	config, home := dockerWithPlugin(t)
+	env := []string{"DOCKER_CONFIG=" + config, "HOME=" + home}
+	out, _, code := runDocker(t, env, "dockbridge", "backup", "--help")
+	want := "Usage:  docker dockbridge backup [OPTIONS] VOLUME... | --all\n        docker dockbridge backup COMMAND\n"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("backup --help: exit %d, want %q in:\n%s", code, want, out)
+	}
+	// The commands under it keep Docker's usage.
+	if out, _, _ := runDocker(t, env, "dockbridge", "backup", "ls", "--help"); !strings.Contains(out, "Usage:  docker dockbridge backup ls [OPTIONS]\n") {
+		t.Fatalf("backup ls --help:\n%s", out)
 	}
 }

@@ -5,6 +5,8 @@ package cli
 import (
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+
+	"github.com/dockbridge/dockbridge/internal/version"
 )
 
 // NewRootCommand returns the `dockbridge` command tree.
@@ -15,7 +17,9 @@ func NewRootCommand(dockerCli command.Cli) *cobra.Command {
 func rootCmd(d deps) *cobra.Command {
 	cmd := group("dockbridge", "Docker on Hetzner Cloud that costs money only while you use it",
 		upCmd(d), downCmd(d), statusCmd(d), sshCmd(d), destroyCmd(d), settingsCmd(d),
-		volumeCmd(d), backupCmd(d), restoreCmd(d), metricsCmd(d))
+		volumeCmd(d), backupCmd(d), restoreCmd(d), metricsCmd(d), versionCmd(d))
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.Version = version.Get().String()
+	cmd.SetVersionTemplate("docker dockbridge version {{.Version}}\n")
 	return cmd
 }

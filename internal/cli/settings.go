@@ -10,6 +10,7 @@ import (
 	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
 
+	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
@@ -21,7 +22,11 @@ func settingsCmd(d deps) *cobra.Command {
 		Use:   "settings",
 		Short: "Show or change the settings in ~/.docker/dockbridge/settings.json",
 		Long: `Settings are kept in $DOCKER_CONFIG/dockbridge/settings.json (mode 0600).
-HCLOUD_TOKEN and HCLOUD_ENDPOINT override them; command-line flags override both.
+The environment overrides them, and command-line flags override both:
+  token            --token-file, then $HCLOUD_TOKEN, then the file $HCLOUD_TOKEN_FILE names, then the setting
+  endpoint         --endpoint, then $HCLOUD_ENDPOINT, then the setting (default ` + hetzner.DefaultEndpoint + `)
+  plugin_endpoint  the API endpoint as the server's volume plugin reaches it: $DOCKBRIDGE_PLUGIN_ENDPOINT,
+                   then the setting, then the endpoint above
 Keys: ` + strings.Join(host.SettingKeys, ", "),
 		Args:  unknownCommand,
 		Run:   show,

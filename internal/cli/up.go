@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,7 +59,7 @@ Running it again changes nothing; after an interruption it resumes.`,
 			}
 			res, err := host.Up(ctx, hd, opts)
 			if err == nil && res.SSHInclude && d.errOut != nil {
-				fmt.Fprintf(d.errOut, "Added %q at the top of %s: docker's ssh finds the %s host through it.\n", hd.Paths.IncludeLine(), hd.Paths.UserSSHConfig, host.SSHAlias(hf.env))
+				fmt.Fprint(d.errOut, includeAdded(hd.Paths, hf.env))
 			}
 			return res, err
 		},
@@ -96,4 +97,14 @@ func printUp(w io.Writer, r *host.UpResult) error {
 
 func fmtSeconds(s float64) string {
 	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
+}
+
+// includeAdded says exactly what `up` added to the user's ssh config, line by line.
+func includeAdded(p host.Paths, env string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Added these lines at the top of %s (docker's ssh finds the %s host through the Include):\n", p.UserSSHConfig, host.SSHAlias(env))
+	for _, l := range strings.Split(strings.TrimSuffix(p.IncludeBlock(), "\n"), "\n") {
+		fmt.Fprintf(&b, "  | %s\n", l)
+	}
+	return b.String()
 }

@@ -286,10 +286,12 @@ var ErrNoToken = errors.New("no Hetzner Cloud API token")
 // NoTokenError explains how to set a token.
 func NoTokenError() error {
 	return fmt.Errorf("%w: create a read/write API token in the Hetzner Cloud console (your project > Security > API tokens), then either\n"+
-		"  export HCLOUD_TOKEN=<token>\n"+
+		"  export HCLOUD_TOKEN=<token>    (or HCLOUD_TOKEN_FILE=<file holding it>, or --token-file <file>)\n"+
 		"or store it (mode 0600) with\n"+
-		"  docker dockbridge settings set token    (reads the token from stdin)\n"+
-		"To try dockbridge without an account, run the simulator (bin/hcloud-sim) and set HCLOUD_ENDPOINT=http://127.0.0.1:8080/v1 with any token", ErrNoToken)
+		"  docker dockbridge settings set token    (reads the token from stdin, without echo)\n"+
+		"To try dockbridge without an account, start the simulator with the token it accepts,\n"+
+		"  bin/hcloud-sim --token secret    (make build; without --token it accepts any token)\n"+
+		"and export HCLOUD_ENDPOINT=http://127.0.0.1:8080/v1 HCLOUD_TOKEN=secret", ErrNoToken)
 }
 
 var envNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$`)

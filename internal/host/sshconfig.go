@@ -137,6 +137,10 @@ func quoteSSH(s string) string {
 // IncludeLine is the line EnsureInclude adds to the user's ssh config.
 func (p Paths) IncludeLine() string { return "Include " + quoteSSH(p.SSHConfigGlob()) }
 
+// IncludeBlock is exactly what EnsureInclude adds at the top of the user's ssh config: a
+// comment line, the Include line and an empty line.
+func (p Paths) IncludeBlock() string { return includeComment + "\n" + p.IncludeLine() + "\n\n" }
+
 const includeComment = "# Added by docker dockbridge: its hosts (dockbridge-<env>) with pinned host keys. Must stay above any Host/Match line."
 
 // EnsureInclude adds the Include line at the top of the user's ssh config unless it is
@@ -164,7 +168,7 @@ func EnsureInclude(p Paths) (bool, error) {
 			mode = fi.Mode().Perm()
 		}
 	}
-	newContent := []byte(includeComment + "\n" + line + "\n\n")
+	newContent := []byte(p.IncludeBlock())
 	newContent = append(newContent, old...)
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.dockbridge-*")
 	if err != nil {
