@@ -127,3 +127,32 @@ func TestS3PartSizeOnlyWhereItMatters(t *testing.T) {
 		t.Errorf("an S3 restore did not check --s3-part-size: %v", err)
 	}
 }
+
+// restore --force stops the containers, then takes the safety backup (a consistent copy): the
+// help and the READMEs say it in that order (they said the safety backup came first).
+func TestRestoreForceTextMatchesTheOrder(t *testing.T) {
+	isolate(t)
+	read := func(f string) string {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, c := range []struct{ name, text, says string }{
+		{"restore --help", helpOf(t, "restore"), "the containers using the volume are stopped, a safety backup of its content is taken while they are stopped"},
+		{"README.md", read("../../README.md"), "which stops the containers using it, then takes a safety backup while they are stopped"},
+		{"internal/backup/README.md", read("../backup/README.md"), "stops the containers using the volume, takes a safety backup while they are stopped"},
+	} {
+		text := strings.Join(strings.Fields(c.text), " ")
+		if !strings.Contains(text, c.says) {
+			t.Errorf("%s does not say %q", c.name, c.says)
+		}
+		for _, wrong := range []string{"a safety backup of its content is taken (the restore stops if that fails), the containers using it are stopped",
+			"(which takes a safety backup first)", "takes a safety backup first (next to the archive, or `--safety-to`), aborts if that fails, stops the containers"} {
+			if strings.Contains(text, wrong) {
+				t.Errorf("%s still says %q", c.name, wrong)
+			}
+		}
+	}
+}
