@@ -17,11 +17,12 @@ import (
 // runs the `ssh` binary with no way to pass it options (no -F, no -o from a context).
 // So the context's endpoint is ssh://<alias> and the alias is defined in a file dockbridge
 // owns (envs/<env>/ssh_config: address, user, key, pinned known_hosts, ControlMaster).
-// ssh finds it through ONE line added at the top of ~/.ssh/config:
+// ssh finds it through an Include at the top of ~/.ssh/config (IncludeBlock: a comment line,
+// the Include and an empty line):
 //
 //	Include <DOCKER_CONFIG>/dockbridge/envs/*/ssh_config
 //
-// Trade-off: that line is the only change to a file the user owns; it is added once,
+// Trade-off: these lines are the only change to a file the user owns; they are added once,
 // never rewritten, at the top (where OpenSSH applies it unconditionally; Host blocks in
 // an included file do not leak into the lines after the Include), and removable by hand.
 // Everything that changes (the address after each up, a future local wake-up proxy)
