@@ -1,3 +1,5 @@
+//go:build unix
+
 package backup
 
 import (
@@ -15,21 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// ExtractOptions tunes Extract.
-type ExtractOptions struct {
-	// MaxBytes refuses an archive whose metadata announces more content than this (the target's
-	// free space); 0 means no limit besides the metadata itself.
-	MaxBytes int64
-	// AllowDevices lets the extractor create block and character devices.
-	AllowDevices bool
-	// Chown restores owners; without it files belong to the extracting user.
-	Chown bool
-	// Warn receives non-fatal findings (owners or xattrs the target refused).
-	Warn func(string)
-	// Before is called with the metadata before anything is written; an error stops the extraction.
-	Before func(Metadata) error
-}
 
 // Extract reads a decompressed archive from r into dir, which should be empty. Nothing is ever
 // written outside dir: every path is resolved inside it (os.Root refuses .., absolute paths and

@@ -1,3 +1,5 @@
+//go:build unix
+
 package backup
 
 import (
@@ -91,17 +93,6 @@ func count(entries []entry) Stats {
 		}
 	}
 	return s
-}
-
-// WriteOptions tunes WriteTree.
-type WriteOptions struct {
-	// Warn receives non-fatal findings (changed files with --keep-running, skipped sockets).
-	Warn func(string)
-	// Strict makes a file that changed between scan and read an error instead of a warning:
-	// with the containers stopped nothing may write to the volume.
-	Strict bool
-	// Now is the clock (tests).
-	Now func() time.Time
 }
 
 // WriteTree writes the archive of root to w: the metadata entry (meta with its counts and times

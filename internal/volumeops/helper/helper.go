@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package helper is what runs inside the helper container: the volume is mounted at /data, the
 // archive streams on stdin/stdout and a JSON report goes to stderr, one object per line.
 // It is entered through Main when the environment has DOCKBRIDGE_HELPER=1 (see Init).
@@ -26,41 +28,12 @@ import (
 	"github.com/dockbridge/dockbridge/internal/pacing"
 )
 
-// EnvVar marks a process as the helper.
-const EnvVar = "DOCKBRIDGE_HELPER"
-
-// DataDir is where the volume is mounted in the helper container.
-const DataDir = "/data"
-
 // Init turns the process into the helper when EnvVar is set; call it first thing in main (the
 // CLI plugin's binary is also the helper binary).
 func Init() {
 	if os.Getenv(EnvVar) == "1" {
 		os.Exit(Main(os.Args[1:]))
 	}
-}
-
-// Line is one line of the helper's stderr.
-type Line struct {
-	Warning string          `json:"warning,omitempty"`
-	Error   string          `json:"error,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-}
-
-// BackupResult is the final report of `backup`.
-type BackupResult struct {
-	Metadata        backup.Metadata `json:"metadata"`
-	Stats           backup.Stats    `json:"stats"`
-	CompressedBytes int64           `json:"compressed_bytes"`
-	MaxRSSBytes     int64           `json:"max_rss_bytes"`
-}
-
-// RestoreResult is the final report of `restore`.
-type RestoreResult struct {
-	Metadata backup.Metadata `json:"metadata"`
-	Stats    backup.Stats    `json:"stats"`
-	Cleared  int             `json:"cleared"`
-	MaxRSS   int64           `json:"max_rss_bytes"`
 }
 
 // maxRSS is the helper's peak resident memory.
@@ -70,20 +43,6 @@ func maxRSS() int64 {
 		return -1
 	}
 	return ru.Maxrss * 1024
-}
-
-// ProbeResult is the final report of `probe`.
-type ProbeResult struct {
-	Mounted     bool   `json:"mounted"`
-	FSType      string `json:"fs_type,omitempty"`
-	Writable    bool   `json:"writable"`
-	WriteError  string `json:"write_error,omitempty"`
-	Entries     int64  `json:"entries"`
-	UsedBytes   int64  `json:"used_bytes"` // allocated blocks of the volume's files
-	TotalBytes  uint64 `json:"total_bytes"`
-	FreeBytes   uint64 `json:"free_bytes"` // available to unprivileged users
-	TotalInodes uint64 `json:"total_inodes"`
-	FreeInodes  uint64 `json:"free_inodes"`
 }
 
 var stderr = json.NewEncoder(os.Stderr)
