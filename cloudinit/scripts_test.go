@@ -560,8 +560,8 @@ func TestHealthCheckLevels(t *testing.T) {
 		if err := syscall.Statfs(e.mp, &st); err != nil {
 			t.Fatal(err)
 		}
-		used := int64(st.Blocks-st.Bfree) * st.Bsize
-		total := used + int64(st.Bavail)*st.Bsize // what df's Use% is computed on
+		used := int64(st.Blocks-st.Bfree) * int64(st.Bsize)
+		total := used + int64(st.Bavail)*int64(st.Bsize) // what df's Use% is computed on
 		need := total*int64(pct)/100 - used + int64(st.Bsize)
 		f := filepath.Join(e.mp, fmt.Sprintf("fill-%d", pct))
 		sh(t, "fallocate", "-l", fmt.Sprint(need), f)

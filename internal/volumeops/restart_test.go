@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,7 +52,7 @@ func TestBackupFailureRestartsContainers(t *testing.T) {
 			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
 				t.Fatalf("mount a 2 MB tmpfs (needs root): %v: %s", err, out)
 			}
-			t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+			t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
 			s, err := backup.NewDirStore(dir)
 			must(t, err)
 			return s, func() []string { return listDir(t, dir) }
