@@ -1,6 +1,10 @@
 // Command hetzner-volume-plugin is the `hetzner` managed Docker volume plugin: wiring only.
 // Settings come from the environment (config.json's env, `docker plugin set`); the work is in
 // internal/volumedriver.
+//
+// The same binary is the backup helper: with DOCKBRIDGE_HELPER=1 in its environment the helper
+// package's init runs the helper instead (internal/volumeops/helper). The CLI carries this one
+// static Linux binary per server architecture (internal/serverbin) for both jobs.
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/mount"
 	"github.com/dockbridge/dockbridge/internal/volumedriver"
+	_ "github.com/dockbridge/dockbridge/internal/volumeops/helper" // DOCKBRIDGE_HELPER=1: the backup helper
 )
 
 func main() {
