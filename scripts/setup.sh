@@ -2,9 +2,10 @@
 # Make this machine ready for dockbridge, and make sure a Docker engine answers (start dockerd
 # when none does). Idempotent and quick when everything is there. Needs root (Debian 12).
 #
-#   setup.sh           what `make build` and `make demo` need: Docker, the tools that build and
-#                      boot the simulated servers, gcc + libzstd-dev (make build links the
-#                      backup helper's zstd statically)
+#   setup.sh           what `make build`, `make release` and `make demo` need: Docker, the tools
+#                      that build and boot the simulated servers, gcc + libzstd-dev and, on
+#                      amd64, the arm64 cross compiler + libzstd-dev:arm64 (the servers' binary
+#                      links zstd statically for both architectures), zip (release archives)
 #   setup.sh --tests   that, and what `make test` needs besides: the real tools the tests drive
 #                      (btrfs and partition tools, LUKS, compose, sshd, cloud-init's schema
 #                      validator, the shellcheck linter, the official hcloud CLI) and three Go
@@ -29,7 +30,12 @@ packages=(
 	iptables                           # the simulated servers' metadata address (DNAT)
 	openssh-client busybox-static      # SSH contexts; the demo's tiny image
 	gcc libc6-dev libzstd-dev          # the helper's static libzstd (make build)
+	zip                                # the Windows release archive (make release)
 )
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+	# The servers' binary for arm64 (Hetzner's cax types), linked with zstd as on amd64.
+	packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libzstd-dev:arm64)
+fi
 if ((tests)); then
 	packages+=(
 		docker-compose                         # compose with driver: hetzner
@@ -50,6 +56,9 @@ if ((${#missing[@]})); then
 		exit 1
 	fi
 	echo "setup: installing ${missing[*]}"
+	if printf '%s\n' "${missing[@]}" | grep -q ':arm64$' && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		dpkg --add-architecture arm64 # Debian multiarch: arm64 libraries beside the amd64 ones
+	fi
 	apt-get update -qq
 	# Do not let package scripts start services (sshd on port 22 would clash with simulated servers).
 	policy=/usr/sbin/policy-rc.d

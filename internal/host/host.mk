@@ -2,9 +2,9 @@
 DOCKER_CONFIG_DIR ?= $(or $(DOCKER_CONFIG),$(HOME)/.docker)
 
 .PHONY: install
-install: ## put docker-dockbridge into ~/.docker/cli-plugins (and build/plugin, if built, into ~/.docker/dockbridge/volume-plugin)
+install: server-bins ## put docker-dockbridge (carrying the servers' binaries) into ~/.docker/cli-plugins (and build/plugin, if built, into ~/.docker/dockbridge/volume-plugin)
 	@mkdir -p bin
-	$(PLUGIN_BUILD) -o bin/docker-dockbridge ./cli-plugin
+	$(CLI_BUILD) -o bin/docker-dockbridge ./cli-plugin
 	install -D -m 0755 bin/docker-dockbridge $(DOCKER_CONFIG_DIR)/cli-plugins/docker-dockbridge
 	@if [ -f build/plugin/config.json ]; then \
 	  mkdir -p $(DOCKER_CONFIG_DIR)/dockbridge && chmod 0700 $(DOCKER_CONFIG_DIR)/dockbridge && \

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
@@ -31,8 +30,9 @@ type Engine struct {
 	API API
 	// Context is the docker context's name, recorded in backups.
 	Context string
-	// HelperBinary is a static Linux binary containing the helper package; default: this
-	// executable, or $DOCKBRIDGE_HELPER_BINARY.
+	// HelperBinary is a static Linux binary containing the helper package, for the engine's
+	// architecture; default: $DOCKBRIDGE_HELPER_BINARY, else the server binary this CLI
+	// carries for the engine's architecture (internal/serverbin), else this executable.
 	HelperBinary string
 	// Progress receives one line per step (stderr); nil: silent.
 	Progress io.Writer
@@ -198,18 +198,4 @@ func (e *Engine) ContainersUsing(ctx context.Context, vol string) ([]ContainerRe
 
 func isRunning(state string) bool {
 	return state == string(container.StateRunning) || state == string(container.StateRestarting) || state == string(container.StatePaused)
-}
-
-func helperBinary(e *Engine) (string, error) {
-	if e.HelperBinary != "" {
-		return e.HelperBinary, nil
-	}
-	if p := os.Getenv("DOCKBRIDGE_HELPER_BINARY"); p != "" {
-		return p, nil
-	}
-	p, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("find this executable for the helper image: %w", err)
-	}
-	return p, nil
 }

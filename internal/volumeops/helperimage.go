@@ -3,9 +3,9 @@ package volumeops
 import (
 	"archive/tar"
 	"bufio"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +16,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+
+	"github.com/dockbridge/dockbridge/internal/serverbin"
 )
 
 const (
@@ -24,27 +26,52 @@ const (
 	helperPath  = "/dockbridge-helper"
 )
 
-var elfMachine = map[string]elf.Machine{
-	"x86_64": elf.EM_X86_64, "amd64": elf.EM_X86_64,
-	"aarch64": elf.EM_AARCH64, "arm64": elf.EM_AARCH64,
+// helperSource is the static Linux binary a helper image is made of.
+type helperSource struct {
+	name string // for messages: a path, or "the linux/arm64 helper this docker-dockbridge carries"
+	data []byte
 }
 
-// checkHelperBinary makes sure bin is a static Linux ELF for the engine's architecture.
-func checkHelperBinary(bin, engineArch string) error {
-	f, err := elf.Open(bin)
-	if err != nil {
-		return fmt.Errorf("helper binary %s is not a Linux executable (%v): on macOS or Windows set DOCKBRIDGE_HELPER_BINARY to a linux/%s build of docker-dockbridge", bin, err, engineArch)
+// loadServerBinary is serverbin.Load (tests replace it).
+var loadServerBinary = serverbin.Load
+
+// helperSourceFor picks the helper binary for an engine on engineArch (as `docker info` names
+// it): HelperBinary or $DOCKBRIDGE_HELPER_BINARY when set; else the server binary this CLI
+// carries for that architecture (make build, releases: what every user has, on any OS); else,
+// in a developer's plain `go build`, this executable when it is a static Linux binary for the
+// engine.
+func (e *Engine) helperSourceFor(engineArch string) (helperSource, error) {
+	goarch, archErr := serverbin.GoArch(engineArch)
+	explicit := e.HelperBinary
+	if explicit == "" {
+		explicit = os.Getenv("DOCKBRIDGE_HELPER_BINARY")
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("helper binary %s is dynamically linked: build it static (`make build` does)", bin)
+	if explicit != "" {
+		data, err := os.ReadFile(explicit)
+		if err != nil {
+			return helperSource{}, fmt.Errorf("read the helper binary: %w", err)
+		}
+		if err := serverbin.CheckELF(data, goarch); err != nil {
+			return helperSource{}, fmt.Errorf("helper binary %s (DOCKBRIDGE_HELPER_BINARY) does not fit an engine on %s: %w", explicit, engineArch, err)
+		}
+		return helperSource{name: explicit, data: data}, nil
+	}
+	if archErr != nil {
+		return helperSource{}, fmt.Errorf("the engine runs on %s: %w", engineArch, archErr)
+	}
+	b, err := loadServerBinary(goarch)
+	if err == nil {
+		return helperSource{name: "the linux/" + goarch + " helper this docker-dockbridge carries", data: b.Data}, nil
+	}
+	if !errors.Is(err, serverbin.ErrNotEmbedded) {
+		return helperSource{}, err
+	}
+	if self, serr := os.Executable(); serr == nil {
+		if data, rerr := os.ReadFile(self); rerr == nil && serverbin.CheckELF(data, goarch) == nil {
+			return helperSource{name: self, data: data}, nil
 		}
 	}
-	if want, ok := elfMachine[engineArch]; ok && f.Machine != want {
-		return fmt.Errorf("helper binary %s is for %s but the engine runs on %s: set DOCKBRIDGE_HELPER_BINARY to a linux/%s build of docker-dockbridge", bin, f.Machine, engineArch, engineArch)
-	}
-	return nil
+	return helperSource{}, fmt.Errorf("%w: it has no helper for this engine (linux/%s). Install a release or build with `make build`; or set DOCKBRIDGE_HELPER_BINARY to a static linux/%s build of hetzner-volume-plugin (`make server-bins` writes build/serverbin/hetzner-volume-plugin-linux-%s)", err, goarch, goarch, goarch)
 }
 
 // HelperImage returns the helper image's reference, importing it if the engine lacks it. The
@@ -62,10 +89,6 @@ func (e *Engine) HelperImage(ctx context.Context) (string, error) {
 }
 
 func (e *Engine) helperImage(ctx context.Context) (string, error) {
-	bin, err := helperBinary(e)
-	if err != nil {
-		return "", err
-	}
 	info, err := e.API.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return "", fmt.Errorf("engine info: %w", err)
@@ -73,32 +96,30 @@ func (e *Engine) helperImage(ctx context.Context) (string, error) {
 	if info.Info.OSType != "" && info.Info.OSType != "linux" {
 		return "", fmt.Errorf("the engine runs %s containers; volume files need a Linux engine", info.Info.OSType)
 	}
-	if err := checkHelperBinary(bin, info.Info.Architecture); err != nil {
-		return "", err
-	}
-	sum, size, err := hashFile(bin)
+	src, err := e.helperSourceFor(info.Info.Architecture)
 	if err != nil {
 		return "", err
 	}
-	ref := helperRepo + ":" + sum[:16]
+	sum := sha256.Sum256(src.data)
+	ref := helperRepo + ":" + hex.EncodeToString(sum[:])[:16]
 	if _, err := e.API.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("inspect helper image %s: %w", ref, err)
 	}
-	e.progressf("Importing helper image %s (%d MB, once per engine and version)", ref, size>>20)
+	e.progressf("Importing helper image %s (%d MB before compression, once per engine and version)", ref, len(src.data)>>20)
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(helperTar(pw, bin, size)) }()
+	go func() { pw.CloseWithError(helperTar(pw, src.data)) }()
 	rc, err := e.API.ImageImport(ctx, client.ImageImportSource{Source: pr, SourceName: "-"}, ref,
 		client.ImageImportOptions{Message: "dockbridge volume helper", Changes: []string{
 			"LABEL " + helperLabel + "=image", "ENTRYPOINT [\"" + helperPath + "\"]", "ENV DOCKBRIDGE_HELPER=1"}})
 	if err != nil {
 		pr.Close()
-		return "", fmt.Errorf("import helper image: %w", err)
+		return "", fmt.Errorf("import helper image from %s: %w", src.name, err)
 	}
 	defer rc.Close()
 	if err := readJSONMessages(rc); err != nil {
-		return "", fmt.Errorf("import helper image: %w", err)
+		return "", fmt.Errorf("import helper image from %s: %w", src.name, err)
 	}
 	e.removeOldHelpers(ctx, ref)
 	return ref, nil
@@ -124,13 +145,14 @@ func (e *Engine) removeOldHelpers(ctx context.Context, keep string) {
 	}
 }
 
-func helperTar(w io.Writer, bin string, size int64) error {
-	f, err := os.Open(bin)
+// helperTar writes the helper image's file system as a gzip-compressed tar (the engine
+// unpacks it; a remote engine gets a third of the bytes over SSH).
+func helperTar(w io.Writer, bin []byte) error {
+	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	tw := tar.NewWriter(w)
+	tw := tar.NewWriter(zw)
 	for _, d := range []string{"data/", "tmp/", "proc/", "dev/", "etc/"} {
 		mode := int64(0o755)
 		if d == "tmp/" {
@@ -140,27 +162,16 @@ func helperTar(w io.Writer, bin string, size int64) error {
 			return err
 		}
 	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: helperPath[1:], Mode: 0o755, Size: size}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: helperPath[1:], Mode: 0o755, Size: int64(len(bin))}); err != nil {
 		return err
 	}
-	if _, err := io.Copy(tw, f); err != nil {
+	if _, err := tw.Write(bin); err != nil {
 		return err
 	}
-	return tw.Close()
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("read helper binary: %w", err)
+	if err := tw.Close(); err != nil {
+		return err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("read helper binary: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return zw.Close()
 }
 
 // readJSONMessages drains an engine progress stream and returns its error, if any.
