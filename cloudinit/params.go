@@ -48,6 +48,17 @@ const (
 	HealthLogPath = "/var/log/docker-volume-health.log"
 	// HealthCheckPath is the health check command.
 	HealthCheckPath = "/usr/local/bin/docker-volume-health-check"
+	// SecretsDir is dockbridge's root-only (0700) secrets directory on the server. The setup links
+	// it to SecretsVolumeDir on the data volume, so that its content is there on the next server
+	// too; the volume plugin mounts it read-only.
+	SecretsDir = "/etc/dockbridge/secrets"
+	// SecretsVolumeDir is where SecretsDir lives, under the volume's mount point.
+	SecretsVolumeDir = "dockbridge-secrets"
+	// PluginTokenPath is the volume plugin's API token (0600), written by up.
+	PluginTokenPath = SecretsDir + "/hcloud-token"
+	// PluginMarkerName, under the volume's mount point, is written by up once it has installed
+	// the volume plugin; the health check watches the plugin when it is there.
+	PluginMarkerName = "dockbridge-volume-plugin"
 	// MetadataFirewallRule is the iptables rule (chain and match) that keeps containers on
 	// Docker's bridge networks from the metadata service; docker.service puts it in place
 	// before dockerd starts.

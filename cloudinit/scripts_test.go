@@ -102,6 +102,7 @@ func (e *scriptEnv) environ(extra ...string) []string {
 		"DOCKBRIDGE_VOLUME_INFO="+e.info,
 		"DOCKBRIDGE_FSTAB="+e.fstab,
 		"DOCKBRIDGE_HEALTH_LOG="+e.healthLog,
+		"DOCKBRIDGE_SECRETS_DIR="+filepath.Join(e.dir, "etc", "secrets"),
 		"DOCKBRIDGE_SKIP_SYSTEMCTL=1",
 		"DOCKBRIDGE_TAG=dockbridge-test",
 	), extra...)
@@ -753,6 +754,15 @@ func TestSetupScript(t *testing.T) {
 		}
 		if r, err := ParseHealthLine(strings.TrimSpace(string(hb))); err != nil || r.Level != HealthOK {
 			t.Errorf("health after setup: %+v %v", r, err)
+		}
+		// The secrets directory lives on the volume (root only), where the plugin finds it
+		// on the next server too.
+		link := filepath.Join(e.dir, "etc", "secrets")
+		if target, err := os.Readlink(link); err != nil || target != filepath.Join(e.mp, "dockbridge-secrets") {
+			t.Errorf("%s -> %q (%v), want a link to the volume's dockbridge-secrets", link, target, err)
+		}
+		if fi, err := os.Stat(link); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Errorf("secrets directory: %v %v, want a 0700 directory", fi, err)
 		}
 		// Order: volume before Docker is started, Docker verified before completion.
 		logb, _ := os.ReadFile(e.log)

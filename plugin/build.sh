@@ -65,6 +65,15 @@ if docker plugin inspect "$name" >/dev/null 2>&1; then
 	docker plugin rm -f "$name" >/dev/null
 fi
 docker plugin create "$name" "$out" >/dev/null
-echo "created the managed plugin $name (disabled). Next:"
-echo "  docker plugin set $name HCLOUD_TOKEN=<token>    # [HCLOUD_ENDPOINT=...]"
-echo "  docker plugin enable $name"
+# The plugin mounts the secrets directory (config.json, "secrets"): it must exist to enable it.
+secrets=/etc/dockbridge/secrets
+if [ ! -e "$secrets" ]; then
+	install -d -m 0700 "$secrets"
+	echo "created $secrets (root, 0700), which the plugin mounts read-only"
+fi
+echo "created the managed plugin $name (disabled). Next, give it the token, either as a root-only file:"
+echo "  (umask 077; cat > $secrets/hcloud-token) < token.txt"
+echo "  docker plugin set $name HCLOUD_TOKEN_FILE=$secrets/hcloud-token    # [HCLOUD_ENDPOINT=...]"
+echo "or as a setting, which docker plugin inspect shows to anyone with access to this engine:"
+echo "  docker plugin set $name HCLOUD_TOKEN=<token>"
+echo "then: docker plugin enable $name"

@@ -42,6 +42,9 @@ func main() {
 	cloud, cloudErr := hetzner.New(hetzner.Config{
 		Endpoint: s.Endpoint, Token: s.Token, Application: "dockbridge-volume-plugin", Logger: log, Observer: observer,
 	})
+	if s.TokenErr != nil {
+		cloudErr = s.TokenErr
+	}
 	store, err := volumedriver.NewStateStore(s.StateDir)
 	if err != nil {
 		log.Fatal(err)

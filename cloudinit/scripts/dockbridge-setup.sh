@@ -75,6 +75,12 @@ fi
 # 4. Start Docker on the volume and prove it.
 DOCKBRIDGE_STEP=docker-start
 mountpoint -q "$mp" || fail "${mp} is not mounted any more: not starting Docker"
+# Secrets (the plugin's token, from up) live on the volume: on a new server Docker starts the
+# plugin, which mounts /etc/dockbridge/secrets, before up gets there.
+s=${mp}/dockbridge-secrets
+if ! { install -d -m 0700 "$s" && mkdir -p "${DOCKBRIDGE_SECRETS_DIR%/*}" && ln -sfnT "$s" "$DOCKBRIDGE_SECRETS_DIR"; }; then
+  log "WARNING: could not link ${DOCKBRIDGE_SECRETS_DIR} to $s"
+fi
 run_systemctl unmask --runtime docker.service docker.socket >/dev/null 2>&1 || true
 run_systemctl unmask docker.service docker.socket >/dev/null 2>&1 || true
 run_systemctl daemon-reload || fail "systemctl daemon-reload failed"

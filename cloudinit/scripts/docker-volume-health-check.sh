@@ -84,8 +84,8 @@ if [ "$DOCKBRIDGE_HEALTH_SKIP_DOCKER" != 1 ]; then
     if [ "$root_mp" != "$mp" ]; then
       raise CRITICAL "Docker Root Dir ${root} is on ${root_mp:-?}, not on the volume at ${mp}"
     fi
-    # The volume plugin, once up installed it (its marker is on the volume). Docker leaves a
-    # plugin that dies right after a restart disabled for good: enable it, once per run.
+    # The plugin, once up installed it (marker on the volume). Docker leaves a plugin that died
+    # right after a restart disabled: enable it, once per run.
     p=hetzner:latest
     if [ -e "${mp}/dockbridge-volume-plugin" ]; then
       case $(timeout 20 docker plugin inspect -f '{{.Enabled}}' "$p" 2>/dev/null) in

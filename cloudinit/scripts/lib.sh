@@ -11,6 +11,7 @@
 : "${DOCKBRIDGE_VOLUME_INFO:=/etc/dockbridge/volume-info}"
 : "${DOCKBRIDGE_FSTAB:=/etc/fstab}"
 : "${DOCKBRIDGE_HEALTH_LOG:=/var/log/docker-volume-health.log}"
+: "${DOCKBRIDGE_SECRETS_DIR:=/etc/dockbridge/secrets}"
 # Test switch: 1 = log systemctl calls instead of running them.
 : "${DOCKBRIDGE_SKIP_SYSTEMCTL:=0}"
 : "${DOCKBRIDGE_TAG:=dockbridge}"

@@ -107,8 +107,19 @@ echo "uuid=$(blkid -s UUID -o value %[1]s 2>/dev/null)"
 
 const (
 	pluginName   = "hetzner:latest"
-	pluginMarker = "/var/lib/docker/dockbridge-volume-plugin" // on the volume, like the plugin itself
+	pluginMarker = cloudinit.DefaultMountPoint + "/" + cloudinit.PluginMarkerName // on the volume, like the plugin itself
 )
+
+// writeTokenScript writes the API token from stdin to cloudinit.PluginTokenPath: 0600 in the
+// root-only secrets directory on the data volume (which the volume plugin mounts), replaced
+// atomically. A server set up before the secrets directory existed gets it here.
+var writeTokenScript = fmt.Sprintf(`set -eu
+d=%[1]s
+if [ ! -e "$d" ]; then install -d -m 0700 %[2]s; mkdir -p "${d%%/*}"; ln -sfnT %[2]s "$d"; fi
+t=$(mktemp "$d/.hcloud-token.XXXXXX")
+cat >"$t"
+mv -f "$t" %[3]s
+`, cloudinit.SecretsDir, cloudinit.DefaultMountPoint+"/"+cloudinit.SecretsVolumeDir, cloudinit.PluginTokenPath)
 
 // pluginFolder checks a `docker plugin create` folder (config.json + rootfs/).
 func pluginFolder(dir string) error {
@@ -217,8 +228,10 @@ func sha256Hex(s string) string {
 }
 
 // installPlugin makes sure the `hetzner` managed plugin on the server is the one built
-// from dir, with the token and endpoint set, and enabled. It returns a note for progress.
-// The token reaches the server only on the SSH session's stdin, never on a command line.
+// from dir, enabled, with the endpoint set and the token in cloudinit.PluginTokenPath, not in
+// a plugin setting (`docker plugin inspect` shows settings to anyone with Docker access
+// there). It returns a note for progress. The token reaches the server only on an SSH
+// session's stdin, never on a command line.
 func installPlugin(ctx context.Context, r Remote, dir, token, endpoint string) (string, error) {
 	if err := pluginFolder(dir); err != nil {
 		return "", err
@@ -227,16 +240,18 @@ func installPlugin(ctx context.Context, r Remote, dir, token, endpoint string) (
 	if err != nil {
 		return "", err
 	}
-	settingsHash := sha256Hex(endpoint + "\n" + sha256Hex(token))
+	// "token-file": a plugin set up with HCLOUD_TOKEN by an earlier version is set up again.
+	settingsHash := sha256Hex("token-file\n" + endpoint + "\n" + sha256Hex(token))
 	wantMarker := "rootfs=" + digest + "\nsettings=" + settingsHash
 
-	out, err := r.Run(ctx, fmt.Sprintf(`cat %s 2>/dev/null; echo; echo "enabled=$(docker plugin inspect -f '{{.Enabled}}' %s 2>/dev/null)"`, pluginMarker, pluginName), nil)
+	out, err := r.Run(ctx, fmt.Sprintf(`cat %s 2>/dev/null; echo; echo "enabled=$(docker plugin inspect -f '{{.Enabled}}' %s 2>/dev/null)"; if [ -s %s ]; then echo token_file=1; fi`,
+		pluginMarker, pluginName, cloudinit.PluginTokenPath), nil)
 	if err != nil {
 		return "", fmt.Errorf("check the volume plugin: %w", err)
 	}
 	kv := parseKV(out)
 	exists := kv["enabled"] == "true" || kv["enabled"] == "false"
-	if kv["rootfs"] == digest && kv["settings"] == settingsHash && kv["enabled"] == "true" {
+	if kv["rootfs"] == digest && kv["settings"] == settingsHash && kv["enabled"] == "true" && kv["token_file"] == "1" {
 		return "already installed", nil
 	}
 
@@ -256,20 +271,17 @@ func installPlugin(ctx context.Context, r Remote, dir, token, endpoint string) (
 		if err != nil {
 			return "", fmt.Errorf("upload and create the volume plugin from %s: %w", dir, err)
 		}
-	} else if kv["enabled"] == "true" {
-		if _, err := r.Run(ctx, "docker plugin disable -f "+pluginName, nil); err != nil {
-			return "", fmt.Errorf("disable the volume plugin to change its settings: %w", err)
-		}
 	}
-	set := "docker plugin set " + pluginName + ` HCLOUD_TOKEN="$(cat)"`
-	if endpoint != "" {
-		set += " HCLOUD_ENDPOINT=" + shellQuote(endpoint)
+	if _, err := r.Run(ctx, writeTokenScript, strings.NewReader(token)); err != nil {
+		return "", redact(fmt.Errorf("write the volume plugin's token to %s: %w", cloudinit.PluginTokenPath, err), token)
 	}
-	if _, err := r.Run(ctx, set, strings.NewReader(token)); err != nil {
-		return "", redact(fmt.Errorf("set the volume plugin's token and endpoint: %w", err), token)
-	}
-	if _, err := r.Run(ctx, "docker plugin enable "+pluginName, nil); err != nil {
-		return "", fmt.Errorf("enable the volume plugin (its log: `docker dockbridge ssh -- journalctl -u docker`): %w", err)
+	// One command line: settings can only change while the plugin is disabled, and the
+	// server's health check enables a disabled plugin.
+	set := fmt.Sprintf(`set -e; p=%s; if [ "$(docker plugin inspect -f '{{.Enabled}}' $p)" = true ]; then docker plugin disable -f $p >/dev/null; fi
+docker plugin set $p HCLOUD_TOKEN= HCLOUD_TOKEN_FILE=%s HCLOUD_ENDPOINT=%s
+docker plugin enable $p >/dev/null`, pluginName, cloudinit.PluginTokenPath, shellQuote(endpoint))
+	if _, err := r.Run(ctx, set, nil); err != nil {
+		return "", fmt.Errorf("set up and enable the volume plugin (its log: `docker dockbridge ssh -- journalctl -u docker`): %w", err)
 	}
 	if _, err := r.Run(ctx, fmt.Sprintf("cat > %s", pluginMarker), strings.NewReader(wantMarker+"\n")); err != nil {
 		return "", fmt.Errorf("record the volume plugin's version: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/context/store"
 
+	"github.com/dockbridge/dockbridge/cloudinit"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
@@ -27,12 +28,13 @@ import (
 
 // fakeDisk is what lives on a data volume in these tests: the volume plugin's marker.
 type fakeDisk struct {
-	mu            sync.Mutex
-	marker        string
-	pluginEnabled bool
-	pluginToken   string
-	uuid          string
-	cmds          []string
+	mu             sync.Mutex
+	marker         string
+	pluginEnabled  bool
+	pluginToken    string // the token file's content
+	pluginSettings string // the last `docker plugin set` command line
+	uuid           string
+	cmds           []string
 	// rootDev, when set, is the device number (stat %d) of the filesystem holding Docker's
 	// root dir; by default it is the volume's (8:16, 2064).
 	rootDev string
@@ -63,12 +65,22 @@ func (f *fakeRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]by
 			rootDev = d.rootDev
 		}
 		return []byte("root=/var/lib/docker\nrootdev=" + rootDev + "\nvoldev=8:10\ndevice=/dev/sdb\nuuid=" + d.uuid + "\n"), nil
+	case strings.Contains(cmd, "docker plugin set"):
+		d.pluginSettings, d.pluginEnabled = cmd, true
+		return nil, nil
 	case strings.Contains(cmd, "docker plugin inspect"):
 		en := ""
 		if d.marker != "" {
 			en = fmt.Sprint(d.pluginEnabled)
 		}
-		return []byte(d.marker + "\nenabled=" + en + "\n"), nil
+		out := d.marker + "\nenabled=" + en + "\n"
+		if d.pluginToken != "" {
+			out += "token_file=1\n"
+		}
+		return []byte(out), nil
+	case strings.Contains(cmd, cloudinit.PluginTokenPath) && strings.Contains(cmd, `cat >"$t"`):
+		d.pluginToken = in
+		return nil, nil
 	case strings.Contains(cmd, "docker plugin create"):
 		if len(in) == 0 {
 			return nil, &RemoteError{Cmd: cmd, ExitCode: 1, Stderr: "empty tar"}
@@ -77,9 +89,6 @@ func (f *fakeRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]by
 		return nil, nil
 	case strings.Contains(cmd, "docker plugin disable"):
 		d.pluginEnabled = false
-		return nil, nil
-	case strings.Contains(cmd, "docker plugin set"):
-		d.pluginToken = in
 		return nil, nil
 	case strings.Contains(cmd, "docker plugin enable"):
 		d.pluginEnabled = true
@@ -241,7 +250,15 @@ func TestUpCreatesLabelledResourcesAndIsIdempotent(t *testing.T) {
 		t.Errorf("volume fs-uuid label %q, want %q (recorded after the first boot)", got, e.disk.uuid)
 	}
 	if e.disk.pluginToken != e.sim.Token {
-		t.Errorf("the volume plugin did not get the token on stdin")
+		t.Errorf("the volume plugin's token file did not get the token on stdin")
+	}
+	if set := e.disk.pluginSettings; !strings.Contains(set, "HCLOUD_TOKEN= HCLOUD_TOKEN_FILE="+cloudinit.PluginTokenPath+" ") || strings.Contains(set, e.sim.Token) {
+		t.Errorf("plugin settings: %q, want the token file and no token", set)
+	}
+	for _, c := range e.disk.cmds {
+		if strings.Contains(c, e.sim.Token) {
+			t.Errorf("the token is on a command line: %q", c)
+		}
 	}
 	if strings.Contains(e.stderr.String(), e.sim.Token) {
 		t.Errorf("the token was printed")

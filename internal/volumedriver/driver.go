@@ -167,9 +167,17 @@ func (d *Driver) ctx() (context.Context, context.CancelFunc) {
 
 func (d *Driver) api() (Cloud, error) {
 	if d.cloud == nil {
-		return nil, fmt.Errorf("%w. Set the token: docker plugin disable hetzner && docker plugin set hetzner HCLOUD_TOKEN=<token> && docker plugin enable hetzner", d.noCloud)
+		return nil, fmt.Errorf("%w. %s", d.noCloud, d.tokenHint())
 	}
 	return d.cloud, nil
+}
+
+// tokenHint says how to give the plugin a (valid) token, the way it is set up.
+func (d *Driver) tokenHint() string {
+	if f := d.s.TokenFile; f != "" {
+		return fmt.Sprintf("On a dockbridge server `docker dockbridge up` writes the token to %s; elsewhere write it there (root, 0600), then restart the plugin: docker plugin disable hetzner && docker plugin enable hetzner", f)
+	}
+	return "Set the token: docker plugin disable hetzner && docker plugin set hetzner HCLOUD_TOKEN=<token> && docker plugin enable hetzner"
 }
 
 // instance is this server, from the metadata service (cached after the first answer).

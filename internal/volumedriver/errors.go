@@ -16,7 +16,7 @@ func (d *Driver) explain(err error) error {
 	}
 	switch {
 	case errors.Is(err, hetzner.ErrUnauthorized):
-		return fmt.Errorf("%w. Set a valid read/write token: docker plugin disable hetzner && docker plugin set hetzner HCLOUD_TOKEN=<token> && docker plugin enable hetzner", err)
+		return fmt.Errorf("%w. The token must be a valid read/write token. %s", err, d.tokenHint())
 	case errors.Is(err, hetzner.ErrRateLimited):
 		msg := "the plugin waited for the Hetzner API budget (3600 requests/hour per project) and it is still exhausted"
 		if b := d.cloud.Budget(); b.Seen {

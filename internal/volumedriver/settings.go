@@ -14,6 +14,11 @@ import (
 // config.json and users change them with `docker plugin set hetzner NAME=value`.
 type Settings struct {
 	Token            string // HCLOUD_TOKEN or the content of HCLOUD_TOKEN_FILE; never logged
+	TokenFile        string // HCLOUD_TOKEN_FILE
+	// TokenErr says why TokenFile gave no token (missing, unreadable, empty). The plugin still
+	// starts (on a new server Docker may start it before `up` has written the file) and every
+	// request that needs the API answers with this error.
+	TokenErr error
 	Endpoint         string // HCLOUD_ENDPOINT
 	MetadataEndpoint string // HCLOUD_METADATA_ENDPOINT
 
@@ -64,12 +69,13 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		errs = append(errs, fmt.Sprintf("%s=%q: %s", name, val, want))
 	}
 	if f := strings.TrimSpace(getenv("HCLOUD_TOKEN_FILE")); f != "" {
+		s.TokenFile = f
 		if s.Token != "" {
 			errs = append(errs, "both HCLOUD_TOKEN and HCLOUD_TOKEN_FILE are set: set only one")
 		} else if b, err := os.ReadFile(f); err != nil {
-			errs = append(errs, fmt.Sprintf("HCLOUD_TOKEN_FILE: %v", err))
-		} else {
-			s.Token = strings.TrimSpace(string(b))
+			s.TokenErr = fmt.Errorf("no Hetzner Cloud API token: read HCLOUD_TOKEN_FILE: %w", err)
+		} else if s.Token = strings.TrimSpace(string(b)); s.Token == "" {
+			s.TokenErr = fmt.Errorf("no Hetzner Cloud API token: HCLOUD_TOKEN_FILE %s is empty", f)
 		}
 	}
 	if v := strings.TrimSpace(getenv("DEFAULT_SIZE")); v != "" {

@@ -143,7 +143,13 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		PollBase: 20 * time.Millisecond, PollMax: 200 * time.Millisecond}); err != nil {
 		return nil, err
 	}
-	settings := []string{"HCLOUD_TOKEN=" + Token, "HCLOUD_ENDPOINT=" + e.Base + "/v1",
+	// The secrets mount's source must exist (a server has /etc/dockbridge/secrets): a
+	// directory of our own instead, so the test never touches this machine's /etc.
+	secrets := filepath.Join(e.Tmp, "secrets")
+	if err := os.Mkdir(secrets, 0o700); err != nil {
+		return nil, err
+	}
+	settings := []string{"secrets.source=" + secrets, "HCLOUD_TOKEN=" + Token, "HCLOUD_ENDPOINT=" + e.Base + "/v1",
 		"HCLOUD_METADATA_ENDPOINT=" + e.Base + "/hetzner/v1/metadata",
 		"DEVICE_DIR=" + e.ByID, "DEVICE_WAIT_TIMEOUT=20s"}
 	if o.MetricsAddr {
