@@ -19,6 +19,16 @@ import (
 //go:embed scripts/*.sh
 var scriptsFS embed.FS
 
+// HostKeyRotationScript is scripts/rotate-host-key.sh, which up runs over SSH (not part of the
+// user-data) to replace the host key of the user-data with one the server makes.
+var HostKeyRotationScript = func() string {
+	b, err := scriptsFS.ReadFile("scripts/rotate-host-key.sh")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
 //go:embed templates/*.tmpl
 var templatesFS embed.FS
 

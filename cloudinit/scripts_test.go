@@ -708,6 +708,98 @@ func TestHealthCheckReenablesTheVolumePlugin(t *testing.T) {
 	}
 }
 
+// rotate-host-key.sh (run by up over SSH) on a key pair in a temp dir, with sshd -t and
+// systemctl replaced by stand-ins that log their calls: every step can be run again.
+func TestRotateHostKeyScript(t *testing.T) {
+	requireTool(t, "ssh-keygen")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "ssh_host_ed25519_key")
+	sh(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+	oldPriv, _ := os.ReadFile(key)
+	bin := t.TempDir()
+	calls := filepath.Join(bin, "calls")
+	for _, name := range []string{"sshd", "systemctl"} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\necho \""+name+" $*\" >>"+calls+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := filepath.Join(extractScripts(t), "rotate-host-key.sh")
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), "bash", append([]string{script}, args...)...)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "DOCKBRIDGE_HOST_KEY="+key)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("rotate-host-key.sh %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	pubOf := func(path string) string {
+		t.Helper()
+		out, err := exec.Command("ssh-keygen", "-y", "-f", path).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(out))
+		return f[0] + " " + f[1]
+	}
+	old := pubOf(key)
+
+	next := run("prepare", "")
+	if !strings.HasPrefix(next, "ssh-ed25519 ") || next == old {
+		t.Fatalf("prepare printed %q (old key %q)", next, old)
+	}
+	if fi, err := os.Stat(key + ".dockbridge-next"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the next key: %v %v, want a 0600 file", fi, err)
+	}
+	if again := run("prepare", ""); again != next {
+		t.Fatalf("prepare again made another key: %q, then %q", next, again)
+	}
+	if b, _ := os.ReadFile(calls); len(b) != 0 {
+		t.Fatalf("prepare touched sshd: %s", b)
+	}
+
+	if got := run("commit"); got != next {
+		t.Fatalf("commit printed %q, want %q", got, next)
+	}
+	if pubOf(key) != next || !strings.HasPrefix(readFile(t, key+".pub"), next) {
+		t.Fatalf("the key in place is not the next key")
+	}
+	if _, err := os.Stat(key + ".dockbridge-next"); !os.IsNotExist(err) {
+		t.Fatalf("the next key is still there: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if b, _ := os.ReadFile(filepath.Join(dir, e.Name())); bytes.Equal(b, oldPriv) {
+			t.Fatalf("the old private key is still on disk as %s", e.Name())
+		}
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "sshd -t\nsystemctl reload ssh.service\n" {
+		t.Fatalf("commit ran %q, want sshd -t, then a reload", b)
+	}
+
+	// After an interruption: commit again changes nothing; prepare with the key in place
+	// (what the client pinned) makes no new key.
+	if got := run("commit"); got != next {
+		t.Fatalf("commit again: %q", got)
+	}
+	if got := run("prepare", next); got != next {
+		t.Fatalf("prepare after the commit with the key the client pinned: %q, want %q", got, next)
+	}
+	if _, err := os.Stat(key + ".dockbridge-next"); !os.IsNotExist(err) {
+		t.Fatalf("prepare made a key although the pinned one is in place: %v", err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // fakeBin puts tiny stand-ins for docker and dockerd first on PATH: `docker info` reports
 // root as Docker's root dir. Used only where no real daemon can be pointed at a loop device.
 func fakeBin(t *testing.T, root string) string {

@@ -58,6 +58,12 @@ func TestPersistenceDemo(t *testing.T) {
 		}
 	})
 
+	t.Run("the user-data's host key no longer authenticates the server", func(t *testing.T) {
+		userDataHostKeyIsWorthless(t, w, env, first.ServerID)
+	})
+	t.Run("docker plugin inspect on the server shows no token", func(t *testing.T) { tokenNotInPluginSettings(t, w, env) })
+	t.Run("the health check enables a plugin Docker gave up on", func(t *testing.T) { healthCheckReenablesPlugin(t, w, env) })
+
 	t.Run("status -o json", func(t *testing.T) {
 		var r result
 		spent := w.requests.spent(func() { r = w.must(t, "dockbridge", "status", "--name", env, "-o", "json") })
@@ -118,6 +124,9 @@ func TestPersistenceDemo(t *testing.T) {
 	w.on(t, env, "cp", blobFile, "keep:/hz/blob")
 	checkBlob(t, w, env, "/named/blob", blob)
 	checkBlob(t, w, env, "/hz/blob", blob)
+	t.Run("containers can't read the user-data; the hetzner volume works beside them", func(t *testing.T) {
+		metadataRefusedToContainers(t, w, env, "keep:1", "hz-data")
+	})
 
 	t.Run("docker version latency with and without connection sharing", func(t *testing.T) {
 		measure := func(extra []string) time.Duration {
@@ -174,6 +183,10 @@ func TestPersistenceDemo(t *testing.T) {
 		}
 		checkBlob(t, w, env, "/named/blob", blob)
 		checkBlob(t, w, env, "/hz/blob", blob)
+	})
+	t.Run("the new server's user-data host key is worthless too, its plugin has no token in its settings", func(t *testing.T) {
+		userDataHostKeyIsWorthless(t, w, env, second.ServerID)
+		tokenNotInPluginSettings(t, w, env)
 	})
 
 	t.Run("destroy removes everything of ours and nothing else", func(t *testing.T) {

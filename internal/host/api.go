@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 )
 
@@ -86,10 +88,18 @@ func sshKeyName(env string) string   { return "dockbridge-" + env }
 // (envs/<env>/state.json, 0600). The API stays the source of truth; this holds what the
 // API can't: the pinned host key (the private half is never written anywhere).
 type envState struct {
-	// HostKey is the authorized_keys form of the host key the server was (or is about to
-	// be) created with. It is written BEFORE the create request, so a server whose create
-	// answer was lost (Ctrl-C, timeout) can still be adopted and verified.
-	HostKey    string `json:"host_key,omitempty"`
+	// HostKey is the authorized_keys form of the pinned host key: the one the server was (or
+	// is about to be) created with, written BEFORE the create request, so a server whose
+	// create answer was lost (Ctrl-C, timeout) can still be adopted and verified; after the
+	// first contact, the one the server made to replace it (rotateHostKey).
+	HostKey string `json:"host_key,omitempty"`
+	// CreatedHostKey is the key of the user-data, which the server's LabelHostKey names, once
+	// HostKey has replaced it; "" before.
+	CreatedHostKey string `json:"created_host_key,omitempty"`
+	// NextHostKey is a key the server made to replace HostKey, pinned alongside it until a
+	// connection has shown the server uses it (an interrupted rotation).
+	NextHostKey string `json:"next_host_key,omitempty"`
+
 	ServerID   int64  `json:"server_id,omitempty"`
 	ServerIPv4 string `json:"server_ipv4,omitempty"`
 	SSHPort    int    `json:"ssh_port,omitempty"`
@@ -98,6 +108,34 @@ type envState struct {
 	// finds the environment's plugin volumes after `down`.
 	ServerIDs []int64   `json:"server_ids,omitempty"`
 	Updated   time.Time `json:"updated"`
+}
+
+// pins are the host keys a connection to the server may present: the pinned one and, while a
+// rotation is unfinished, the next one (nil when none). An unreadable key is an error.
+func (s *envState) pins() (pinned, next ssh.PublicKey, err error) {
+	if pinned, err = ParseAuthorizedKey(s.HostKey); err != nil {
+		return nil, nil, fmt.Errorf("the pinned host key in the state: %w", err)
+	}
+	if s.NextHostKey != "" {
+		if next, err = ParseAuthorizedKey(s.NextHostKey); err != nil {
+			return nil, nil, fmt.Errorf("the next host key in the state: %w", err)
+		}
+	}
+	return pinned, next, nil
+}
+
+// createdWith is the host key the server was created with, which its LabelHostKey names.
+func (s *envState) createdWith() string {
+	if s.CreatedHostKey != "" {
+		return s.CreatedHostKey
+	}
+	return s.HostKey
+}
+
+// forgetServer drops what is known of a server that is gone (down), its host keys included.
+func (s *envState) forgetServer() {
+	s.ServerID, s.ServerIPv4 = 0, ""
+	s.HostKey, s.CreatedHostKey, s.NextHostKey = "", "", ""
 }
 
 // addServer remembers a server id of the environment; it reports whether it was new.

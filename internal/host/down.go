@@ -59,7 +59,7 @@ func Down(ctx context.Context, d *Deps, env string) (res *DownResult, err error)
 		res.Deleted = append(res.Deleted, ServerRef{ID: s.ID, Name: s.Name})
 	}
 	if st, err := loadState(d.Paths, env); err == nil && (st.ServerID != 0 || st.HostKey != "") {
-		st.ServerID, st.ServerIPv4, st.HostKey = 0, "", ""
+		st.forgetServer()
 		if err := saveState(d.Paths, env, st); err != nil {
 			return res, err
 		}

@@ -26,7 +26,10 @@ type Target struct {
 	Addr    string // host:port
 	User    string
 	Signer  ssh.Signer    // the user's key
-	HostKey ssh.PublicKey // the only host key accepted
+	HostKey ssh.PublicKey // the pinned host key
+	// NextHostKey, when set, is accepted too: a key the server made to replace HostKey, until
+	// a connection has shown that the server uses it.
+	NextHostKey ssh.PublicKey
 }
 
 // Dialer opens a Remote; DialSSH is the real one.
@@ -35,17 +38,27 @@ type Dialer func(ctx context.Context, t Target) (Remote, error)
 // ErrHostKeyMismatch means the server presented a host key other than the pinned one.
 var ErrHostKeyMismatch = errors.New("host key mismatch")
 
-// PinnedHostKey accepts only want. It never trusts on first use.
-func PinnedHostKey(want ssh.PublicKey) ssh.HostKeyCallback {
+// PinnedHostKey accepts only want (nil entries are ignored). It never trusts on first use.
+func PinnedHostKey(want ...ssh.PublicKey) ssh.HostKeyCallback {
+	var pinned []ssh.PublicKey
+	var fps []string
+	for _, w := range want {
+		if w != nil {
+			pinned = append(pinned, w)
+			fps = append(fps, ssh.FingerprintSHA256(w))
+		}
+	}
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		if want == nil {
+		if len(pinned) == 0 {
 			return fmt.Errorf("%w: no pinned host key for %s", ErrHostKeyMismatch, hostname)
 		}
-		if key.Type() != want.Type() || !bytes.Equal(key.Marshal(), want.Marshal()) {
-			return fmt.Errorf("%w: %s (%s) presented %s %s, pinned is %s: this is not the server dockbridge created (an IP address reused by Hetzner, or an attack); refusing to connect",
-				ErrHostKeyMismatch, hostname, remote, key.Type(), ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(want))
+		for _, w := range pinned {
+			if key.Type() == w.Type() && bytes.Equal(key.Marshal(), w.Marshal()) {
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("%w: %s (%s) presented %s %s, pinned is %s: this is not the server dockbridge created (an IP address reused by Hetzner, or an attack); refusing to connect",
+			ErrHostKeyMismatch, hostname, remote, key.Type(), ssh.FingerprintSHA256(key), strings.Join(fps, " or "))
 	}
 }
 
@@ -54,7 +67,7 @@ func DialSSH(ctx context.Context, t Target) (Remote, error) {
 	cfg := &ssh.ClientConfig{
 		User:              t.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(t.Signer)},
-		HostKeyCallback:   PinnedHostKey(t.HostKey),
+		HostKeyCallback:   PinnedHostKey(t.HostKey, t.NextHostKey),
 		HostKeyAlgorithms: []string{t.HostKey.Type()},
 		Timeout:           15 * time.Second,
 	}

@@ -102,7 +102,7 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	res.VolumeID, res.VolumeName, res.VolumeSizeGB = vol.ID, vol.Name, vol.SizeGB
 
 	// 4-6. The server: adopted when it exists (with the pinned key), else created.
-	srv, hostKey, created, err := ensureServer(ctx, d, o.Env, &st, userKey.key, fw, vol)
+	srv, created, err := ensureServer(ctx, d, o.Env, &st, userKey.key, fw, vol)
 	if err != nil {
 		return res, err
 	}
@@ -123,8 +123,13 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		}
 	}()
 
-	// 7. SSH with the pinned host key, cloud-init, Docker's root dir on the volume.
-	target := Target{Addr: d.sshAddr(srv.IPv4), User: d.SSHUser, Signer: userKey.kp.Signer, HostKey: hostKey}
+	// 7. SSH with the pinned host key, cloud-init, the user-data's host key retired, Docker's
+	// root dir on the volume.
+	hostKey, nextKey, err := st.pins()
+	if err != nil {
+		return res, err
+	}
+	target := Target{Addr: d.sshAddr(srv.IPv4), User: d.SSHUser, Signer: userKey.kp.Signer, HostKey: hostKey, NextHostKey: nextKey}
 	step := d.Progress.Start(fmt.Sprintf("Waiting for SSH on %s (pinned host key %s)", target.Addr, shortFP(hostKey)))
 	sshCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
 	remote, err := WaitForSSH(sshCtx, d.Dial, target, d.SSHPoll)
@@ -133,7 +138,7 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	defer remote.Close()
+	defer func() { remote.Close() }()
 
 	step = d.Progress.Start("Waiting for cloud-init to finish the setup")
 	ciCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
@@ -142,6 +147,18 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	step.End(&err)
 	if err != nil {
 		return res, err
+	}
+
+	if st.CreatedHostKey == "" {
+		step = d.Progress.Start("Replacing the host key of the user-data (the metadata service serves it)")
+		remote, err = rotateHostKey(ctx, d, o.Env, &st, remote, target)
+		if k, perr := ParseAuthorizedKey(st.HostKey); err == nil && perr == nil {
+			step.Note("pinned the server's new key %s", shortFP(k))
+		}
+		step.End(&err)
+		if err != nil {
+			return res, err
+		}
 	}
 
 	step = d.Progress.Start("Checking that Docker's root dir is on the data volume")
@@ -174,7 +191,7 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	// 9. SSH config and docker context.
 	step = d.Progress.Start(fmt.Sprintf("Docker context %s", res.Context))
 	err = func() error {
-		if err := WriteSSHConfig(d.Paths, SSHHost{Env: o.Env, Addr: srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: string(ssh.MarshalAuthorizedKey(hostKey))}); err != nil {
+		if err := WriteSSHConfig(d.Paths, SSHHost{Env: o.Env, Addr: srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: st.HostKey}); err != nil {
 			return err
 		}
 		added, err := EnsureInclude(d.Paths)
@@ -352,67 +369,69 @@ func ensureVolume(ctx context.Context, d *Deps, env string) (_ *hetzner.Volume, 
 	return v, nil
 }
 
-// ensureServer finds the environment's server or creates it with a fresh, pinned host key.
-func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *hetzner.SSHKey, fw *hetzner.Firewall, vol *hetzner.Volume) (srv *hetzner.Server, hostKey ssh.PublicKey, created bool, err error) {
+// ensureServer finds the environment's server or creates it with a fresh host key, pinned in
+// st before the create request.
+func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *hetzner.SSHKey, fw *hetzner.Firewall, vol *hetzner.Volume) (srv *hetzner.Server, created bool, err error) {
 	step := d.Progress.Start("Server")
 	defer step.End(&err)
 	servers, err := d.API.Servers(ctx, selector(env, RoleServer))
 	if err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	if len(servers) > 1 {
-		return nil, nil, false, fmt.Errorf("%d servers carry the labels of environment %q (ids %v): delete the extra ones in the Hetzner console", len(servers), env, ids(servers, func(s *hetzner.Server) int64 { return s.ID }))
+		return nil, false, fmt.Errorf("%d servers carry the labels of environment %q (ids %v): delete the extra ones in the Hetzner console", len(servers), env, ids(servers, func(s *hetzner.Server) int64 { return s.ID }))
 	}
 	if len(servers) == 1 {
 		s := servers[0]
 		if !ours(s.Labels, env, RoleServer) {
-			return nil, nil, false, fmt.Errorf("server %d does not carry our labels: refusing to use it", s.ID)
+			return nil, false, fmt.Errorf("server %d does not carry our labels: refusing to use it", s.ID)
 		}
-		var pinned ssh.PublicKey
+		var createdWith ssh.PublicKey
 		if st.HostKey != "" {
-			pinned, _ = ParseAuthorizedKey(st.HostKey)
+			createdWith, _ = ParseAuthorizedKey(st.createdWith())
 		}
-		if pinned == nil || s.Labels[LabelHostKey] != HostKeyLabel(pinned) {
-			return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf(
+		if createdWith == nil || s.Labels[LabelHostKey] != HostKeyLabel(createdWith) {
+			return s, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf(
 				"server %q (id %d) exists but this machine does not hold the host key it was created with (state in %s is missing or from another server). dockbridge never trusts a host key on first use, so it can't talk to this server",
 				s.Name, s.ID, d.Paths.EnvDir(env))}
 		}
 		if !slices.Contains(s.VolumeIDs, vol.ID) {
 			// An interrupted create may still be attaching it: wait for that, with a bound.
 			if s, err = waitAttached(ctx, d, s, vol.ID); err != nil {
-				return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: err}
+				return s, false, &ServerRunningError{Env: env, Server: s, Err: err}
 			}
 		}
 		if s.Off() {
 			step.Note("powering on %q (id %d)", s.Name, s.ID)
 			if err := d.API.PowerOn(ctx, s.ID); err != nil {
-				return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: err}
+				return s, false, &ServerRunningError{Env: env, Server: s, Err: err}
 			}
 		} else {
 			step.Note("%q (id %d, %s, %s)", s.Name, s.ID, s.Status, s.IPv4)
 		}
 		if s.IPv4 == "" {
-			return s, nil, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("server %d has no public IPv4 address", s.ID)}
+			return s, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("server %d has no public IPv4 address", s.ID)}
 		}
-		return s, pinned, false, nil
+		return s, false, nil
 	}
 	if vol.ServerID != 0 {
-		return nil, nil, false, fmt.Errorf("the data volume %d is attached to server %d, which is not this environment's server: detach it first (hcloud volume detach %d)", vol.ID, vol.ServerID, vol.ID)
+		return nil, false, fmt.Errorf("the data volume %d is attached to server %d, which is not this environment's server: detach it first (hcloud volume detach %d)", vol.ID, vol.ServerID, vol.ID)
 	}
 
 	serverType, err := d.serverTypeFor(ctx, vol.Location)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 
 	// A fresh host key pair; the public half is saved (pinned) before the server exists.
 	hk, err := GenerateEd25519("dockbridge-" + env + "-host")
 	if err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
-	st.HostKey, st.ServerID, st.ServerIPv4 = hk.Public, 0, ""
+	st.forgetServer()
+	st.HostKey = hk.Public
 	if err := saveState(d.Paths, env, *st); err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	userData, err := cloudinit.Render(cloudinit.Params{
 		EnvName:        env,
@@ -421,7 +440,7 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 		HostKeys:       []cloudinit.HostKey{hk.CloudInitHostKey()},
 	})
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("render the user-data: %w", err)
+		return nil, false, fmt.Errorf("render the user-data: %w", err)
 	}
 	srvLabels := labels(env, RoleServer)
 	srvLabels[LabelHostKey] = HostKeyLabel(hk.Signer.PublicKey())
@@ -432,10 +451,10 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 	}
 	s, err := d.API.CreateServer(ctx, spec)
 	if err != nil {
-		return nil, nil, false, createFailed(ctx, d, env, s, err)
+		return nil, false, createFailed(ctx, d, env, s, err)
 	}
 	step.Note("created %q (id %d, %s in %s, %s)", s.Name, s.ID, s.ServerType, s.Location, s.IPv4)
-	return s, hk.Signer.PublicKey(), true, nil
+	return s, true, nil
 }
 
 // createFailed decides what a failed create leaves behind and says it loudly.

@@ -26,7 +26,8 @@ import (
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
-// fakeDisk is what lives on a data volume in these tests: the volume plugin's marker.
+// fakeDisk is what lives on a data volume in these tests: the volume plugin's marker and its
+// token file; and the fake servers' host keys.
 type fakeDisk struct {
 	mu             sync.Mutex
 	marker         string
@@ -37,11 +38,25 @@ type fakeDisk struct {
 	cmds           []string
 	// rootDev, when set, is the device number (stat %d) of the filesystem holding Docker's
 	// root dir; by default it is the volume's (8:16, 2064).
-	rootDev string
+	rootDev  string
+	hostKeys map[int64]*fakeHostKeys
+	// fault, when set, may fail a command before (after=false) or after (after=true) the fake
+	// server has carried it out: a connection lost at that moment.
+	fault func(cmd string, after bool) error
+}
+
+// fakeHostKeys is one fake server's sshd: current is the HostKeyLabel of the key it presents
+// (the server label's at first), next a key rotate-host-key.sh made and has not put in place.
+type fakeHostKeys struct {
+	current string
+	next    *KeyPair
 }
 
 // fakeRemote answers the commands up/status send, like a server booted from our user-data.
-type fakeRemote struct{ disk *fakeDisk }
+type fakeRemote struct {
+	disk *fakeDisk
+	keys *fakeHostKeys
+}
 
 func (f *fakeRemote) Close() error { return nil }
 
@@ -55,7 +70,44 @@ func (f *fakeRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]by
 		b, _ := io.ReadAll(stdin)
 		in = string(b)
 	}
+	if d.fault != nil {
+		if err := d.fault(cmd, false); err != nil {
+			return nil, err
+		}
+	}
+	out, err := f.run(cmd, in)
+	if err == nil && d.fault != nil {
+		if ferr := d.fault(cmd, true); ferr != nil {
+			return nil, ferr
+		}
+	}
+	return out, err
+}
+
+func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
+	d := f.disk
 	switch {
+	case strings.HasPrefix(cmd, "bash -s -- prepare "):
+		if in != cloudinit.HostKeyRotationScript {
+			return nil, &RemoteError{Cmd: cmd, ExitCode: 2, Stderr: "not the rotation script"}
+		}
+		k := f.keys
+		if k.next == nil {
+			if want, err := ParseAuthorizedKey(strings.Trim(strings.TrimPrefix(cmd, "bash -s -- prepare "), "'")); err == nil && HostKeyLabel(want) == k.current {
+				return []byte(authorizedKey(want) + "\n"), nil
+			}
+			kp, err := GenerateEd25519("")
+			if err != nil {
+				return nil, err
+			}
+			k.next = kp
+		}
+		return []byte(authorizedKey(k.next.Signer.PublicKey()) + "\n"), nil
+	case cmd == "bash -s -- commit":
+		if k := f.keys; k.next != nil {
+			k.current, k.next = HostKeyLabel(k.next.Signer.PublicKey()), nil
+		}
+		return nil, nil
 	case strings.Contains(cmd, "cloud-init status --wait"):
 		return []byte("cloudinit_rc=0\ncomplete=1\nsetup_log=\n"), nil
 	case strings.Contains(cmd, "DockerRootDir"):
@@ -119,7 +171,7 @@ type simEnv struct {
 func newSimEnv(t *testing.T, opts ...hcloudsimtest.Option) *simEnv {
 	t.Helper()
 	sim := hcloudsimtest.Start(t, opts...)
-	e := &simEnv{t: t, sim: sim, disk: &fakeDisk{uuid: "0b3e6d4c-1f2a-4b5c-8d9e-0123456789ab"}, stderr: &bytes.Buffer{}}
+	e := &simEnv{t: t, sim: sim, disk: &fakeDisk{uuid: "0b3e6d4c-1f2a-4b5c-8d9e-0123456789ab", hostKeys: map[int64]*fakeHostKeys{}}, stderr: &bytes.Buffer{}}
 	e.api = e.client(sim.Token, nil)
 	p := testPaths(t)
 	e.ctxs = store.New(filepath.Join(t.TempDir(), "contexts"), command.DefaultContextStoreConfig())
@@ -151,8 +203,9 @@ func (e *simEnv) client(token string, rt http.RoundTripper) *hetzner.Client {
 	return c
 }
 
-// dial plays the server's sshd: it accepts only the host key the server was created with
-// (the server's hostkey label), like the real server whose user-data installs that key.
+// dial plays the server's sshd: it presents the host key the server was created with (the
+// server's hostkey label), like the real server whose user-data installs that key, until
+// rotate-host-key.sh replaces it.
 func (e *simEnv) dial(ctx context.Context, tg Target) (Remote, error) {
 	e.dials++
 	if e.dialErr != nil {
@@ -168,10 +221,18 @@ func (e *simEnv) dial(ctx context.Context, tg Target) (Remote, error) {
 	}
 	for _, s := range servers {
 		if s.IPv4 == host {
-			if s.Labels[LabelHostKey] != HostKeyLabel(tg.HostKey) {
+			e.disk.mu.Lock()
+			keys := e.disk.hostKeys[s.ID]
+			if keys == nil {
+				keys = &fakeHostKeys{current: s.Labels[LabelHostKey]}
+				e.disk.hostKeys[s.ID] = keys
+			}
+			ok := HostKeyLabel(tg.HostKey) == keys.current || tg.NextHostKey != nil && HostKeyLabel(tg.NextHostKey) == keys.current
+			e.disk.mu.Unlock()
+			if !ok {
 				return nil, fmt.Errorf("%w: fake server %d has another host key", ErrHostKeyMismatch, s.ID)
 			}
-			return &fakeRemote{disk: e.disk}, nil
+			return &fakeRemote{disk: e.disk, keys: keys}, nil
 		}
 	}
 	return nil, fmt.Errorf("dial %s: connection refused (no server)", tg.Addr)
