@@ -13,12 +13,12 @@ import (
 // Settings are the plugin's settings. In a managed plugin they come from the env section of
 // config.json and users change them with `docker plugin set hetzner NAME=value`.
 type Settings struct {
-	Token            string // HCLOUD_TOKEN or the content of HCLOUD_TOKEN_FILE; never logged
-	TokenFile        string // HCLOUD_TOKEN_FILE
+	Token     string // HCLOUD_TOKEN or the content of HCLOUD_TOKEN_FILE; never logged
+	TokenFile string // HCLOUD_TOKEN_FILE
 	// TokenErr says why TokenFile gave no token (missing, unreadable, empty). The plugin still
 	// starts (on a new server Docker may start it before `up` has written the file) and every
 	// request that needs the API answers with this error.
-	TokenErr error
+	TokenErr         error
 	Endpoint         string // HCLOUD_ENDPOINT
 	MetadataEndpoint string // HCLOUD_METADATA_ENDPOINT
 
