@@ -50,9 +50,9 @@ func rotateHostKey(ctx context.Context, d *Deps, env string, st *envState, remot
 		return remote, fmt.Errorf("have the server use its new host key: %w", err)
 	}
 
-	// sshd loads the new key when it has re-executed itself: a connection that meets the old
-	// listener a moment after the reload may still see the old key, so a mismatch is tried
-	// again for a few seconds before it counts.
+	// sshd loads the new key when it has re-executed itself on the reload: a connection in that
+	// moment is refused, or may still meet the old listener and its old key, so a failure is
+	// tried again every 200 ms for a few seconds before it counts.
 	target.HostKey, target.NextHostKey = next, nil
 	var fresh Remote
 	deadline := time.Now().Add(15 * time.Second)
@@ -63,7 +63,7 @@ func rotateHostKey(ctx context.Context, d *Deps, env string, st *envState, remot
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(max(d.SSHPoll, 100*time.Millisecond)):
+		case <-time.After(min(d.SSHPoll, 200*time.Millisecond)):
 		}
 	}
 	if err != nil {
