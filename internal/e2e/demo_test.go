@@ -184,8 +184,9 @@ func TestPersistenceDemo(t *testing.T) {
 		checkBlob(t, w, env, "/named/blob", blob)
 		checkBlob(t, w, env, "/hz/blob", blob)
 	})
-	t.Run("the new server's user-data host key is worthless too, its plugin has no token in its settings", func(t *testing.T) {
+	t.Run("the new server: its user-data host key is worthless too, containers can't read the user-data, no token in the plugin's settings", func(t *testing.T) {
 		userDataHostKeyIsWorthless(t, w, env, second.ServerID)
+		metadataRefusedToContainers(t, w, env, "keep:1", "hz-data")
 		tokenNotInPluginSettings(t, w, env)
 	})
 
