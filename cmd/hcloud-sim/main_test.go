@@ -145,7 +145,10 @@ func TestHelpAndStrayWords(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"--token", "secret", "extra"}, {"serve"}, {"--listen", "127.0.0.1:0", "--v", "now"}} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
+		// A simulator that ignores the word serves until it is killed: give it 20 s.
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, bin, append([]string{"--listen", "127.0.0.1:0"}, args...)...).CombinedOutput()
+		cancel()
 		if err == nil || !strings.Contains(string(out), "unexpected argument") {
 			t.Errorf("hcloud-sim %v: %v\n%s", args, err, out)
 		}
