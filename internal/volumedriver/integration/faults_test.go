@@ -13,11 +13,14 @@ import (
 
 // TestPluginFaults creates and uses 20 volumes in parallel while the simulator fails 10% of
 // the requests (500/503) and answers 5% with 429, and fails 5% of the actions. Every Docker
-// operation must end done or with an error that names the volume; afterwards no volume is
-// mounted, nothing is attached that Docker does not know, and a cleanup without faults leaves
-// nothing behind.
+// operation must end done or with an error that names the volume; data written through a
+// volume reads back exactly in a new container; afterwards no volume is mounted, nothing is
+// attached that Docker does not know, and a cleanup without faults leaves nothing behind, not
+// a device link either. The run proves nothing unless faults were injected and volumes still
+// got through: it fails otherwise.
 func TestPluginFaults(t *testing.T) {
 	const n = 20
+	linksBefore := deviceLinks(t)
 	if err := env.Sim.SetFaults(hcloudsim.FaultConfig{Seed: 42, Rules: []hcloudsim.FaultRule{
 		{Kind: "500", Rate: 0.05, Path: "/v1/*"},
 		{Kind: "503", Rate: 0.05, Path: "/v1/*"},
@@ -33,7 +36,15 @@ func TestPluginFaults(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("%s-%02d", volName(t), i)
 	}
-	type outcome struct{ create, use, remove error }
+	// write puts the volume's name in a file; read, in a new container (a new mount), reads
+	// it back. Under the faults a step may fail, in the driver, with an error naming the volume;
+	// a container's own command never fails (that would be data not there), and a read that
+	// succeeds returns exactly what was written.
+	type step struct {
+		out string
+		err error
+	}
+	type outcome struct{ create, write, read, remove step }
 	results := make([]outcome, n)
 	var wg sync.WaitGroup
 	for i, name := range names {
@@ -41,39 +52,58 @@ func TestPluginFaults(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r := &results[i]
-			if _, r.create = dockerCmd("volume", "create", "-d", "hetzner", name); r.create != nil {
+			do := func(s *step, args ...string) error { s.out, s.err = dockerCmd(args...); return s.err }
+			if do(&r.create, "volume", "create", "-d", "hetzner", name) != nil {
 				return
 			}
-			out, err := dockerCmd("run", "--rm", "--label", "dockbridge-it=1", "-v", name+":/data", image, "sh", "-c", "echo "+name+" > /data/id && cat /data/id")
-			if err == nil && !strings.Contains(out, name) {
-				err = fmt.Errorf("read back %q", out)
+			defer do(&r.remove, "volume", "rm", name)
+			if do(&r.write, "run", "--rm", "--label", "dockbridge-it=1", "-v", name+":/data", image, "sh", "-c", "echo "+name+" > /data/id && sync") != nil {
+				return
 			}
-			r.use = err
-			_, r.remove = dockerCmd("volume", "rm", name)
+			do(&r.read, "run", "--rm", "--label", "dockbridge-it=1", "-v", name+":/data", image, "cat", "/data/id")
 		}()
 	}
 	wg.Wait()
 	_ = env.Sim.SetFaults(hcloudsim.FaultConfig{})
 	after := stats()
-	t.Logf("faults injected: %d, requests: %d, 429 by the bucket: %d", after.FaultsInjected-before.FaultsInjected, after.Total-before.Total, after.RateLimited-before.RateLimited)
+	injected := after.FaultsInjected - before.FaultsInjected
+	t.Logf("faults injected: %d, requests: %d, 429 by the bucket: %d", injected, after.Total-before.Total, after.RateLimited-before.RateLimited)
 
-	done := 0
+	done, readBack := 0, 0
 	for i, r := range results {
-		for op, err := range map[string]error{"create": r.create, "use": r.use, "remove": r.remove} {
-			if err == nil {
+		for _, op := range []struct {
+			name string
+			step
+		}{{"create", r.create}, {"write", r.write}, {"read", r.read}, {"remove", r.remove}} {
+			if op.err == nil {
 				continue
 			}
-			msg := err.Error()
-			t.Logf("%s %s: %s", op, names[i], lastLine(msg))
-			if !strings.Contains(msg, names[i]) && op != "use" {
-				t.Errorf("%s %s: the error does not name the volume: %s", op, names[i], msg)
+			t.Logf("%s %s: %s", op.name, names[i], lastLine(op.out))
+			// Docker's answer itself (not the command line) names the volume.
+			if !strings.Contains(op.out, names[i]) {
+				t.Errorf("%s %s: the error does not name the volume: %s", op.name, names[i], op.out)
+			}
+			if (op.name == "write" || op.name == "read") && !strings.Contains(op.out, "VolumeDriver.") {
+				t.Errorf("%s %s: the container ran and failed, so the volume's data was not there: %s", op.name, names[i], op.out)
 			}
 		}
-		if r.create == nil && r.use == nil && r.remove == nil {
+		if r.create.err == nil && r.write.err == nil && r.read.err == nil {
+			readBack++
+			if got := strings.TrimSpace(r.read.out); got != names[i] {
+				t.Errorf("%s: a new container read back %q, %q was written", names[i], got, names[i])
+			}
+		}
+		if r.create.err == nil && r.write.err == nil && r.read.err == nil && r.remove.err == nil {
 			done++
 		}
 	}
-	t.Logf("%d of %d volumes went through create, use and remove without an error", done, n)
+	t.Logf("%d of %d volumes went through create, write, read back and remove without an error", done, n)
+	if injected == 0 {
+		t.Errorf("the simulator injected no fault: this run proved nothing")
+	}
+	if done == 0 || readBack == 0 {
+		t.Errorf("no volume got through (%d read back, %d removed cleanly): the faults stopped everything", readBack, done)
+	}
 
 	// Nothing mounted: every container has exited.
 	for _, name := range names {
@@ -103,17 +133,28 @@ func TestPluginFaults(t *testing.T) {
 	for _, name := range names {
 		if v := simVolume(t, name); v != nil {
 			t.Errorf("%s: Hetzner volume %d left behind", name, v.ID)
-			continue
 		}
 	}
-	links, _ := filepath.Glob(filepath.Join(env.ByID, "scsi-0HC_Volume_*"))
+	for l, target := range deviceLinks(t) {
+		if _, had := linksBefore[l]; !had {
+			t.Errorf("device link %s -> %s left behind", l, target)
+		}
+	}
+}
+
+// deviceLinks lists the simulator's device links (by-id name -> target).
+func deviceLinks(t *testing.T) map[string]string {
+	t.Helper()
+	links, err := filepath.Glob(filepath.Join(env.ByID, "scsi-0HC_Volume_*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
 	for _, l := range links {
-		if _, err := os.Stat(l); err == nil {
-			if target, _ := os.Readlink(l); target != "" {
-				t.Logf("device link %s -> %s remains (a volume of another test)", l, target)
-			}
-		}
+		target, _ := os.Readlink(l)
+		out[filepath.Base(l)] = target
 	}
+	return out
 }
 
 func lastLine(s string) string {

@@ -72,13 +72,17 @@ func TestPluginRemoveDeletesTheHetznerVolume(t *testing.T) {
 	if out, err := dockerCmd("volume", "rm", name); err == nil || !strings.Contains(out, "in use") {
 		t.Fatalf("docker volume rm of a volume in use: %v %s", err, out)
 	}
+	link := filepath.Join(env.ByID, "scsi-0HC_Volume_"+strconv.FormatInt(simVolume(t, name).ID, 10))
+	if _, err := os.Stat(link); err != nil {
+		t.Fatalf("the volume is in use here, yet its device link is not there: %v", err)
+	}
 	docker(t, "rm", "-f", c)
 	docker(t, "volume", "rm", name)
 	if v := simVolume(t, name); v != nil {
 		t.Fatalf("the Hetzner volume survived docker volume rm: %+v", v)
 	}
-	if _, err := os.Stat(filepath.Join(env.ByID, "scsi-0HC_Volume_")); err == nil {
-		t.Fatal("device link left behind")
+	if _, err := os.Lstat(link); err == nil {
+		t.Fatalf("device link %s left behind", link)
 	}
 }
 

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -80,32 +82,82 @@ func killPlugin(t *testing.T) {
 	docker(t, "plugin", "enable", pluginName)
 }
 
+// TestPluginKillDuringMount kills the plugin while a Mount waits for its attach action: the
+// simulator holds that action until the plugin is dead, so the kill comes during the Mount for
+// sure. Whatever the interrupted `docker run` then does, it must do right: succeed reading the
+// data, or fail in the volume's Mount without starting the container. Afterwards the volume works, was attached once, to this server, and is mounted only
+// while a container uses it.
 func TestPluginKillDuringMount(t *testing.T) {
 	name := volName(t)
 	createVolume(t, name)
 	run(t, name, "echo kept > /data/kept")
-	// Detach it, so the next Mount has to attach it; hold that attach request for a while.
+	// Detach it, so the next Mount has to attach it; hold that attach until the plugin is killed.
 	v := simVolume(t, name)
 	if err := env.Client.DetachVolume(context.Background(), v.ID); err != nil {
 		t.Fatal(err)
 	}
-	env.Sim.SetFaults(hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "timeout", Path: "/v1/volumes/*/actions/attach", Rate: 1, Count: 1, MaxDelay: "5s"}}})
-	t.Cleanup(func() { _ = env.Sim.SetFaults(hcloudsim.FaultConfig{}) })
-	cmd := exec.Command("docker", "run", "--rm", "--label", "dockbridge-it=1", "-v", name+":/data", image, "cat", "/data/kept")
-	done := make(chan error, 1)
-	go func() { done <- cmd.Run() }()
-	time.Sleep(1500 * time.Millisecond) // the Mount is waiting for the held attach
-	killPlugin(t)
-	if err := <-done; err == nil {
-		t.Log("the interrupted docker run succeeded anyway")
+	if err := env.Sim.SetFaults(hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "hold", Rate: 1, Command: "attach_volume", Resource: fmt.Sprintf("volume:%d", v.ID), Count: 1}}}); err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = env.Sim.SetFaults(hcloudsim.FaultConfig{})
+		env.Sim.Release(hcloudsim.ReleaseRequest{})
+	})
+	attachesBefore := stats().Actions["attach_volume"]
+	cmd := exec.Command("docker", "run", "--rm", "--label", "dockbridge-it=1", "-v", name+":/data", image, "cat", "/data/kept")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	held, err := env.Sim.WaitHeld(ctx, "attach_volume")
+	cancel()
+	if err != nil {
+		_ = cmd.Process.Kill()
+		t.Fatalf("no attach of volume %d was held within a minute: the Mount never waited on its attach, so no kill could come during it (%v)\n%s", v.ID, err, out.String())
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("docker run ended while its Mount's attach was still held: %v\n%s", err, out.String())
+	default:
+	}
+	t.Logf("the Mount waits on attach action %d (held since %s): killing the plugin", held.ID, held.HeldSince.Format(time.RFC3339Nano))
+	killPlugin(t)
+	env.Sim.Release(hcloudsim.ReleaseRequest{IDs: []int64{held.ID}})
 	_ = env.Sim.SetFaults(hcloudsim.FaultConfig{})
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the interrupted docker run did not end within 3 minutes:\n%s", out.String())
+	}
+	if got := strings.TrimSpace(out.String()); err == nil {
+		if got != "kept" {
+			t.Fatalf("the interrupted docker run succeeded but read %q, want %q", got, "kept")
+		}
+		t.Log("the interrupted docker run succeeded: Docker retried the Mount with the restarted plugin")
+	} else {
+		// The plugin died holding the request: Docker reports its Mount call failing (with an
+		// empty volume path and the broken connection: "VolumeDriver.Mount: EOF") and starts
+		// no container, so none ran on an empty directory in place of the volume.
+		if !strings.Contains(got, "VolumeDriver.Mount") || strings.Contains(got, "can't open") {
+			t.Fatalf("the interrupted docker run failed, but not in the volume's Mount: %v\n%s", err, got)
+		}
+		t.Logf("the interrupted docker run failed in its Mount: %s", lastLine(got))
+	}
+
 	// The next run works, and the volume is attached once, to this server, mounted only while used.
 	if got := strings.TrimSpace(run(t, name, "cat /data/kept")); got != "kept" {
 		t.Fatalf("after the kill, read %q", got)
 	}
 	if !attached(t, name) {
 		t.Fatal("not attached to this server")
+	}
+	if n := stats().Actions["attach_volume"] - attachesBefore; n != 1 {
+		t.Errorf("%d attach actions after the detach, want 1 (the held one)", n)
 	}
 	if hostMounted(t, name) {
 		t.Fatal("a mount is left behind")
