@@ -192,19 +192,25 @@ func backupPruneCmd(d deps) *cobra.Command {
 	)
 	return spec[[]backup.Decision]{
 		Use:   "prune [OPTIONS]",
-		Short: "Delete old backups; per volume, keep the last N and those within a duration, and always the newest verified one",
-		Long: `Delete old backups; per volume, keep the last N and those within a duration, and always the newest verified one.
+		Short: "Delete old backups; per volume, keep what the --keep-* rules say, and always the newest verified one",
+		Long: `Delete old backups; per volume, keep what the --keep-* rules say, and always the newest verified one.
+
+A backup is kept when any rule keeps it: the newest N (--keep-last), those younger than a
+duration (--keep-within), and grandfather-father-son: the newest backup of each of the last N
+days, ISO weeks and months that have one (--keep-daily, --keep-weekly, --keep-monthly; UTC,
+as in the archives' names). An archive without its .sha256 counts for no rule; it is kept
+for a day (it may still be being written), then deleted as an interrupted backup.
 
 It shows what it would delete and asks first, on a terminal, as ` + "`docker system prune`" + ` does;
 -f/--force deletes without asking (without a terminal, --force is required), --dry-run only shows.`,
-		Example: `  docker dockbridge backup prune --keep-last 7 --keep-within 720h --dry-run
+		Example: `  docker dockbridge backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6 --dry-run
+  docker dockbridge backup prune --keep-last 7 --keep-within 720h --dry-run
   docker dockbridge backup prune --from s3://my-bucket/host1 --keep-last 7 --force   # in a cron job`,
 		Formats: tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			f.StringVar(&from, "from", "", "a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO, else .)")
 			completeFlag(cmd, "from", completeDirs)
-			f.IntVar(&p.KeepLast, "keep-last", 0, "keep the newest N backups of each volume")
-			f.DurationVar(&p.KeepWithin, "keep-within", 0, "keep backups younger than this (e.g. 720h)")
+			retentionFlags(f, &p, backup.PrunePolicy{})
 			f.BoolVar(&dryRun, "dry-run", false, "only show what would be deleted")
 			f.BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
 			sf.add(f, false)
@@ -250,6 +256,15 @@ It shows what it would delete and asks first, on a terminal, as ` + "`docker sys
 			return ui.Table(w, []string{"archive", "action", "why"}, rows)
 		},
 	}.build(d.out)
+}
+
+// retentionFlags adds the --keep-* flags with their defaults.
+func retentionFlags(f *pflag.FlagSet, p *backup.PrunePolicy, def backup.PrunePolicy) {
+	f.IntVar(&p.KeepLast, "keep-last", def.KeepLast, "keep the newest N backups of each volume")
+	f.DurationVar(&p.KeepWithin, "keep-within", def.KeepWithin, "keep backups younger than this (e.g. 720h)")
+	f.IntVar(&p.KeepDaily, "keep-daily", def.KeepDaily, "keep the newest backup of each of the last N days that have one")
+	f.IntVar(&p.KeepWeekly, "keep-weekly", def.KeepWeekly, "keep the newest backup of each of the last N weeks that have one")
+	f.IntVar(&p.KeepMonthly, "keep-monthly", def.KeepMonthly, "keep the newest backup of each of the last N months that have one")
 }
 
 // confirmPrune asks on a terminal before backups are deleted; without one, --force is needed.
