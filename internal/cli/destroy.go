@@ -16,11 +16,14 @@ func destroyCmd(d deps) *cobra.Command {
 		hf      hostFlags
 		volumes bool
 		yes     bool
+		sf      stopFlags
 	)
 	return spec[*host.DestroyResult]{
 		Use:   "destroy [OPTIONS]",
 		Short: "Delete everything the environment made (the data volume only with --volumes)",
 		Long: `Delete the environment's server, firewall, uploaded SSH key, docker context and local keys.
+The server is stopped cleanly first, as by ` + "`down`" + `; one that does not power off is not deleted,
+and neither is anything else (--force deletes it anyway).
 The data volume (your containers, images and volumes) is kept unless --volumes is given.
 Only resources carrying the environment's dockbridge labels are deleted.
 It asks for confirmation; without a terminal, --yes is required.`,
@@ -28,9 +31,13 @@ It asks for confirmation; without a terminal, --yes is required.`,
 			hf.add(cmd)
 			f.BoolVar(&volumes, "volumes", false, "also delete the data volume: every container, image and volume on it is lost")
 			f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+			sf.add(f)
 		},
 		Run: onHost(d, &hf, func(ctx context.Context, hd *host.Deps, env string) (*host.DestroyResult, error) {
-			return host.Destroy(ctx, hd, host.DestroyOptions{Env: env, Volumes: volumes, Yes: yes})
+			if err := sf.apply(hd); err != nil {
+				return nil, err
+			}
+			return host.Destroy(ctx, hd, host.DestroyOptions{Env: env, Volumes: volumes, Yes: yes, Force: sf.force})
 		}),
 		Print: func(w io.Writer, _ string, res *host.DestroyResult) error {
 			fmt.Fprintf(w, "Environment %q destroyed.\n", res.Env)

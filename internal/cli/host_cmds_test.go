@@ -125,6 +125,11 @@ func TestStatusAndDownWithoutAServer(t *testing.T) {
 	if err != nil || !strings.Contains(out, "has no server: nothing is billed") {
 		t.Fatalf("down without a server: %v\n%s", err, out)
 	}
+	// Nothing of the environment exists: down keeps nothing and says so (it listed an SSH key,
+	// a firewall and a context that did not exist).
+	if strings.Contains(out, "Kept") || strings.Contains(out, "firewall") || !strings.Contains(out, "nothing is kept") {
+		t.Fatalf("down of an environment that never existed:\n%s", out)
+	}
 	_, stderr, err := run(t, "", "destroy")
 	if err == nil || !strings.Contains(err.Error(), "pass --yes") || !strings.Contains(stderr, "This deletes") {
 		t.Fatalf("destroy without a terminal and without --yes: %v\n%s", err, stderr)

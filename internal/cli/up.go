@@ -20,6 +20,7 @@ func upCmd(d deps) *cobra.Command {
 		extra         host.Flags
 		allowFrom     []string
 		noPlugin, use bool
+		force         bool
 		pluginDirFlag string
 	)
 	return spec[*host.UpResult]{
@@ -41,6 +42,7 @@ Running it again changes nothing; after an interruption it resumes.`,
 			f.BoolVar(&noPlugin, "no-volume-plugin", false, "do not install the hetzner volume plugin on the server")
 			f.StringVar(&pluginDirFlag, "plugin-dir", "", "folder of the hetzner volume plugin (config.json + rootfs; default: $DOCKBRIDGE_PLUGIN_DIR, ~/.docker/dockbridge/volume-plugin, build/plugin)")
 			f.BoolVar(&use, "use", false, "make the environment's context the current docker context")
+			f.BoolVar(&force, "force", false, "when a new server's creation fails, delete it without stopping it first even if it runs: "+host.ForceRisk)
 			completeFlag(cmd, "ssh-key", completeFiles)
 			completeFlag(cmd, "plugin-dir", completeDirs)
 		},
@@ -53,7 +55,7 @@ Running it again changes nothing; after an interruption it resumes.`,
 			if cmd.Flags().Changed("allow-from") {
 				af = allowFrom
 			}
-			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use}
+			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use, Force: force}
 			if !noPlugin {
 				opts.PluginDir = pluginDir(pluginDirFlag, hd.Paths)
 			}

@@ -167,6 +167,17 @@ func (c *Client) PowerOff(ctx context.Context, id int64) error {
 	})
 }
 
+// Shutdown sends the server an ACPI shutdown request and waits for the action, which ends
+// when the request is delivered: the server is off only once its OS has powered off (poll
+// Server for that), and an OS that ignores the request keeps it running. Billing continues
+// while it exists.
+func (c *Client) Shutdown(ctx context.Context, id int64) error {
+	return c.runAction(ctx, fmt.Sprintf("shut down server %d", id), func() (*hcloud.Action, error) {
+		a, _, err := c.api.Server.Shutdown(ctx, &hcloud.Server{ID: id})
+		return a, err
+	})
+}
+
 // PowerOn starts a server and waits for it.
 func (c *Client) PowerOn(ctx context.Context, id int64) error {
 	return c.runAction(ctx, fmt.Sprintf("power on server %d", id), func() (*hcloud.Action, error) {

@@ -37,6 +37,7 @@ type API interface {
 	Server(ctx context.Context, id int64) (*hetzner.Server, error)
 	CreateServer(ctx context.Context, spec hetzner.ServerSpec) (*hetzner.Server, error)
 	DeleteServer(ctx context.Context, id int64) error
+	Shutdown(ctx context.Context, id int64) error
 	PowerOn(ctx context.Context, id int64) error
 
 	Prices(ctx context.Context, serverType, location string) (hetzner.Prices, error)

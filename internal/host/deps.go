@@ -28,8 +28,10 @@ type Deps struct {
 	BootTimeout time.Duration
 	// SSHPoll is the pause between SSH attempts while the server boots (default 2s).
 	SSHPoll time.Duration
-	Now     func() time.Time
-	Stdin   io.Reader
+	// Stop bounds the steps of the clean stop before a server is deleted (zero: defaults).
+	Stop  StopBounds
+	Now   func() time.Time
+	Stdin io.Reader
 	// Interactive says a person can answer questions on Stdin.
 	Interactive bool
 	Stdout      io.Writer

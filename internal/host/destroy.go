@@ -18,6 +18,8 @@ type DestroyOptions struct {
 	Env     string
 	Volumes bool // also delete the data volume (its data is lost)
 	Yes     bool // do not ask
+	// Force deletes a running server without stopping it: a power cut (ForceRisk).
+	Force bool
 }
 
 // DestroyResult lists what was deleted and kept.
@@ -25,6 +27,8 @@ type DestroyResult struct {
 	Env     string   `json:"env"`
 	Deleted []string `json:"deleted"`
 	Kept    []string `json:"kept"`
+	// Servers are the servers deleted, each with how it was stopped first.
+	Servers []*ServerStop `json:"servers"`
 }
 
 // ErrNotConfirmed is returned when the person said no (or could not be asked).
@@ -39,7 +43,7 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 		return nil, err
 	}
 	defer func() { err = d.explainAPI(err) }()
-	res = &DestroyResult{Env: o.Env}
+	res = &DestroyResult{Env: o.Env, Servers: []*ServerStop{}}
 	sel := selector(o.Env, "")
 	servers, err := d.API.Servers(ctx, selector(o.Env, RoleServer))
 	if err != nil {
@@ -76,7 +80,14 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 
 	var plan []string
 	for _, s := range servers {
-		plan = append(plan, fmt.Sprintf("server %s (id %d)", s.Name, s.ID))
+		how := "stopped cleanly first (Docker, volumes unmounted, shut down)"
+		switch {
+		case s.Off():
+			how = "off"
+		case o.Force:
+			how = "RUNNING, deleted without stopping it (--force): " + ForceRisk
+		}
+		plan = append(plan, fmt.Sprintf("server %s (id %d), %s", s.Name, s.ID, how))
 	}
 	for _, f := range fws {
 		plan = append(plan, fmt.Sprintf("firewall %s (id %d)", f.Name, f.ID))
@@ -106,17 +117,19 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 		return res, err
 	}
 
+	if len(servers) > 0 {
+		StopControlMaster(ctx, d.Paths, o.Env)
+	}
 	for _, s := range servers {
 		if !ours(s.Labels, o.Env, RoleServer) {
 			continue
 		}
-		step := d.Progress.Start(fmt.Sprintf("Deleting server %s (id %d)", s.Name, s.ID))
-		err := d.API.DeleteServer(ctx, s.ID)
-		step.End(&err)
+		stop, err := stopAndDelete(ctx, d, o.Env, s, stopOptions{Force: o.Force, Command: "destroy"})
 		if err != nil {
 			return res, err
 		}
-		res.Deleted = append(res.Deleted, fmt.Sprintf("server %s (id %d)", s.Name, s.ID))
+		res.Servers = append(res.Servers, stop)
+		res.Deleted = append(res.Deleted, fmt.Sprintf("server %s (id %d), stopped: %s", s.Name, s.ID, stop.Stop))
 	}
 	StopControlMaster(ctx, d.Paths, o.Env)
 	for _, f := range fws {

@@ -72,7 +72,7 @@ func TestUpReplacesTheUserDataHostKey(t *testing.T) {
 	}
 
 	// down/up: a new server, its own user-data key, replaced the same way.
-	_, err = Down(ctx, e.deps, "default")
+	_, err = Down(ctx, e.deps, DownOptions{Env: "default"})
 	must(t, err)
 	if st := e.state("default"); st.HostKey != "" || st.CreatedHostKey != "" || st.NextHostKey != "" {
 		t.Errorf("down left host keys in the state: %+v", st)

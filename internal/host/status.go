@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -116,32 +115,13 @@ func GetStatus(ctx context.Context, d *Deps, env string) (res *Status, err error
 }
 
 func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, res *Status) error {
-	st, err := loadState(d.Paths, env)
+	t, err := serverTarget(d, env, s)
 	if err != nil {
 		return err
-	}
-	if st.HostKey == "" {
-		return errors.New("no pinned host key for this server on this machine")
-	}
-	hk, err := ParseAuthorizedKey(st.HostKey)
-	if err != nil {
-		return err
-	}
-	path := d.Config.SSHKey
-	if path == "" {
-		path = d.Paths.UserKeyFile(env)
-	}
-	kp, _, err := LoadOrCreateKey(path, "", false)
-	if err != nil {
-		return err
-	}
-	port := d.SSHPort
-	if st.SSHPort != 0 {
-		port = st.SSHPort
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	r, err := d.Dial(ctx, Target{Addr: fmt.Sprintf("%s:%d", s.IPv4, port), User: d.SSHUser, Signer: kp.Signer, HostKey: hk})
+	r, err := d.Dial(ctx, t)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,8 @@ type UpOptions struct {
 	NoVolumePlugin bool
 	PluginDir      string // `docker plugin create` folder of the hetzner volume plugin
 	Use            bool   // make the context the current one
+	// Force deletes a broken server it replaces without stopping it: a power cut (ForceRisk).
+	Force bool
 }
 
 // UpResult is what `up` reports.
@@ -102,7 +104,7 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	res.VolumeID, res.VolumeName, res.VolumeSizeGB = vol.ID, vol.Name, vol.SizeGB
 
 	// 4-6. The server: adopted when it exists (with the pinned key), else created.
-	srv, created, err := ensureServer(ctx, d, o.Env, &st, userKey.key, fw, vol)
+	srv, created, err := ensureServer(ctx, d, o.Env, &st, userKey.key, fw, vol, o.Force)
 	if err != nil {
 		return res, err
 	}
@@ -371,7 +373,7 @@ func ensureVolume(ctx context.Context, d *Deps, env string) (_ *hetzner.Volume, 
 
 // ensureServer finds the environment's server or creates it with a fresh host key, pinned in
 // st before the create request.
-func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *hetzner.SSHKey, fw *hetzner.Firewall, vol *hetzner.Volume) (srv *hetzner.Server, created bool, err error) {
+func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *hetzner.SSHKey, fw *hetzner.Firewall, vol *hetzner.Volume, force bool) (srv *hetzner.Server, created bool, err error) {
 	step := d.Progress.Start("Server")
 	defer step.End(&err)
 	servers, err := d.API.Servers(ctx, selector(env, RoleServer))
@@ -451,14 +453,14 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 	}
 	s, err := d.API.CreateServer(ctx, spec)
 	if err != nil {
-		return nil, false, createFailed(ctx, d, env, s, err)
+		return nil, false, createFailed(ctx, d, env, s, err, force)
 	}
 	step.Note("created %q (id %d, %s in %s, %s)", s.Name, s.ID, s.ServerType, s.Location, s.IPv4)
 	return s, true, nil
 }
 
 // createFailed decides what a failed create leaves behind and says it loudly.
-func createFailed(ctx context.Context, d *Deps, env string, s *hetzner.Server, err error) error {
+func createFailed(ctx context.Context, d *Deps, env string, s *hetzner.Server, err error, force bool) error {
 	if s == nil || s.ID == 0 {
 		if ctx.Err() != nil || errors.Is(err, hetzner.ErrUnavailable) {
 			// The answer was lost (Ctrl-C, timeout, 5xx): look once, even after Ctrl-C, so
@@ -476,14 +478,20 @@ func createFailed(ctx context.Context, d *Deps, env string, s *hetzner.Server, e
 		return err
 	}
 	if errors.Is(err, hetzner.ErrActionFailed) {
-		// The server is broken: it must not stay and cost money.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
-		defer cancel()
-		if derr := d.API.DeleteServer(dctx, s.ID); derr == nil {
-			return fmt.Errorf("%w\nThe half-created server %d was deleted (nothing is billed for it any more); run up again", err, s.ID)
-		} else {
-			err = fmt.Errorf("%w; deleting the broken server also failed: %v", err, derr)
+		// The server is broken: it must not stay and cost money. It is deleted like any other
+		// (stopped cleanly first, if it runs), also after Ctrl-C: every step is bounded.
+		dctx := context.WithoutCancel(ctx)
+		if cur, gerr := d.API.Server(dctx, s.ID); gerr == nil {
+			s = cur
 		}
+		_, derr := stopAndDelete(dctx, d, env, s, stopOptions{Force: force, Command: "down"})
+		if derr == nil {
+			return fmt.Errorf("%w\nThe half-created server %d was deleted (nothing is billed for it any more); run up again", err, s.ID)
+		}
+		if errors.As(derr, new(*StillRunningError)) {
+			return fmt.Errorf("%w\n%w", err, derr)
+		}
+		err = fmt.Errorf("%w; deleting the broken server also failed: %v", err, derr)
 	}
 	return &ServerRunningError{Env: env, Server: s, Err: err}
 }

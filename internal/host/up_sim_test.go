@@ -23,6 +23,7 @@ import (
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/serverstop"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
@@ -43,6 +44,11 @@ type fakeDisk struct {
 	// fault, when set, may fail a command before (after=false) or after (after=true) the fake
 	// server has carried it out: a connection lost at that moment.
 	fault func(cmd string, after bool) error
+	// verbs are the server-side stop's verbs run (stop, start); stopOut is what a stop prints
+	// (default: a complete stop); stopHang makes it hang until its context ends.
+	verbs    []string
+	stopOut  string
+	stopHang bool
 }
 
 // fakeHostKeys is one fake server's sshd: current is the HostKeyLabel of the key it presents
@@ -62,6 +68,27 @@ func (f *fakeRemote) Close() error { return nil }
 
 func (f *fakeRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
 	d := f.disk
+	if i := strings.LastIndex(cmd, " dockbridge-stop "); i > 0 && strings.HasPrefix(cmd, "bash -c ") {
+		verb := cmd[i+len(" dockbridge-stop "):]
+		d.mu.Lock()
+		d.verbs = append(d.verbs, verb)
+		hang, out := d.stopHang, d.stopOut
+		d.mu.Unlock()
+		if verb == serverstop.Start {
+			return []byte("docker=active\nresult=ok\n"), nil
+		}
+		if hang {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		if out == "" {
+			out = "containers_running=2\ndocker=inactive\ndocker_seconds=1.5\nunmounted=/var/lib/docker/plugins/x/propagated-mount/db /var/lib/docker\nvolumes_seconds=0.1\nresult=ok\n"
+		}
+		if !strings.Contains(out, "result=ok") {
+			return []byte(out), &RemoteError{Cmd: cmd, ExitCode: 1}
+		}
+		return []byte(out), nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.cmds = append(d.cmds, cmd)
@@ -367,7 +394,7 @@ func TestDownKeepsVolumeAndUpAdoptsIt(t *testing.T) {
 	must(t, err)
 
 	var down *DownResult
-	n, by := e.requests(func() { down, err = Down(ctx, e.deps, "default") })
+	n, by := e.requests(func() { down, err = Down(ctx, e.deps, DownOptions{Env: "default"}) })
 	if err != nil {
 		t.Fatalf("down: %v", err)
 	}
@@ -460,7 +487,7 @@ func TestEnvironmentsLiveSideBySide(t *testing.T) {
 	if a.ServerID == b.ServerID || a.VolumeID == b.VolumeID || b.Context != "dockbridge-staging" {
 		t.Fatalf("environments share resources: %+v %+v", a, b)
 	}
-	if _, err := Down(ctx, e.deps, "staging"); err != nil {
+	if _, err := Down(ctx, e.deps, DownOptions{Env: "staging"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.api.Server(ctx, a.ServerID); err != nil {
@@ -582,7 +609,7 @@ func TestUpUnderInjectedFaults(t *testing.T) {
 				if first, err = e.up(ctx, "default"); err != nil {
 					t.Fatalf("up before the fault: %v", err)
 				}
-				if _, err := Down(ctx, e.deps, "default"); err != nil {
+				if _, err := Down(ctx, e.deps, DownOptions{Env: "default"}); err != nil {
 					t.Fatalf("down: %v", err)
 				}
 				e.sim.Faults(t, hcloudsim.FaultConfig{Seed: 1, Rules: []hcloudsim.FaultRule{c.rule}})
@@ -768,7 +795,7 @@ func TestDestroyVolumesDeletesThePluginVolumesOfItsServers(t *testing.T) {
 	ctx := t.Context()
 	res, err := e.up(ctx, "default")
 	must(t, err)
-	_, err = Down(ctx, e.deps, "default")
+	_, err = Down(ctx, e.deps, DownOptions{Env: "default"})
 	must(t, err)
 	res2, err := e.up(ctx, "default") // a second server: volumes of both belong to the env
 	must(t, err)
