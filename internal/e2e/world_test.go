@@ -117,6 +117,10 @@ type world struct {
 	// requests counts the API requests of the CLI (not those of the volume plugins inside
 	// the servers, which reach the simulator directly).
 	requests *counter
+	// forcedDeletes is how many deletes of a running server the test makes on purpose (with
+	// --force): at its end the simulator's unclean_deletes must be exactly that, so every
+	// other delete of the suite came after a clean stop.
+	forcedDeletes int64
 }
 
 // counter is a reverse proxy in front of the simulator that counts requests per
@@ -235,6 +239,11 @@ func newWorld(t *testing.T) *world {
 		// The API as processes inside a server reach it (the volume plugin).
 		"DOCKBRIDGE_PLUGIN_ENDPOINT="+sim.ServerEndpoint, "DOCKBRIDGE_PLUGIN_DIR="+pluginDir)
 	t.Cleanup(func() {
+		if n := uncleanDeletes(t, sim.BaseURL); n != w.forcedDeletes {
+			t.Errorf("the simulator counted %d unclean deletes (a server deleted while a volume's filesystem was mounted), want %d", n, w.forcedDeletes)
+		}
+	})
+	t.Cleanup(func() {
 		// The shared SSH connections would outlive the test by ControlPersist.
 		for _, env := range w.envs {
 			cmd := exec.Command("ssh", "-F", filepath.Join(w.home, ".ssh", "config"), "-O", "exit", "dockbridge-"+env)
@@ -243,6 +252,25 @@ func newWorld(t *testing.T) *world {
 		}
 	})
 	return w
+}
+
+// uncleanDeletes reads the top-level integer unclean_deletes of the simulator's /_sim/stats.
+func uncleanDeletes(t testing.TB, base string) int64 {
+	t.Helper()
+	resp, err := http.Get(base + "/_sim/stats")
+	if err != nil {
+		t.Fatalf("GET /_sim/stats: %v", err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatalf("GET /_sim/stats: %v", err)
+	}
+	var n int64
+	if err := json.Unmarshal(doc["unclean_deletes"], &n); err != nil {
+		t.Fatalf("/_sim/stats has no integer unclean_deletes: %v", err)
+	}
+	return n
 }
 
 func (w *world) use(env string) {
