@@ -109,7 +109,8 @@ func TestDownAndDestroyStopCleanly(t *testing.T) {
 
 // TestDownWithoutSSHStopsThroughTheServersOwnShutdown: with sshd stopped on the server, down
 // still shuts it down first, and the server's own shutdown stops Docker (the container gets
-// its stop signal) and unmounts the volumes before it powers off.
+// its stop signal, the plugin records the release of its volume) and unmounts the volumes
+// before it powers off.
 func TestDownWithoutSSHStopsThroughTheServersOwnShutdown(t *testing.T) {
 	w := newWorld(t)
 	const env = "nossh"
@@ -124,6 +125,10 @@ func TestDownWithoutSSHStopsThroughTheServersOwnShutdown(t *testing.T) {
 	t.Logf("down:\n%s%s", r.stderr, r.stdout)
 	if !strings.Contains(r.stdout, "stopped by its own shutdown") || !strings.Contains(r.stdout, "the stop over SSH failed") {
 		t.Errorf("down without SSH: want the server stopped by its own shutdown, and a note why:\n%s", r.stdout)
+	}
+	// systemd stopped Docker, and with it the plugin, while the network was still up.
+	if v := pluginVolume(t, w, "trap-hz"); v.Labels["dockbridge/released"] != fmt.Sprint(first.ServerID) || v.Labels["dockbridge/holder"] != "" {
+		t.Errorf("the hetzner volume after the server's own shutdown: labels %v, want released by server %d and no holder", v.Labels, first.ServerID)
 	}
 	w.up(t, env)
 	trapStopped(t, w, env)

@@ -102,7 +102,7 @@ func TestDownWithoutSSHShutsDownThroughACPI(t *testing.T) {
 
 // TestStopStepsAreBounded: an SSH stop that hangs ends at its bound (the shutdown request then
 // does the stop); a shutdown request that is never answered ends at its bound and deletes
-// nothing.
+// nothing; a delete never answered ends at its bound.
 func TestStopStepsAreBounded(t *testing.T) {
 	e := newSimEnv(t)
 	ctx := t.Context()
@@ -132,6 +132,18 @@ func TestStopStepsAreBounded(t *testing.T) {
 	}
 	if res.Deleted[0].Stop != StopACPI || !strings.Contains(res.Deleted[0].Notes[0], "deadline exceeded") {
 		t.Errorf("deleted: %+v, want acpi after the SSH stop's bound", res.Deleted[0])
+	}
+	e.wantUnclean(0)
+
+	// A delete never answered ends at its bound and says the server may still be billed.
+	_, err = e.up(ctx, "default")
+	must(t, err)
+	e.disk.stopHang = false
+	e.sim.Faults(t, hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{
+		{Kind: "timeout", Rate: 1, Method: "DELETE", Path: "/v1/servers/*", MaxDelay: "30s"}}})
+	_, err = Down(ctx, e.deps, DownOptions{Env: "default"})
+	if err == nil || !strings.Contains(err.Error(), "may still exist and be billed") {
+		t.Fatalf("down with a delete never answered: %v, want it to end and say the server may be billed", err)
 	}
 	e.wantUnclean(0)
 }
