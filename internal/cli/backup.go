@@ -289,26 +289,46 @@ func confirmPrune(ctx context.Context, d deps, store backup.Store, plan []backup
 	return nil
 }
 
+// verifyResult is what `backup verify` prints: the archive's check and, with --restore, the
+// restore drill.
+type verifyResult struct {
+	backup.VerifyReport
+	Drill *volumeops.DrillResult `json:"restore_drill,omitempty"`
+}
+
 func backupVerifyCmd(d deps) *cobra.Command {
 	var (
 		sf       storeFlags
 		from     string
 		identity string
+		restore  bool
 	)
-	return spec[*backup.VerifyReport]{
-		Use:      "verify [OPTIONS] ARCHIVE",
-		Short:    "Check an archive: its checksum, then decompress and walk the whole tar against its metadata",
+	return spec[*verifyResult]{
+		Use:   "verify [OPTIONS] ARCHIVE",
+		Short: "Check an archive: its checksum, then decompress and walk the whole tar against its metadata; --restore: a restore drill",
+		Long: `Check an archive: its checksum, then decompress and walk the whole tar against its metadata.
+
+With --restore it is a restore drill, on the engine of the current context: the archive is
+restored into a new scratch volume (local driver) exactly as ` + "`restore`" + ` would restore it, the
+scratch volume is walked again and compared with the archive's metadata (entries, files,
+bytes), and it is removed, whatever happened. A backup that was never restored is a hope, not
+a backup; ` + "`backup schedule --verify-restore-every`" + ` runs drills on the schedule.
+
+` + archiveArgHelp,
+		Example: `  docker dockbridge backup verify db_data-20251017T143025Z.tar.zst
+  docker dockbridge backup verify --restore s3://my-bucket/host1/db_data-20251017T143025Z.tar.zst`,
 		Args:     cli.ExactArgs(1),
 		Complete: completeArchives(&from, &sf),
 		Formats:  tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			f.StringVar(&from, "from", "", "where to look for ARCHIVE when it is a bare name: a directory or s3://bucket/prefix (default $DOCKBRIDGE_BACKUP_TO; then .)")
 			f.StringVar(&identity, "identity", "", "age identity file, to check the content of an encrypted archive")
+			f.BoolVar(&restore, "restore", false, "restore into a scratch volume, compare it with the metadata, remove it (a restore drill)")
 			sf.add(f, false)
 			completeFlag(cmd, "from", completeDirs)
 			completeFlag(cmd, "identity", completeFiles)
 		},
-		Run: func(ctx context.Context, _ *cobra.Command, args []string) (*backup.VerifyReport, error) {
+		Run: func(ctx context.Context, _ *cobra.Command, args []string) (*verifyResult, error) {
 			ids, err := identities(identity)
 			if err != nil {
 				return nil, err
@@ -317,23 +337,45 @@ func backupVerifyCmd(d deps) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			rep, err := backup.Verify(ctx, store, name, ids)
+			if !restore {
+				rep, err := backup.Verify(ctx, store, name, ids)
+				if err != nil {
+					return nil, err
+				}
+				return &verifyResult{VerifyReport: rep}, nil
+			}
+			e, err := d.engine()
 			if err != nil {
 				return nil, err
 			}
-			return &rep, nil
+			dr, err := e.VerifyRestore(ctx, volumeops.DrillOptions{Store: store, Archive: name, Identities: ids})
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range dr.Warnings {
+				fmt.Fprintf(d.errOut, "warning: %s\n", w)
+			}
+			return &verifyResult{VerifyReport: backup.VerifyReport{Name: name, Checksum: "ok", Walked: true,
+				Metadata: dr.Metadata, Stats: dr.Restored}, Drill: &dr}, nil
 		},
-		Print: func(w io.Writer, _ string, rep *backup.VerifyReport) error {
+		Print: func(w io.Writer, _ string, rep *verifyResult) error {
 			if !rep.Walked {
 				fmt.Fprintf(w, "%s: checksum OK; encrypted, content not checked (give --identity FILE)\n", rep.Name)
 				return nil
 			}
 			m := rep.Metadata
-			fmt.Fprintf(w, "%s: OK\n", rep.Name)
-			return ui.KeyValues(w, [][2]string{{"Volume", m.Volume}, {"Driver", m.Driver},
+			kv := [][2]string{{"Volume", m.Volume}, {"Driver", m.Driver},
 				{"Taken", m.StartedAt.Format(time.RFC3339)}, {"Context", m.SourceContext},
 				{"Content", rep.Stats.String()}, {"Compression", string(m.Compression)}, {"Encryption", m.Encryption},
-				{"Tool version", m.ToolVersion}})
+				{"Tool version", m.ToolVersion}}
+			if dr := rep.Drill; dr != nil {
+				fmt.Fprintf(w, "%s: OK, restored and compared\n", rep.Name)
+				kv = append(kv, [2]string{"Restore drill", fmt.Sprintf("restored into %s, found %s as the metadata says, removed the volume (%.1fs)",
+					dr.ScratchVolume, dr.Found, dr.Seconds)})
+			} else {
+				fmt.Fprintf(w, "%s: OK\n", rep.Name)
+			}
+			return ui.KeyValues(w, kv)
 		},
 	}.build(d.out)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"filippo.io/age"
@@ -27,6 +28,14 @@ type BackupOptions struct {
 	Recipients  []age.Recipient
 	KeepRunning bool
 	Now         func() time.Time
+	// Label scopes offen's labels (see offen.go): the containers whose stop-during-backup or
+	// exec-label value is Label are included, besides those labelled "true" and those without
+	// exec-label. A schedule's id; empty for a backup by hand.
+	Label string
+	// ContinueOnError backs up the other volumes when one fails: every volume gets a result,
+	// the failed ones with Error set (scheduled runs); without it the backup stops at the
+	// first failure.
+	ContinueOnError bool
 }
 
 // BackupResult is one stored backup.
@@ -40,13 +49,20 @@ type BackupResult struct {
 	Stopped []string `json:"stopped,omitempty"`
 	// HelperMaxRSS is the helper container's peak memory.
 	HelperMaxRSS int64 `json:"helper_max_rss_bytes"`
+	// Seconds is how long the volume's archive took, from the helper's start to the commit.
+	Seconds float64 `json:"seconds"`
+	// Error is why this volume's backup failed (only with ContinueOnError).
+	Error string `json:"error,omitempty"`
 }
 
-// Backup backs up volumes: the running containers that use them are stopped (unless
-// KeepRunning), every volume is streamed through a helper container into the store, and the
-// stopped containers are started again in reverse order, also when the backup fails or ctx is
-// cancelled. It returns the results of the volumes done so far along with the first error.
-func (e *Engine) Backup(ctx context.Context, opts BackupOptions) ([]BackupResult, error) {
+// Backup backs up volumes: offen's archive-pre commands run, the running containers that use
+// the volumes (unless KeepRunning) and those offen's stop labels name are stopped, every
+// volume is streamed through a helper container into the store, and the stopped containers
+// are started again in reverse order, also when the backup fails or ctx is cancelled; then the
+// archive-post commands run. It returns the results of the volumes done so far along with the
+// first error (every volume's result and all errors with ContinueOnError). A failed
+// archive-post command comes back as a *HookError after the results: the archives are stored.
+func (e *Engine) Backup(ctx context.Context, opts BackupOptions) (results []BackupResult, err error) {
 	if opts.Store == nil {
 		return nil, errors.New("no backup destination: give --to DIR or s3://bucket/prefix")
 	}
@@ -63,34 +79,68 @@ func (e *Engine) Backup(ctx context.Context, opts BackupOptions) ([]BackupResult
 	if _, err := e.HelperImage(ctx); err != nil {
 		return nil, err
 	}
-	var st *stopped
+	for _, w := range e.unsupportedHooks(ctx) {
+		e.progressf("warning: %s", w)
+	}
+	if err := e.RunHooks(ctx, HookArchivePre, opts.Label); err != nil {
+		return nil, fmt.Errorf("nothing was backed up: %w", err)
+	}
+	defer func() {
+		if herr := e.RunHooks(ctx, HookArchivePost, opts.Label); herr != nil {
+			err = errors.Join(err, herr)
+		}
+	}()
+	var toStop []ContainerRef
 	if !opts.KeepRunning {
 		names := make([]string, len(vols))
 		for i, v := range vols {
 			names[i] = v.Name
 		}
-		if st, err = e.stopUsers(ctx, names); err != nil {
+		if toStop, err = e.runningUsers(ctx, names); err != nil {
 			return nil, err
 		}
 	}
-	var results []BackupResult
+	labelled, noRestart, err := e.labelledStops(ctx, opts.Label)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range labelled {
+		if !slices.ContainsFunc(toStop, func(x ContainerRef) bool { return x.ID == r.ID }) {
+			toStop = append(toStop, r)
+		}
+	}
+	st, err := e.stopContainers(ctx, toStop, noRestart)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
 	for _, v := range vols {
-		if err = ctx.Err(); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			errs = append(errs, cerr)
 			break
 		}
-		var r BackupResult
-		r, err = e.backupOne(ctx, v, opts)
+		r, verr := e.backupOne(ctx, v, opts)
 		r.Stopped = st.names()
-		if err != nil {
-			err = fmt.Errorf("back up volume %s: %w", v.Name, err)
-			break
+		if verr != nil {
+			verr = fmt.Errorf("back up volume %s: %w", v.Name, verr)
+			errs = append(errs, verr)
+			if !opts.ContinueOnError {
+				break
+			}
+			r.Error = verr.Error()
 		}
 		results = append(results, r)
 	}
-	if rerr := st.restart(ctx); rerr != nil {
-		err = errors.Join(err, rerr)
+	if opts.ContinueOnError {
+		// Volumes not reached (ctx ended) failed too.
+		for _, v := range vols[len(results):] {
+			results = append(results, BackupResult{Volume: v.Name, Location: opts.Store.String(), Error: "not backed up: the run was interrupted"})
+		}
 	}
-	return results, err
+	if rerr := st.restart(ctx); rerr != nil {
+		errs = append(errs, rerr)
+	}
+	return results, errors.Join(errs...)
 }
 
 func (e *Engine) resolveVolumes(ctx context.Context, names []string, all bool) ([]Volume, error) {
@@ -187,6 +237,7 @@ func (e *Engine) backupOne(ctx context.Context, v Volume, opts BackupOptions) (B
 	res.Metadata = hr.Metadata
 	res.HelperMaxRSS = hr.MaxRSSBytes
 	el := time.Since(start).Seconds()
+	res.Seconds = el
 	e.progressf("Stored %s: %s, %d MB archive in %.1fs (%.0f MB/s of data)", name, hr.Stats, res.Archive.Size>>20, el, float64(hr.Stats.Bytes)/1e6/max(el, 1e-3))
 	return res, nil
 }

@@ -14,15 +14,16 @@ import (
 type stopped struct {
 	e    *Engine
 	refs []ContainerRef
-	done bool
+	// noRestart: stopped for good (offen's stop-during-backup-no-restart label)
+	noRestart map[string]bool
+	done      bool
 }
 
 // StopTimeout is how long a container gets to stop before it is killed.
 var StopTimeout = 30 * time.Second
 
-// stopUsers stops the running containers that use any of vols, newest first. Containers that
-// were not running are left alone. On error the ones already stopped are started again.
-func (e *Engine) stopUsers(ctx context.Context, vols []string) (*stopped, error) {
+// runningUsers lists the running containers that use any of vols.
+func (e *Engine) runningUsers(ctx context.Context, vols []string) ([]ContainerRef, error) {
 	seen := map[string]bool{}
 	var running []ContainerRef
 	for _, v := range vols {
@@ -37,6 +38,23 @@ func (e *Engine) stopUsers(ctx context.Context, vols []string) (*stopped, error)
 			}
 		}
 	}
+	return running, nil
+}
+
+// stopUsers stops the running containers that use any of vols, newest first. Containers that
+// were not running are left alone. On error the ones already stopped are started again.
+func (e *Engine) stopUsers(ctx context.Context, vols []string) (*stopped, error) {
+	running, err := e.runningUsers(ctx, vols)
+	if err != nil {
+		return nil, err
+	}
+	return e.stopContainers(ctx, running, nil)
+}
+
+// stopContainers stops running, newest first; noRestart marks those not to be started again.
+// On error the ones already stopped are started again. Before a container is stopped, OnStop
+// is told (a journal that survives a killed process).
+func (e *Engine) stopContainers(ctx context.Context, running []ContainerRef, noRestart map[string]bool) (*stopped, error) {
 	// Newest first: what was created last (often what depends on the rest) stops first. The list
 	// has creation times in seconds; inspect has them to the nanosecond.
 	created := map[string]time.Time{}
@@ -46,9 +64,15 @@ func (e *Engine) stopUsers(ctx context.Context, vols []string) (*stopped, error)
 		}
 	}
 	slices.SortStableFunc(running, func(a, b ContainerRef) int { return created[b.ID].Compare(created[a.ID]) })
-	s := &stopped{e: e}
+	s := &stopped{e: e, noRestart: noRestart}
 	timeout := int(StopTimeout.Seconds())
 	for _, r := range running {
+		if e.OnStop != nil && !noRestart[r.ID] {
+			if err := e.OnStop(r); err != nil {
+				rerr := s.restart(ctx)
+				return nil, errors.Join(fmt.Errorf("record that container %s is stopped for the backup: %w", r.Name, err), rerr)
+			}
+		}
 		e.progressf("Stopping container %s", r.Name)
 		if _, err := e.API.ContainerStop(ctx, r.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
 			rerr := s.restart(ctx)
@@ -71,10 +95,17 @@ func (s *stopped) restart(ctx context.Context) error {
 	var errs []error
 	for i := len(s.refs) - 1; i >= 0; i-- {
 		r := s.refs[i]
+		if s.noRestart[r.ID] {
+			s.e.progressf("Leaving container %s stopped (%s)", r.Name, LabelStopNoRestart)
+			continue
+		}
 		s.e.progressf("Starting container %s", r.Name)
 		if _, err := s.e.API.ContainerStart(rctx, r.ID, client.ContainerStartOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("restart container %s: %w (start it with `docker start %s`)", r.Name, err, r.Name))
 		}
+	}
+	if s.e.OnRestarted != nil {
+		s.e.OnRestarted(errors.Join(errs...))
 	}
 	return errors.Join(errs...)
 }

@@ -20,6 +20,7 @@ import (
 // API is the part of the engine client we use.
 type API interface {
 	client.ContainerAPIClient
+	client.ExecAPIClient
 	client.ImageAPIClient
 	client.VolumeAPIClient
 	client.SystemAPIClient
@@ -36,6 +37,12 @@ type Engine struct {
 	HelperBinary string
 	// Progress receives one line per step (stderr); nil: silent.
 	Progress io.Writer
+	// OnStop, when set, is called before a container is stopped for a backup or restore (one
+	// that is to be started again), and OnRestarted after the stopped containers were started
+	// again, with what failed: the host's scheduled runs keep a journal with them, so that a
+	// run that was killed in between has its containers started by the next one.
+	OnStop      func(ContainerRef) error
+	OnRestarted func(error)
 
 	helperRef string // the helper image, once known
 }

@@ -27,6 +27,15 @@ type RestoreOptions struct {
 	// SafetyStore receives the safety backup (default Store).
 	SafetyStore backup.Store
 	Now         func() time.Time
+	// Scratch, when set, is how a missing target volume is made instead of the backup's driver,
+	// options and labels (a restore drill's scratch volume).
+	Scratch *ScratchVolume
+}
+
+// ScratchVolume is a throwaway volume for a restore drill.
+type ScratchVolume struct {
+	Driver string
+	Labels map[string]string
 }
 
 // RestoreResult reports a restore.
@@ -82,10 +91,13 @@ func (e *Engine) Restore(ctx context.Context, opts RestoreOptions) (RestoreResul
 	clear := false
 	switch {
 	case err != nil && cerrdefs.IsNotFound(errors.Unwrap(err)) || err != nil && cerrdefs.IsNotFound(err):
-		e.progressf("Creating volume %s (driver %s)", target, meta.Driver)
-		if _, err := e.API.VolumeCreate(ctx, client.VolumeCreateOptions{Name: target, Driver: meta.Driver,
-			DriverOpts: meta.DriverOptions, Labels: meta.Labels}); err != nil {
-			return res, fmt.Errorf("create volume %s with driver %s: %w (is the %s volume plugin installed and enabled?)", target, meta.Driver, err, meta.Driver)
+		create := client.VolumeCreateOptions{Name: target, Driver: meta.Driver, DriverOpts: meta.DriverOptions, Labels: meta.Labels}
+		if opts.Scratch != nil {
+			create = client.VolumeCreateOptions{Name: target, Driver: opts.Scratch.Driver, Labels: opts.Scratch.Labels}
+		}
+		e.progressf("Creating volume %s (driver %s)", target, create.Driver)
+		if _, err := e.API.VolumeCreate(ctx, create); err != nil {
+			return res, fmt.Errorf("create volume %s with driver %s: %w (is the %s volume plugin installed and enabled?)", target, create.Driver, err, create.Driver)
 		}
 		res.Created = true
 	case err != nil:

@@ -290,6 +290,10 @@ func runProbe(ctx context.Context, args []string) (int, error) {
 			seen[st.Ino] = true
 		}
 		r.UsedBytes += st.Blocks * 512
+		if fi.Mode().IsRegular() {
+			r.Files++
+			r.FileBytes += fi.Size()
+		}
 		return nil
 	})
 	if err != nil {

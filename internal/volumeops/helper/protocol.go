@@ -40,11 +40,15 @@ type RestoreResult struct {
 
 // ProbeResult is the final report of `probe`.
 type ProbeResult struct {
-	Mounted     bool   `json:"mounted"`
-	FSType      string `json:"fs_type,omitempty"`
-	Writable    bool   `json:"writable"`
-	WriteError  string `json:"write_error,omitempty"`
-	Entries     int64  `json:"entries"`
+	Mounted    bool   `json:"mounted"`
+	FSType     string `json:"fs_type,omitempty"`
+	Writable   bool   `json:"writable"`
+	WriteError string `json:"write_error,omitempty"`
+	Entries    int64  `json:"entries"`
+	// Files counts regular files (each hard-linked file once) and FileBytes their sizes: as a
+	// backup's metadata counts them.
+	Files       int64  `json:"files"`
+	FileBytes   int64  `json:"file_bytes"`
 	UsedBytes   int64  `json:"used_bytes"` // allocated blocks of the volume's files
 	TotalBytes  uint64 `json:"total_bytes"`
 	FreeBytes   uint64 `json:"free_bytes"` // available to unprivileged users
