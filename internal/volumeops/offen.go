@@ -125,7 +125,7 @@ func (e *Engine) RunHooks(ctx context.Context, phase, label string) error {
 		keys = append(keys, offenDeprecatedPost)
 	}
 	type hook struct {
-		ref             ContainerRef
+		ref            ContainerRef
 		key, cmd, user string
 	}
 	var hooks []hook
