@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The persistence demo of `docker dockbridge` (make demo):
 #   up; an image, a named volume, a hetzner-driver volume and a container using both;
-#   down (the server is deleted, billing stops); up again: everything is there and the data
+#   down (the server is stopped cleanly and deleted, billing stops); up again: everything is there and the data
 #   is intact byte for byte; then destroy --volumes.
 # Without HCLOUD_TOKEN it runs on the local simulator, whose container backend boots real
 # servers (systemd, cloud-init, sshd, Docker). With HCLOUD_TOKEN it uses the real Hetzner API
@@ -140,7 +140,7 @@ show "${C[@]}" cp "$work/blob" keep:/named/blob
 show "${C[@]}" cp "$work/blob" keep:/hz/blob
 ok "4 MiB of random data written to both volumes (sha256 ${want:0:16}…)"
 
-say "docker dockbridge down: the server is deleted, the data volume stays"
+say "docker dockbridge down: the server is stopped cleanly and deleted, the data volume stays"
 show docker dockbridge down --name "$ENV_NAME"
 
 say "docker dockbridge up: a new server on the same data volume"

@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -246,5 +247,36 @@ func TestUpDeletesABrokenServerTheSameWay(t *testing.T) {
 	e.wantUnclean(0)
 	if _, err := e.up(ctx, "default"); err != nil {
 		t.Fatalf("up again: %v", err)
+	}
+}
+
+// TestUpDeletesARunningBrokenServerCleanlyOrWithForce: should a server whose creation failed
+// run (with its volume) after all, up stops it cleanly before deleting it; with --force it
+// deletes it at once, a power cut.
+func TestUpDeletesARunningBrokenServerCleanlyOrWithForce(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	failed := fmt.Errorf("create server: %w", hetzner.ErrActionFailed)
+	for _, force := range []bool{false, true} {
+		res, err := e.up(ctx, "default")
+		must(t, err)
+		s, err := e.api.Server(ctx, res.ServerID)
+		must(t, err)
+		e.disk.verbs = nil
+		err = createFailed(ctx, e.deps, "default", s, failed, force)
+		if err == nil || !strings.Contains(err.Error(), "was deleted") {
+			t.Fatalf("force=%v: %v, want the broken server deleted", force, err)
+		}
+		want, unclean := []string{"stop"}, int64(0)
+		if force {
+			want, unclean = nil, 1
+			if !strings.Contains(e.stderr.String(), ForceRisk) {
+				t.Errorf("up --force did not say what it risks:\n%s", e.stderr)
+			}
+		}
+		if !slices.Equal(e.disk.verbs, want) {
+			t.Errorf("force=%v: server-side verbs %v, want %v", force, e.disk.verbs, want)
+		}
+		e.wantUnclean(unclean)
 	}
 }
