@@ -3,8 +3,11 @@
 // internal/volumedriver.
 //
 // The same binary is the backup helper: with DOCKBRIDGE_HELPER=1 in its environment the helper
-// package's init runs the helper instead (internal/volumeops/helper). The CLI carries this one
-// static Linux binary per server architecture (internal/serverbin) for both jobs.
+// package's init runs the helper instead (internal/volumeops/helper). And on a dockbridge host
+// it runs the scheduled backups: `hetzner-volume-plugin backup run-due` (internal/schedule;
+// installed as /var/lib/docker/dockbridge/bin/dockbridge-server, started by a systemd timer).
+// The CLI carries this one static Linux binary per server architecture (internal/serverbin)
+// for all three jobs.
 package main
 
 import (
@@ -19,11 +22,15 @@ import (
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/mount"
+	"github.com/dockbridge/dockbridge/internal/schedule"
 	"github.com/dockbridge/dockbridge/internal/volumedriver"
 	_ "github.com/dockbridge/dockbridge/internal/volumeops/helper" // DOCKBRIDGE_HELPER=1: the backup helper
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "backup" {
+		os.Exit(schedule.Main(os.Args[2:]))
+	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: false, FullTimestamp: true})
 	s, err := volumedriver.SettingsFromEnv(os.Getenv)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -188,6 +189,32 @@ func Prune(ctx context.Context, s Store, p PrunePolicy, now time.Time, dryRun bo
 	backups, err := List(ctx, s)
 	if err != nil {
 		return nil, err
+	}
+	plan := PlanPrune(backups, p, now, func(b Backup) bool { return VerifyChecksum(ctx, s, b.Name) == nil })
+	if dryRun {
+		return plan, nil
+	}
+	return plan, ApplyPrune(ctx, s, plan)
+}
+
+// PruneVolumes is Prune for the backups of some volumes only (a schedule prunes its own
+// volumes, not those another schedule writes to the same prefix); nil volumes: all of them.
+func PruneVolumes(ctx context.Context, s Store, p PrunePolicy, now time.Time, volumes []string, dryRun bool) ([]Decision, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	all, err := List(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	backups := all
+	if volumes != nil {
+		backups = nil
+		for _, b := range all {
+			if slices.Contains(volumes, b.Volume) {
+				backups = append(backups, b)
+			}
+		}
 	}
 	plan := PlanPrune(backups, p, now, func(b Backup) bool { return VerifyChecksum(ctx, s, b.Name) == nil })
 	if dryRun {

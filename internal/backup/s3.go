@@ -22,6 +22,8 @@ type S3Config struct {
 	Region    string
 	AccessKey string
 	SecretKey string
+	// SessionToken goes with temporary credentials.
+	SessionToken string
 	// PartSize of multipart uploads (default 16 MiB; an object holds at most 10000 parts).
 	PartSize uint64
 	// Threads uploading parts in parallel (default 2); memory is about PartSize × (Threads+1).
@@ -73,7 +75,7 @@ func NewS3Store(ctx context.Context, bucketPrefix string, cfg S3Config) (*S3Stor
 	}
 	var creds *credentials.Credentials
 	if cfg.AccessKey != "" {
-		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
+		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)
 	} else {
 		creds = credentials.NewChainCredentials([]credentials.Provider{
 			&credentials.EnvAWS{}, &credentials.EnvMinio{}, &credentials.FileAWSCredentials{},

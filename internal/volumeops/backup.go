@@ -86,7 +86,11 @@ func (e *Engine) Backup(ctx context.Context, opts BackupOptions) (results []Back
 		return nil, fmt.Errorf("nothing was backed up: %w", err)
 	}
 	defer func() {
-		if herr := e.RunHooks(ctx, HookArchivePost, opts.Label); herr != nil {
+		// Like the restart of the containers, the post commands run also after Ctrl-C or a
+		// deadline: they undo what the pre commands did.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		if herr := e.RunHooks(pctx, HookArchivePost, opts.Label); herr != nil {
 			err = errors.Join(err, herr)
 		}
 	}()
@@ -148,9 +152,15 @@ func (e *Engine) resolveVolumes(ctx context.Context, names []string, all bool) (
 	case all && len(names) > 0:
 		return nil, errors.New("give volume names or --all, not both")
 	case all:
-		vols, err := e.ListVolumes(ctx)
+		all, err := e.ListVolumes(ctx)
 		if err != nil {
 			return nil, err
+		}
+		var vols []Volume
+		for _, v := range all {
+			if v.Labels[DrillLabel] == "" { // a restore drill's scratch volume
+				vols = append(vols, v)
+			}
 		}
 		if len(vols) == 0 {
 			return nil, errors.New("the engine of this context has no volumes")

@@ -103,3 +103,16 @@ func (e *Engine) RemoveDrillLeftovers(ctx context.Context) {
 		}
 	}
 }
+
+// RemoveStaleHelpers removes helper containers that are no longer running: those of a backup
+// or restore whose process was killed before it could remove them.
+func (e *Engine) RemoveStaleHelpers(ctx context.Context) {
+	res, err := e.API.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", helperLabel+"=run").Add("status", "exited").Add("status", "dead")})
+	if err != nil {
+		return
+	}
+	for _, c := range res.Items {
+		_, _ = e.API.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+	}
+}

@@ -29,12 +29,22 @@ type VolumeMetrics struct {
 	ContainersStopped int    `json:"containers_stopped"`
 }
 
-// BackupMetrics summarises a volume's backups in a store.
+// BackupMetrics summarises a volume's backups: from a store's listing (Count, LastSuccess,
+// LastSize), or from a schedule's runs on a dockbridge host (Schedule set: also the duration,
+// the failures in a row, the last verified restore, the next run and the health level).
 type BackupMetrics struct {
 	Volume      string    `json:"volume"`
-	Count       int       `json:"count"`
-	LastSuccess time.Time `json:"last_success"`
-	LastSize    int64     `json:"last_size_bytes"`
+	Count       int       `json:"count,omitempty"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastSize    int64     `json:"last_size_bytes,omitempty"`
+
+	Schedule            string    `json:"schedule,omitempty"`
+	LastDuration        float64   `json:"last_duration_seconds,omitempty"`
+	ConsecutiveFailures *int      `json:"consecutive_failures,omitempty"`
+	LastRestoreVerified time.Time `json:"last_restore_verified,omitzero"`
+	NextRun             time.Time `json:"next_run,omitzero"`
+	// Health is OK, WARNING or CRITICAL, as the host's health check judges the schedule.
+	Health string `json:"health,omitempty"`
 }
 
 // Metrics is the whole report.
@@ -153,13 +163,47 @@ func (m Metrics) Families() []*dto.MetricFamily {
 	last := gauge("dockbridge_backup_last_success_timestamp_seconds", "Time of the newest complete backup (archive and checksum stored), Unix seconds.")
 	size := gauge("dockbridge_backup_last_size_bytes", "Size of the newest complete backup archive.")
 	count := gauge("dockbridge_backups", "Complete backups in the store.")
+	dur := gauge("dockbridge_backup_last_duration_seconds", "How long the newest scheduled backup took.")
+	fails := gauge("dockbridge_backup_consecutive_failures", "Scheduled backups that failed in a row (0 after a success).")
+	restored := gauge("dockbridge_backup_last_restore_verified_timestamp_seconds", "Time of the last restore drill that passed (restored into a scratch volume and compared with the metadata), Unix seconds.")
+	next := gauge("dockbridge_backup_next_run_timestamp_seconds", "When the schedule runs next, Unix seconds.")
+	health := gauge("dockbridge_backup_health", "The host's health verdict on the volume's scheduled backups: 0 OK, 1 WARNING (older than twice the interval), 2 CRITICAL (failed twice in a row, or a restore drill failed).")
 	for _, b := range m.Backups {
-		sample(last, float64(b.LastSuccess.Unix()), "volume", b.Volume)
-		sample(size, float64(b.LastSize), "volume", b.Volume)
-		sample(count, float64(b.Count), "volume", b.Volume)
+		l := []string{"volume", b.Volume}
+		if b.Schedule != "" {
+			l = append(l, "schedule", b.Schedule)
+		}
+		if !b.LastSuccess.IsZero() {
+			sample(last, float64(b.LastSuccess.Unix()), l...)
+			sample(size, float64(b.LastSize), l...)
+		}
+		if b.Schedule == "" {
+			sample(count, float64(b.Count), l...)
+			continue
+		}
+		if b.LastDuration > 0 {
+			sample(dur, b.LastDuration, l...)
+		}
+		if b.ConsecutiveFailures != nil {
+			sample(fails, float64(*b.ConsecutiveFailures), l...)
+		}
+		if !b.LastRestoreVerified.IsZero() {
+			sample(restored, float64(b.LastRestoreVerified.Unix()), l...)
+		}
+		if !b.NextRun.IsZero() {
+			sample(next, float64(b.NextRun.Unix()), l...)
+		}
+		switch b.Health {
+		case "OK":
+			sample(health, 0, l...)
+		case "WARNING":
+			sample(health, 1, l...)
+		case "CRITICAL":
+			sample(health, 2, l...)
+		}
 	}
 	var out []*dto.MetricFamily
-	for _, mf := range []*dto.MetricFamily{info, used, files, prov, ctrs, last, size, count} {
+	for _, mf := range []*dto.MetricFamily{info, used, files, prov, ctrs, last, size, count, dur, fails, restored, next, health} {
 		if len(mf.Metric) > 0 {
 			out = append(out, mf)
 		}
