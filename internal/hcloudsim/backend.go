@@ -55,6 +55,10 @@ type GuestBackend interface {
 	// from its own mount table (empty when it is off or mounted none). A delete that comes
 	// while this is not empty is a power cut under a mounted filesystem.
 	MountedVolumes(ctx context.Context, serverID int64) ([]string, error)
+	// MountedVolume is MountedVolumes for one volume: where the server has its filesystem
+	// mounted, "" when nowhere. A detach that comes while this is not empty is a hot-unplug
+	// under a live filesystem.
+	MountedVolume(ctx context.Context, serverID, volumeID int64) (string, error)
 }
 
 // ServerSpec describes a server to create.
@@ -89,6 +93,8 @@ type RestoreServer struct {
 	Name    string
 	Status  string
 	Volumes []int64
+	// PrivateNets are the server's networks (for a NetworkBackend).
+	PrivateNets []PrivateNet
 }
 
 type RestoreVolume struct {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,7 +65,8 @@ type ContainerBackend struct {
 	mu        sync.Mutex
 	servers   map[int64]*containerServer
 	byPrivate map[netip.Addr]int64
-	attached  map[int64]int64 // volume -> server
+	attached  map[int64]int64                // volume -> server
+	nets      map[int64]map[int64]PrivateNet // server -> network -> its interface there
 }
 
 type containerServer struct {
@@ -121,6 +124,7 @@ func NewContainerBackend(ctx context.Context, cfg ContainerBackendConfig) (*Cont
 	b := &ContainerBackend{
 		cfg: cfg, vols: vols, net: n, log: cfg.Logger,
 		servers: map[int64]*containerServer{}, byPrivate: map[netip.Addr]int64{}, attached: map[int64]int64{},
+		nets: map[int64]map[int64]PrivateNet{},
 	}
 	if cfg.APIAddr.IsValid() {
 		if cfg.APIAddr.Addr() != n.Gateway {
@@ -286,13 +290,17 @@ func (b *ContainerBackend) server(id int64) (*containerServer, error) {
 	return s, nil
 }
 
-// StartServer powers the server on (starts its container; systemd then boots).
+// StartServer powers the server on (starts its container; systemd then boots) and plugs its
+// private networks' interfaces.
 func (b *ContainerBackend) StartServer(ctx context.Context, id int64) error {
 	s, err := b.server(id)
 	if err != nil {
 		return err
 	}
-	return s.host.Start(ctx)
+	if err := s.host.Start(ctx); err != nil {
+		return err
+	}
+	return b.plugNetworks(ctx, id, false)
 }
 
 // StopServer stops the server for poweroff, reboot and reset: systemd gets its shutdown
@@ -330,6 +338,22 @@ func (b *ContainerBackend) WaitServerOff(ctx context.Context, id int64) error {
 // held exclusively while the server runs (a filesystem mounted in a namespace of the server
 // that its init does not see, e.g. only inside a container).
 func (b *ContainerBackend) MountedVolumes(ctx context.Context, id int64) ([]string, error) {
+	m, err := b.mountedVolumes(ctx, id)
+	var out []string
+	for _, vid := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[vid])
+	}
+	return out, err
+}
+
+// MountedVolume is MountedVolumes for volume vid only ("" when the server has not mounted it).
+func (b *ContainerBackend) MountedVolume(ctx context.Context, id, vid int64) (string, error) {
+	m, err := b.mountedVolumes(ctx, id)
+	return m[vid], err
+}
+
+// mountedVolumes says, per attached volume of server id that it has mounted, where.
+func (b *ContainerBackend) mountedVolumes(ctx context.Context, id int64) (map[int64]string, error) {
 	s, err := b.server(id)
 	if err != nil {
 		return nil, nil // no container: nothing is mounted
@@ -373,21 +397,23 @@ func (b *ContainerBackend) MountedVolumes(ctx context.Context, id int64) ([]stri
 		}
 		return nil, fmt.Errorf("read the mount table of server %d: %w", id, err)
 	}
-	var out []string
-	seen := map[int64]bool{}
+	out := map[int64]string{}
 	for _, line := range strings.Split(string(mi), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 {
 			continue
 		}
 		if vid, ok := devs[f[2]]; ok {
-			out = append(out, fmt.Sprintf("volume %d at %s", vid, f[4]))
-			seen[vid] = true
+			if out[vid] == "" {
+				out[vid] = fmt.Sprintf("volume %d at %s", vid, f[4])
+			} else {
+				out[vid] += ", " + f[4]
+			}
 		}
 	}
 	for vid, dev := range loops {
-		if !seen[vid] && busy(dev) {
-			out = append(out, fmt.Sprintf("volume %d (its device %s is held: mounted in a namespace of the server)", vid, dev))
+		if out[vid] == "" && busy(dev) {
+			out[vid] = fmt.Sprintf("volume %d (its device %s is held: mounted in a namespace of the server)", vid, dev)
 		}
 	}
 	return out, nil
@@ -415,6 +441,9 @@ func (b *ContainerBackend) DeleteServer(ctx context.Context, id int64) error {
 	}
 	b.mu.Unlock()
 	b.forget(id)
+	b.mu.Lock()
+	delete(b.nets, id)
+	b.mu.Unlock()
 	for _, vid := range vols {
 		b.releaseLoop(ctx, vid)
 	}
@@ -546,6 +575,7 @@ func (b *ContainerBackend) Restore(ctx context.Context, rs RestoreState) error {
 			errs = append(errs, fmt.Errorf("re-attach volume %d to server %d: %w", v.ID, v.Server, err))
 		}
 	}
+	errs = append(errs, b.restoreNetworks(ctx, rs))
 	for id, run := range running {
 		if !run {
 			continue
@@ -621,7 +651,7 @@ func (b *ContainerBackend) Close() error {
 // of every volume image and removes the network: what a test or a demo leaves behind.
 // Volume images stay (they live in ImageDir). Call it after Close.
 func (b *ContainerBackend) RemoveAll(ctx context.Context) error {
-	errs := []error{simhost.RemoveAll(ctx, b.cfg.Network)}
+	errs := []error{simhost.RemoveAll(ctx, b.cfg.Network), simhost.RemovePrivateNetworks(ctx, b.cfg.Network)}
 	entries, err := os.ReadDir(b.vols.store.Dir)
 	if err != nil {
 		errs = append(errs, err)
@@ -638,6 +668,7 @@ func (b *ContainerBackend) RemoveAll(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	b.servers, b.byPrivate, b.attached = map[int64]*containerServer{}, map[netip.Addr]int64{}, map[int64]int64{}
+	b.nets = map[int64]map[int64]PrivateNet{}
 	b.mu.Unlock()
 	if err := b.net.Remove(ctx); err != nil && !strings.Contains(err.Error(), "not found") {
 		errs = append(errs, err)

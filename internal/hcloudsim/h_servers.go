@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
@@ -32,7 +33,7 @@ func (s *Sim) serverSchemaLocked(sv *server) serverOut {
 		IncludedTraffic: st.includedTrafficTB << 40, PrimaryDiskSize: st.disk,
 		Labels: copyLabels(&sv.Labels), Volumes: append([]int64{}, sv.Volumes...),
 		Protection: schema.ServerProtection{Delete: sv.ProtectDelete, Rebuild: sv.ProtectRebuild},
-		PrivateNet: []schema.ServerPrivateNet{}, LoadBalancers: []int64{},
+		PrivateNet: privateNetSchema(sv), LoadBalancers: []int64{},
 	}
 	zero := uint64(0)
 	out.OutgoingTraffic, out.IngoingTraffic = &zero, &zero
@@ -246,12 +247,36 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 		seen[vid] = true
 	}
 
+	for i, nid := range req.Networks {
+		if _, ok := s.st.Networks[nid]; !ok {
+			return 0, nil, invalidInput("networks", fmt.Sprintf("network %d not found", nid))
+		}
+		if slices.Contains(req.Networks[:i], nid) {
+			return 0, nil, invalidInput("networks", fmt.Sprintf("network %d is given twice", nid))
+		}
+		if s.isLocked("network", nid) {
+			return 0, nil, locked("network", nid)
+		}
+	}
+
 	id := s.st.newID()
 	sv := &server{
 		ID: id, Name: req.Name, Status: "initializing", Created: s.clock.Now().UTC(),
 		ServerTypeID: st.id, Location: locName, ImageID: im.id, Labels: labels,
 		Volumes: []int64{}, Firewalls: fws, SSHKeys: append([]int64{}, req.SSHKeys...),
 		UserData: req.UserData,
+	}
+	// The networks given at create: addresses chosen now, interfaces made by create_server.
+	var nets []PrivateNet
+	for _, nid := range req.Networks {
+		n := s.st.Networks[nid]
+		pn, e := s.joinLocked(sv, n, "", nil)
+		if e != nil {
+			s.st.NextID-- // nothing was created
+			return 0, nil, e
+		}
+		sv.PrivateNets = append(sv.PrivateNets, pn)
+		nets = append(nets, pn.backendNet(n))
 	}
 	if req.PublicNet == nil || req.PublicNet.EnableIPv4 {
 		sv.IPv4 = s.st.nextIPv4()
@@ -284,6 +309,13 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 					return fmt.Errorf("attach volume %d to server %d: %w", vid, id, err)
 				}
 			}
+			if nb, ok := s.backend.(NetworkBackend); ok {
+				for _, n := range nets {
+					if err := nb.AttachNetwork(ctx, id, n); err != nil {
+						return fmt.Errorf("attach server %d to network %d: %w", id, n.Network, err)
+					}
+				}
+			}
 			if ip != "" {
 				s.mu.Lock()
 				if sv, ok := s.st.Servers[id]; ok {
@@ -302,6 +334,9 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 				sv.Status = "off"
 			} else {
 				sv.Status = "starting"
+			}
+			for _, n := range nets {
+				s.settlePrivateNetLocked(id, n.Network, err == nil)
 			}
 			if err != nil {
 				return

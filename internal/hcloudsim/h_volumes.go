@@ -332,6 +332,14 @@ func (s *Sim) detachVolume(r *http.Request, p params) (int, any, *apiError) {
 	a := s.startActionLocked(actionSpec{
 		command: "detach_volume", resources: []schema.ActionResourceReference{ref("volume", vid), ref("server", sid)}, lock: true,
 		run: func(ctx context.Context) error {
+			if g, ok := s.backend.(GuestBackend); ok {
+				if where, err := g.MountedVolume(ctx, sid, vid); err != nil {
+					s.log.Warn("read the mount table of a server a volume is detached from", "server", sid, "volume", vid, "err", err)
+				} else if where != "" {
+					s.stats.detachWhileMounted()
+					s.log.Warn("detach of a volume the server still has mounted (on Hetzner a hot-unplug under a live filesystem)", "server", sid, "volume", vid, "mounted", where)
+				}
+			}
 			if err := s.backend.DetachVolume(ctx, vid, sid); err != nil {
 				return fmt.Errorf("detach volume %d from server %d: %w", vid, sid, err)
 			}

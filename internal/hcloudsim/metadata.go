@@ -19,8 +19,9 @@ func (s *Sim) serveMetadata(w http.ResponseWriter, r *http.Request) string {
 	s.mu.Lock()
 	sv, found := s.st.Servers[id]
 	var vals map[string]string
-	var userData string
+	var userData, privNets string
 	if ok && found {
+		privNets = s.privateNetworksYAMLLocked(sv)
 		loc, _ := locationByName(sv.Location)
 		ip := sv.IPv4
 		vals = map[string]string{
@@ -48,7 +49,7 @@ func (s *Sim) serveMetadata(w http.ResponseWriter, r *http.Request) string {
 			fmt.Fprintf(w, "%s: %s\n", k, vals[k])
 		}
 	case key == "private-networks":
-		fmt.Fprint(w, "[]\n")
+		fmt.Fprint(w, privNets)
 	default:
 		v, ok := vals[key]
 		if !ok {

@@ -36,6 +36,9 @@ func (s *Sim) routes() {
 	rt.handle("POST", "/v1/servers/{id}/actions/reboot", s.serverPowerAction("reboot_server", "", "running", restart))
 	rt.handle("POST", "/v1/servers/{id}/actions/reset", s.serverPowerAction("reset_server", "", "running", restart))
 	rt.handle("POST", "/v1/servers/{id}/actions/change_protection", s.changeServerProtection)
+	rt.handle("POST", "/v1/servers/{id}/actions/attach_to_network", s.attachToNetwork)
+	rt.handle("POST", "/v1/servers/{id}/actions/detach_from_network", s.detachFromNetwork)
+	rt.handle("POST", "/v1/servers/{id}/actions/change_alias_ips", s.changeAliasIPs)
 	s.resourceActionRoutes("servers", "server")
 
 	rt.handle("GET", "/v1/volumes", s.listVolumes)
@@ -58,6 +61,19 @@ func (s *Sim) routes() {
 	rt.handle("POST", "/v1/firewalls/{id}/actions/apply_to_resources", s.applyFirewall)
 	rt.handle("POST", "/v1/firewalls/{id}/actions/remove_from_resources", s.removeFirewall)
 	s.resourceActionRoutes("firewalls", "firewall")
+
+	rt.handle("GET", "/v1/networks", s.listNetworks)
+	rt.handle("POST", "/v1/networks", s.createNetwork)
+	rt.handle("GET", "/v1/networks/{id}", s.getNetwork)
+	rt.handle("PUT", "/v1/networks/{id}", s.updateNetwork)
+	rt.handle("DELETE", "/v1/networks/{id}", s.deleteNetwork)
+	rt.handle("POST", "/v1/networks/{id}/actions/add_subnet", s.addSubnet)
+	rt.handle("POST", "/v1/networks/{id}/actions/delete_subnet", s.deleteSubnet)
+	rt.handle("POST", "/v1/networks/{id}/actions/add_route", s.addRoute)
+	rt.handle("POST", "/v1/networks/{id}/actions/delete_route", s.deleteRoute)
+	rt.handle("POST", "/v1/networks/{id}/actions/change_ip_range", s.changeIPRange)
+	rt.handle("POST", "/v1/networks/{id}/actions/change_protection", s.changeNetworkProtection)
+	s.resourceActionRoutes("networks", "network")
 }
 
 func (s *Sim) resourceActionRoutes(plural, typ string) {

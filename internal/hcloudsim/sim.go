@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -186,6 +187,8 @@ func (s *Sim) recoverInterruptedLocked() {
 		}
 	}
 	for _, sv := range s.st.Servers {
+		// An attach cut off by the stop never happened.
+		sv.PrivateNets = slices.DeleteFunc(sv.PrivateNets, func(pn privateNet) bool { return pn.Pending })
 		switch sv.Status {
 		case "initializing", "starting", "rebuilding", "migrating":
 			sv.Status = "running"
@@ -231,7 +234,13 @@ func (s *Sim) newLocalServer(id int64) *server {
 func (s *Sim) restoreStateLocked() RestoreState {
 	rs := RestoreState{LocalServerID: s.st.LocalServerID}
 	for _, sv := range s.st.Servers {
-		rs.Servers = append(rs.Servers, RestoreServer{ID: sv.ID, Name: sv.Name, Status: sv.Status, Volumes: append([]int64(nil), sv.Volumes...)})
+		r := RestoreServer{ID: sv.ID, Name: sv.Name, Status: sv.Status, Volumes: append([]int64(nil), sv.Volumes...)}
+		for _, pn := range sv.PrivateNets {
+			if n, ok := s.st.Networks[pn.Network]; ok {
+				r.PrivateNets = append(r.PrivateNets, pn.backendNet(n))
+			}
+		}
+		rs.Servers = append(rs.Servers, r)
 	}
 	for _, v := range s.st.Volumes {
 		rv := RestoreVolume{ID: v.ID, SizeGB: v.Size}

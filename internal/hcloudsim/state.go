@@ -20,6 +20,7 @@ type state struct {
 	Volumes       map[int64]*volume   `json:"volumes"`
 	SSHKeys       map[int64]*sshKey   `json:"ssh_keys"`
 	Firewalls     map[int64]*firewall `json:"firewalls"`
+	Networks      map[int64]*network  `json:"networks,omitempty"`
 	Actions       map[int64]*action   `json:"actions"`
 	LocalServerID int64               `json:"local_server_id,omitempty"`
 }
@@ -28,7 +29,7 @@ func newState() *state {
 	return &state{
 		NextID: 1000, NextActionID: 100000,
 		Servers: map[int64]*server{}, Volumes: map[int64]*volume{}, SSHKeys: map[int64]*sshKey{},
-		Firewalls: map[int64]*firewall{}, Actions: map[int64]*action{},
+		Firewalls: map[int64]*firewall{}, Networks: map[int64]*network{}, Actions: map[int64]*action{},
 	}
 }
 
@@ -49,6 +50,8 @@ type server struct {
 	UserData       string            `json:"user_data,omitempty"`
 	ProtectDelete  bool              `json:"protect_delete"`
 	ProtectRebuild bool              `json:"protect_rebuild"`
+	// PrivateNets are the server's networks, in the order they were attached (its interfaces).
+	PrivateNets []privateNet `json:"private_nets,omitempty"`
 }
 
 type volume struct {
@@ -181,6 +184,9 @@ func loadState(dir string) (*state, error) {
 	}
 	if st.Actions == nil {
 		st.Actions = map[int64]*action{}
+	}
+	if st.Networks == nil {
+		st.Networks = map[int64]*network{}
 	}
 	return st, nil
 }

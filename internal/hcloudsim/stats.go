@@ -25,6 +25,10 @@ type Stats struct {
 	// off and has a volume attached. A server that unmounted everything before it was
 	// deleted (by someone else or by itself) is a clean delete.
 	UncleanDeletes int64 `json:"unclean_deletes"`
+	// DetachesWhileMounted counts detach actions on a volume whose filesystem the server still
+	// had mounted: on Hetzner a hot-unplug under a live filesystem. Only backends that see the
+	// guest's mounts (GuestBackend: the container backend) count them.
+	DetachesWhileMounted int64 `json:"detaches_while_mounted"`
 }
 
 type statsRecorder struct {
@@ -67,6 +71,12 @@ func (r *statsRecorder) uncleanDelete() {
 	r.s.UncleanDeletes++
 }
 
+func (r *statsRecorder) detachWhileMounted() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s.DetachesWhileMounted++
+}
+
 func (r *statsRecorder) action(cmd string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -77,7 +87,8 @@ func (r *statsRecorder) snapshot() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := Stats{Total: r.s.Total, RateLimited: r.s.RateLimited, FaultsInjected: r.s.FaultsInjected, UncleanDeletes: r.s.UncleanDeletes,
-		ByEndpoint: map[string]int64{}, ByStatus: map[string]int64{}, Actions: map[string]int64{}}
+		DetachesWhileMounted: r.s.DetachesWhileMounted,
+		ByEndpoint:           map[string]int64{}, ByStatus: map[string]int64{}, Actions: map[string]int64{}}
 	for k, v := range r.s.ByEndpoint {
 		out.ByEndpoint[k] = v
 	}
