@@ -20,7 +20,8 @@ var (
 	ErrRateLimited     = errors.New("API rate limit exhausted")
 	ErrConflict        = errors.New("conflict")
 	ErrAlreadyExists   = errors.New("already exists")
-	ErrAlreadyAttached = errors.New("volume already attached")
+	ErrAlreadyAttached = errors.New("already attached") // a volume to a server, a server to a network
+	ErrAddressTaken    = errors.New("private address not available")
 	ErrProtected       = errors.New("protected")
 	ErrLimitExceeded   = errors.New("resource limit exceeded")
 	ErrInvalidInput    = errors.New("invalid input")
@@ -28,6 +29,9 @@ var (
 	ErrNotAvailable    = errors.New("not available there now") // resource_unavailable: e.g. a server type out of stock in a location
 	ErrActionFailed    = errors.New("action failed")
 	ErrAPI             = errors.New("API error") // a code this package does not know
+	// ErrMoved: a conditional detach (DetachVolumeFrom) found the volume no longer attached to
+	// the server it named: detached meanwhile, or attached elsewhere.
+	ErrMoved = errors.New("volume no longer attached to that server")
 )
 
 // APIError is an error answered by the Hetzner Cloud API (or the failure to reach it),
@@ -144,8 +148,10 @@ func sentinelFor(code hcloud.ErrorCode, status int) error {
 		return ErrConflict
 	case hcloud.ErrorCodeUniquenessError:
 		return ErrAlreadyExists
-	case hcloud.ErrorCodeVolumeAlreadyAttached:
+	case hcloud.ErrorCodeVolumeAlreadyAttached, hcloud.ErrorCodeServerAlreadyAttached:
 		return ErrAlreadyAttached
+	case hcloud.ErrorCodeIPNotAvailable, hcloud.ErrorCodeNoSubnetAvailable, hcloud.ErrorCodeNetworksOverlap:
+		return ErrAddressTaken
 	case hcloud.ErrorCodeProtected:
 		return ErrProtected
 	case hcloud.ErrorCodeResourceLimitExceeded, hcloud.ErrorCodeNoSpaceLeftInLocation:

@@ -334,3 +334,65 @@ func TestServerTypesAndPlacement(t *testing.T) {
 		t.Errorf("server of a deprecated type: %+v, %v; want unavailable after %v", s, err, until)
 	}
 }
+
+// TestDetachVolumeFromNeverLandsOnANewerAttachment: a conditional detach from server A that
+// meets a running action (locked) reads the volume again before trying again; when the volume
+// was detached meanwhile and attached to B, it answers ErrMoved and B keeps it. A detach from a
+// server the volume is not attached to sends nothing. (DetachVolume, which retries the request
+// blindly while locked, would have detached it from B.)
+func TestDetachVolumeFromNeverLandsOnANewerAttachment(t *testing.T) {
+	sim := hcloudsimtest.Start(t, hcloudsimtest.WithLocalServer("a"))
+	c := newClient(t, sim)
+	ctx := t.Context()
+	a, err := hetzner.CurrentInstance(ctx, sim.MetadataEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.CreateServer(ctx, hetzner.ServerSpec{Name: "b", ServerType: "cx23", Image: "debian-12", Location: "fsn1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.CreateVolume(ctx, hetzner.VolumeSpec{Name: "moving", SizeGB: 10, ServerID: a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := sim.Stats().ByEndpoint["POST /v1/volumes/{id}/actions/detach"]
+	if err := c.DetachVolumeFrom(ctx, v.ID, b.ID, nil); !errors.Is(err, hetzner.ErrMoved) {
+		t.Fatalf("detach from a server it is not attached to: %v, want ErrMoved", err)
+	}
+	if n := sim.Stats().ByEndpoint["POST /v1/volumes/{id}/actions/detach"]; n != before {
+		t.Fatalf("a detach request was sent for a volume not attached to that server")
+	}
+	refused := errors.New("not allowed")
+	if err := c.DetachVolumeFrom(ctx, v.ID, a.ID, func(*hetzner.Volume) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("detach refused by allow: %v", err)
+	}
+
+	// A detach of its own (another client's) is held while ours starts: ours meets locked.
+	sim.Faults(t, hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "hold", Rate: 1, Command: "detach_volume", Count: 1}}})
+	other := make(chan error, 1)
+	go func() { other <- c.DetachVolume(ctx, v.ID) }()
+	held := sim.AwaitHeld(t, "detach_volume")
+	ours := make(chan error, 1)
+	go func() { ours <- c.DetachVolumeFrom(ctx, v.ID, a.ID, nil) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for sim.Stats().ByStatus["423"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the conditional detach never met the lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sim.Release(hcloudsim.ReleaseRequest{IDs: []int64{held.ID}})
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AttachVolume(ctx, v.ID, b.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ours; !errors.Is(err, hetzner.ErrMoved) {
+		t.Fatalf("the conditional detach after the volume moved to b: %v, want ErrMoved", err)
+	}
+	if got, err := c.Volume(ctx, v.ID); err != nil || got.ServerID != b.ID {
+		t.Fatalf("volume on server %d (%v), want it still on b (%d)", got.ServerID, err, b.ID)
+	}
+}

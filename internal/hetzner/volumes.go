@@ -2,6 +2,7 @@ package hetzner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -151,6 +152,52 @@ func (c *Client) DetachVolume(ctx context.Context, volumeID int64) error {
 		a, _, err := c.api.Volume.Detach(ctx, &hcloud.Volume{ID: volumeID})
 		return a, err
 	})
+}
+
+// DetachVolumeFrom detaches a volume from serverID, and only from it: the volume is read just
+// before the request, and when it is no longer attached to serverID (detached meanwhile, or
+// attached elsewhere) nothing is sent and the error is ErrMoved. allow, when set, sees that
+// fresh volume and may refuse (its error is returned). A locked answer is not retried blindly,
+// as DetachVolume does: the volume is read again first, so a detach decided on an old view
+// never lands on a newer attachment. Retries of locked answers are bounded by LockedTimeout.
+func (c *Client) DetachVolumeFrom(ctx context.Context, volumeID, serverID int64, allow func(*Volume) error) error {
+	op := fmt.Sprintf("detach volume %d from server %d", volumeID, serverID)
+	deadline := c.transport.now().Add(c.cfg.LockedTimeout)
+	delay := time.Second
+	for attempt := 1; ; attempt++ {
+		v, err := c.Volume(ctx, volumeID)
+		if err != nil {
+			return err
+		}
+		if v.ServerID != serverID {
+			where := "detached"
+			if v.ServerID != 0 {
+				where = fmt.Sprintf("attached to server %d", v.ServerID)
+			}
+			return fmt.Errorf("%s: it is %s now: %w", op, where, ErrMoved)
+		}
+		if allow != nil {
+			if err := allow(v); err != nil {
+				return err
+			}
+		}
+		a, _, err := c.api.Volume.Detach(ctx, &hcloud.Volume{ID: volumeID})
+		err = wrap(err, "%s", op)
+		if err == nil {
+			return c.wait(ctx, op, a)
+		}
+		if !(errors.Is(err, ErrLocked) || errors.Is(err, ErrConflict)) {
+			return err
+		}
+		if c.transport.now().Add(delay).After(deadline) {
+			return fmt.Errorf("%w (still locked after %d attempts over %s; another action is running on it, retry later)", err, attempt, c.cfg.LockedTimeout)
+		}
+		c.log.WithField("op", op).WithField("attempt", attempt).Infof("volume locked by a running action, reading it again in %s", delay)
+		if err := c.transport.sleep(ctx, delay); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
 }
 
 // ResizeVolume grows a volume to sizeGB and waits for it.

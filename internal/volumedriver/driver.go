@@ -32,6 +32,7 @@ type Cloud interface {
 	CreateVolume(ctx context.Context, spec hetzner.VolumeSpec) (*hetzner.Volume, error)
 	AttachVolume(ctx context.Context, volumeID, serverID int64, automount bool) error
 	DetachVolume(ctx context.Context, volumeID int64) error
+	DetachVolumeFrom(ctx context.Context, volumeID, serverID int64, allow func(*hetzner.Volume) error) error
 	SetVolumeProtection(ctx context.Context, volumeID int64, protect bool) error
 	SetVolumeLabels(ctx context.Context, volumeID int64, labels map[string]string) (*hetzner.Volume, error)
 	DeleteVolume(ctx context.Context, volumeID int64) error
@@ -420,11 +421,24 @@ func (d *Driver) Create(req *volume.CreateRequest) (err error) {
 	if err != nil {
 		return fmt.Errorf("create volume %q: %w", req.Name, err)
 	}
-	labels, err := createLabels(req.Name, o, inst.ID)
+	// Attached here at once (the first mount needs no attach), unless volumes move between
+	// servers (DETACH_ON_UNMOUNT): then it is made detached, in this server's location, so a
+	// task that lands on another server can take it (Swarm calls Create on every server).
+	spec := hetzner.VolumeSpec{Name: req.Name, SizeGB: o.SizeGB, ServerID: inst.ID}
+	if d.s.DetachOnUnmount && inst.Location() != "" {
+		spec.ServerID, spec.Location = 0, inst.Location()
+	}
+	labels, err := createLabels(req.Name, o, spec.ServerID)
 	if err != nil {
 		return fmt.Errorf("create volume %q: %w", req.Name, err)
 	}
-	h, err := cloud.CreateVolume(ctx, hetzner.VolumeSpec{Name: req.Name, SizeGB: o.SizeGB, ServerID: inst.ID, Labels: labels})
+	if spec.ServerID == 0 {
+		// Made here, held nowhere: the release label names this server, which is how `docker
+		// dockbridge destroy --volumes` finds a volume no container ever used.
+		labels[labelReleased] = strconv.FormatInt(inst.ID, 10)
+	}
+	spec.Labels = labels
+	h, err := cloud.CreateVolume(ctx, spec)
 	if errors.Is(err, hetzner.ErrAlreadyExists) {
 		existing, gerr := cloud.VolumeByName(ctx, req.Name)
 		if gerr != nil {

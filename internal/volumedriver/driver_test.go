@@ -270,6 +270,13 @@ func TestTakeOverRule(t *testing.T) {
 		wantMsg string
 	}{
 		{"running holder is refused, named", "running", map[string]string{labelHolder: "2"}, ext4u1, ErrAttachedElsewhere, `attached to server "other-server" (id 2, running)`},
+		// Only off counts: a server on its way up or down may be writing.
+		{"starting holder is refused", "starting", map[string]string{labelHolder: "2"}, ext4u1, ErrAttachedElsewhere, "(id 2, starting)"},
+		{"stopping holder is refused", "stopping", map[string]string{labelHolder: "2"}, ext4u1, ErrAttachedElsewhere, "(id 2, stopping)"},
+		{"holder being deleted is refused", "deleting", map[string]string{labelHolder: "2"}, ext4u1, ErrAttachedElsewhere, "(id 2, deleting)"},
+		{"holder in an unknown state is refused", "unknown", map[string]string{labelHolder: "2"}, ext4u1, ErrAttachedElsewhere, "(id 2, unknown)"},
+		{"holder without labels is refused", "running", nil, ext4u1, ErrAttachedElsewhere, "has not released it"},
+		{"a release record that still names it the holder does not count", "running", map[string]string{labelReleased: "2", labelHolder: "2"}, ext4u1, ErrAttachedElsewhere, "has not released it"},
 		{"powered off holder", "off", map[string]string{labelHolder: "2"}, ext4u1, nil, ""},
 		{"deleted holder", "", map[string]string{labelHolder: "2"}, ext4u1, nil, ""},
 		{"holder that released it", "running", map[string]string{labelReleased: "2"}, ext4u1, nil, ""},
@@ -301,14 +308,20 @@ func TestTakeOverRule(t *testing.T) {
 				if !errors.Is(err, ErrAttachedElsewhere) || !strings.Contains(err.Error(), c.wantMsg) {
 					t.Fatalf("mount: %v, want ErrAttachedElsewhere containing %q", err, c.wantMsg)
 				}
-				if strings.Contains(calls, "DetachVolume") || h.volumeNamed("shared").ServerID != 2 {
+				if strings.Contains(calls, "Detach") || h.volumeNamed("shared").ServerID != 2 {
 					t.Fatalf("detached a volume another server may be using (calls %s)", calls)
+				}
+				// Fails fast: the volume and its server read, nothing else.
+				if calls != "VolumeByName,Volume,Server" {
+					t.Fatalf("a refused mount made calls %s, want VolumeByName,Volume,Server", calls)
 				}
 				return
 			}
-			// Allowed: detached there, attached here, this server recorded as its holder.
-			if !strings.Contains(calls, "DetachVolume,") || strings.Index(calls, "DetachVolume") > strings.Index(calls, "AttachVolume") {
-				t.Fatalf("takeover calls %s, want DetachVolume, then AttachVolume (mount: %v)", calls, err)
+			// Allowed: detached there (and only there), attached here, this server recorded
+			// as its holder after the attach.
+			if !strings.Contains(calls, "DetachVolumeFrom,") || strings.Index(calls, "DetachVolumeFrom") > strings.Index(calls, "AttachVolume") ||
+				strings.Index(calls, "AttachVolume") > strings.Index(calls, "SetVolumeLabels") {
+				t.Fatalf("takeover calls %s, want DetachVolumeFrom, then AttachVolume, then SetVolumeLabels (mount: %v)", calls, err)
 			}
 			v := h.volumeNamed("shared")
 			if v.ServerID != 1 || v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
@@ -350,7 +363,7 @@ func TestRemove(t *testing.T) {
 			t.Fatalf("remove: %v", err)
 		}
 	})
-	if strings.Join(calls, ",") != "DetachVolume,DeleteVolume" {
+	if strings.Join(calls, ",") != "DetachVolumeFrom,DeleteVolume" {
 		t.Errorf("remove made calls %v", calls)
 	}
 	if len(h.p.vols) != 0 {
@@ -414,22 +427,43 @@ func TestRecoverAfterRestart(t *testing.T) {
 	}
 }
 
+// TestDetachOnUnmountReleases: with DETACH_ON_UNMOUNT (Swarm nodes) a volume is created
+// detached, attached at its first mount, and detached again when its last container here
+// stops, while Mounts and Unmounts of different containers interleave.
 func TestDetachOnUnmountReleases(t *testing.T) {
 	h := newHarness(t)
 	h.setting.DetachOnUnmount = true
 	h.d = h.newDriver()
 	h.create("moving", nil)
-	h.mount("moving", "c1")
-	h.unmount("moving", "c1")
-	v := h.volumeNamed("moving")
-	if v.ServerID != 0 || v.Labels[labelReleased] != "1" || v.Labels[labelHolder] != "" {
-		t.Fatalf("after release: server %d labels %v", v.ServerID, v.Labels)
+	if v := h.volumeNamed("moving"); v.ServerID != 0 || v.Labels[labelHolder] != "" {
+		t.Fatalf("created: server %d labels %v; want detached, no holder (any server may take it)", v.ServerID, v.Labels)
 	}
-	// Mounting again attaches again and records the holder.
+	h.mount("moving", "c1")
 	h.mount("moving", "c2")
-	v = h.volumeNamed("moving")
+	calls := h.apiCalls(func() { h.unmount("moving", "c1") })
+	if len(calls) != 0 || !h.m.mounted(h.d.mountpoint("moving")) {
+		t.Fatalf("unmount of one of two containers: calls %v, mounted %v; want no call and still mounted", calls, h.m.mounted(h.d.mountpoint("moving")))
+	}
+	h.mount("moving", "c3")
+	h.unmount("moving", "c2")
+	calls = h.apiCalls(func() { h.unmount("moving", "c3") })
+	if strings.Join(calls, ",") != "DetachVolumeFrom" {
+		t.Fatalf("last unmount made calls %v, want one conditional detach", calls)
+	}
+	if v := h.volumeNamed("moving"); v.ServerID != 0 {
+		t.Fatalf("after the last unmount: attached to server %d, want detached", v.ServerID)
+	}
+	if h.m.mounted(h.d.mountpoint("moving")) {
+		t.Fatal("still mounted after the last unmount")
+	}
+	// Mounting again attaches again, holder recorded.
+	h.mount("moving", "c4")
+	v := h.volumeNamed("moving")
 	if v.ServerID != 1 || v.Labels[labelHolder] != "1" || v.Labels[labelReleased] != "" {
 		t.Fatalf("after mount again: server %d labels %v", v.ServerID, v.Labels)
+	}
+	if h.m.formats != 1 {
+		t.Fatalf("%d formats, want 1 (the first mount of a blank volume)", h.m.formats)
 	}
 }
 

@@ -23,6 +23,7 @@ type fakeCloud struct {
 	CreateVolumeFunc        func(ctx context.Context, spec hetzner.VolumeSpec) (*hetzner.Volume, error)
 	AttachVolumeFunc        func(ctx context.Context, volumeID, serverID int64, automount bool) error
 	DetachVolumeFunc        func(ctx context.Context, volumeID int64) error
+	DetachVolumeFromFunc    func(ctx context.Context, volumeID, serverID int64, allow func(*hetzner.Volume) error) error
 	SetVolumeProtectionFunc func(ctx context.Context, volumeID int64, protect bool) error
 	SetVolumeLabelsFunc     func(ctx context.Context, volumeID int64, labels map[string]string) (*hetzner.Volume, error)
 	DeleteVolumeFunc        func(ctx context.Context, volumeID int64) error
@@ -70,6 +71,10 @@ func (f *fakeCloud) DetachVolume(ctx context.Context, volumeID int64) error {
 	f.note("DetachVolume")
 	return f.DetachVolumeFunc(ctx, volumeID)
 }
+func (f *fakeCloud) DetachVolumeFrom(ctx context.Context, volumeID, serverID int64, allow func(*hetzner.Volume) error) error {
+	f.note("DetachVolumeFrom")
+	return f.DetachVolumeFromFunc(ctx, volumeID, serverID, allow)
+}
 func (f *fakeCloud) SetVolumeProtection(ctx context.Context, volumeID int64, protect bool) error {
 	f.note("SetVolumeProtection")
 	return f.SetVolumeProtectionFunc(ctx, volumeID, protect)
@@ -97,6 +102,11 @@ type project struct {
 	// onAttach runs when a volume is attached to a server (the test makes the device appear).
 	onAttach func(volumeID, serverID int64)
 	onDetach func(volumeID int64)
+	// beforeDetachFrom runs as a conditional detach starts, before it reads the volume: a
+	// test changes the world there (another server's plugin acting in between).
+	beforeDetachFrom func(volumeID, serverID int64)
+	// detachErr, when set, is what detaches answer instead of detaching.
+	detachErr error
 }
 
 func newProject() *project {
@@ -193,6 +203,40 @@ func (p *project) cloud() *fakeCloud {
 			if v == nil {
 				p.mu.Unlock()
 				return notFound("detach")
+			}
+			v.ServerID = 0
+			cb := p.onDetach
+			p.mu.Unlock()
+			if cb != nil {
+				cb(id)
+			}
+			return nil
+		},
+		DetachVolumeFromFunc: func(_ context.Context, id, server int64, allow func(*hetzner.Volume) error) error {
+			if p.beforeDetachFrom != nil {
+				p.beforeDetachFrom(id, server)
+			}
+			p.mu.Lock()
+			v := p.vols[id]
+			switch {
+			case v == nil:
+				p.mu.Unlock()
+				return notFound("detach")
+			case v.ServerID != server:
+				p.mu.Unlock()
+				return fmt.Errorf("detach volume %d from server %d: it is attached to %d: %w", id, server, v.ServerID, hetzner.ErrMoved)
+			}
+			cur := copyVol(v)
+			p.mu.Unlock()
+			if allow != nil {
+				if err := allow(cur); err != nil {
+					return err
+				}
+			}
+			p.mu.Lock()
+			if p.detachErr != nil {
+				p.mu.Unlock()
+				return p.detachErr
 			}
 			v.ServerID = 0
 			cb := p.onDetach

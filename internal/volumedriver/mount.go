@@ -77,7 +77,7 @@ func (d *Driver) Mount(req *volume.MountRequest) (resp *volume.MountResponse, er
 		_ = d.m.Unmount(ctx, mp)
 		return nil, err
 	}
-	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "device": dev, "mountpoint": mp}).Info("mounted volume")
+	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "server": d.serverField(), "device": dev, "mountpoint": mp}).Info("mounted volume")
 	return &volume.MountResponse{Mountpoint: mp}, nil
 }
 
@@ -106,7 +106,18 @@ func (d *Driver) mountedHere(mp, dev string) (bool, error) {
 }
 
 // ensureAttached makes sure the volume is attached to this server and its device is there.
-// A present device link is the kernel saying it is attached: no API request then.
+// A present device link of a volume this server holds is the kernel saying it is attached: no
+// API request then. Otherwise the volume is read, and
+//   - attached to another server: taken over only when mayTakeOver allows it (detached from
+//     that server, and only from it, then attached here); refused at once otherwise;
+//   - attached here but released by this server (its detach failed, or the plugin was
+//     stopped): another server may be taking it over right now on the strength of that
+//     release, so it is taken back the way another server would take it, by a detach and a new
+//     attach (an attach is the one thing two servers cannot both do);
+//   - detached: attached here.
+//
+// This server is recorded as its holder after the attach, so a server that loses a race to
+// attach leaves the winner's labels alone.
 func (d *Driver) ensureAttached(ctx context.Context, v *VolumeState) error {
 	dev := d.devicePath(v.ID)
 	inst, err := d.instance(ctx)
@@ -114,7 +125,7 @@ func (d *Driver) ensureAttached(ctx context.Context, v *VolumeState) error {
 		return fmt.Errorf("mount volume %q: %w", v.Name, err)
 	}
 	me := strconv.FormatInt(inst.ID, 10)
-	if d.devOK(dev) && v.Labels[labelHolder] == me {
+	if d.devOK(dev) && v.Labels[labelHolder] == me && v.Labels[labelReleased] == "" {
 		return nil
 	}
 	cloud, err := d.api()
@@ -132,30 +143,36 @@ func (d *Driver) ensureAttached(ctx context.Context, v *VolumeState) error {
 	if loc := inst.Location(); loc != "" && h.Location != loc && h.ServerID != inst.ID {
 		return fmt.Errorf("mount volume %q: the volume is in location %s and this server in %s; Hetzner volumes attach only to servers in their location", v.Name, h.Location, inst.Location())
 	}
-	if h.ServerID != 0 && h.ServerID != inst.ID {
+	switch {
+	case h.ServerID == inst.ID && h.Labels[labelReleased] == me:
+		d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "server": inst.ID}).Info("taking back a volume this server released: detach, then attach again")
+		err := cloud.DetachVolumeFrom(ctx, v.ID, inst.ID, nil)
+		if err != nil && !errors.Is(err, hetzner.ErrMoved) {
+			_ = d.put(v)
+			return d.explain(fmt.Errorf("mount volume %q: take back the volume this server released: %w", v.Name, err))
+		}
+		h.ServerID = 0
+	case h.ServerID != 0 && h.ServerID != inst.ID:
 		if err := d.takeOver(ctx, cloud, v, h); err != nil {
 			_ = d.put(v)
 			return err
 		}
 		h.ServerID = 0
 	}
-	if v.Labels[labelHolder] != me || v.Labels[labelReleased] != "" {
-		labels := cloneMap(v.Labels)
-		labels[labelHolder] = me
-		delete(labels, labelReleased)
-		nh, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
-		if err != nil {
-			return d.explain(fmt.Errorf("mount volume %q: record this server as its holder: %w", v.Name, err))
-		}
-		v.refresh(nh)
-	}
 	if h.ServerID == 0 {
 		d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "server": inst.ID}).Info("attaching volume")
 		err := cloud.AttachVolume(ctx, v.ID, inst.ID, false)
 		if errors.Is(err, hetzner.ErrAlreadyAttached) {
-			// A lost answer of our own earlier attach, or someone faster: look again.
-			if again, gerr := cloud.Volume(ctx, v.ID); gerr == nil && again.ServerID == inst.ID {
+			// A lost answer of our own earlier attach, or another server was faster.
+			again, gerr := cloud.Volume(ctx, v.ID)
+			switch {
+			case gerr != nil:
+			case again.ServerID == inst.ID:
 				err = nil
+			default:
+				v.refresh(again)
+				_ = d.put(v)
+				return fmt.Errorf("mount volume %q: %w: server %d attached it first; it stays there until that server releases it (Swarm retries the task)", v.Name, ErrAttachedElsewhere, again.ServerID)
 			}
 		}
 		if err != nil {
@@ -164,36 +181,58 @@ func (d *Driver) ensureAttached(ctx context.Context, v *VolumeState) error {
 		}
 		v.ServerID = inst.ID
 	}
+	if v.Labels[labelHolder] != me || v.Labels[labelReleased] != "" {
+		labels := cloneMap(v.Labels)
+		labels[labelHolder] = me
+		delete(labels, labelReleased)
+		nh, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
+		if err != nil {
+			_ = d.put(v)
+			return d.explain(fmt.Errorf("mount volume %q: record this server as its holder: %w", v.Name, err))
+		}
+		v.refresh(nh)
+	}
 	if err := d.put(v); err != nil {
 		return err
 	}
 	return d.waitDevice(ctx, v.Name, dev)
 }
 
-// takeOver detaches v from the server it is attached to, if and only if mayTakeOver allows it.
+// takeOver detaches v from the server it is attached to, if and only if mayTakeOver allows it,
+// checked again on the volume as it is just before the detach request.
 func (d *Driver) takeOver(ctx context.Context, cloud Cloud, v *VolumeState, h *hetzner.Volume) error {
 	if err := mayTakeOver(ctx, cloud, h); err != nil {
 		return fmt.Errorf("mount volume %q: %w", v.Name, err)
 	}
 	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "from_server": h.ServerID}).Warn("taking the volume over from a server that cannot be using it")
-	if err := cloud.DetachVolume(ctx, v.ID); err != nil {
+	err := cloud.DetachVolumeFrom(ctx, v.ID, h.ServerID, func(fresh *hetzner.Volume) error { return mayTakeOver(ctx, cloud, fresh) })
+	if errors.Is(err, hetzner.ErrMoved) {
+		return nil // detached meanwhile (its server released it); if another server has it, the attach says so
+	}
+	if errors.Is(err, ErrAttachedElsewhere) {
+		return fmt.Errorf("mount volume %q: %w", v.Name, err)
+	}
+	if err != nil {
 		return d.explain(fmt.Errorf("mount volume %q: detach it from server %d: %w", v.Name, h.ServerID, err))
 	}
 	return nil
 }
 
-// mayTakeOver is THE rule for taking a volume attached to another server: allowed only when
-// that server cannot be using it, because
-//   - it was deleted, or
-//   - it is powered off, or
-//   - the plugin there recorded that it released the volume (label dockbridge/released=<its id>
-//     and no dockbridge/holder=<its id>).
+// mayTakeOver is THE fence: the one rule for taking a volume attached to another server (the
+// holder). It is allowed only when the holder cannot be using it, according to the API:
+//   - the holder released it: its plugin recorded dockbridge/released=<holder id> on the
+//     volume (and no dockbridge/holder=<holder id>), after its last container there stopped
+//     and its filesystem was unmounted; or
+//   - the holder was deleted; or
+//   - the holder is off (status "off": powered off, its filesystems gone with it).
 //
-// Otherwise it returns ErrAttachedElsewhere naming the server. No other code detaches a volume
-// from another server.
+// Never because the holder is unreachable, slow, or its plugin silent: a server that does
+// not answer may still be writing. Any other status (running, starting, stopping, deleting,
+// ...), or a failure to ask, refuses with ErrAttachedElsewhere naming the holder and what to
+// do. No other code detaches a volume from another server.
 func mayTakeOver(ctx context.Context, cloud Cloud, h *hetzner.Volume) error {
-	other := strconv.FormatInt(h.ServerID, 10)
-	if h.Labels[labelReleased] == other && h.Labels[labelHolder] != other {
+	holder := strconv.FormatInt(h.ServerID, 10)
+	if h.Labels[labelReleased] == holder && h.Labels[labelHolder] != holder {
 		return nil
 	}
 	srv, err := cloud.Server(ctx, h.ServerID)
@@ -201,13 +240,13 @@ func mayTakeOver(ctx context.Context, cloud Cloud, h *hetzner.Volume) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("it is attached to server %d and checking whether that server still uses it failed: %w", h.ServerID, err)
+		return fmt.Errorf("%w: it is attached to server %d, and asking the API whether that server still uses it failed, so it stays there (retry): %v", ErrAttachedElsewhere, h.ServerID, err)
 	}
 	if srv.Off() {
 		return nil
 	}
-	return fmt.Errorf("%w: it is attached to server %q (id %d, %s), which may be using it. Stop the containers using it there and set DETACH_ON_UNMOUNT=true on that server's plugin (or power that server off), then retry",
-		ErrAttachedElsewhere, srv.Name, srv.ID, srv.Status)
+	return fmt.Errorf("%w: it is attached to server %q (id %d, %s), which has not released it and may be using it. It comes here by itself once the container using it there stops (that server's plugin then releases it; with Swarm the task is retried meanwhile) or once that server is off. To move it now, stop that container (with Swarm: docker node update --availability drain %s), or shut that server down (hcloud server shutdown %d). A server that does not answer is not enough: it may still be writing",
+		ErrAttachedElsewhere, srv.Name, srv.ID, srv.Status, srv.Name, srv.ID)
 }
 
 // waitDevice waits, with DEVICE_WAIT_TIMEOUT as the bound, for the volume's device link.
@@ -326,9 +365,12 @@ func modeBits(m uint64) os.FileMode {
 	return fm
 }
 
-// Unmount drops the container's reference; the last one unmounts the filesystem. The state is
-// saved before the unmount, so a kill in between leaves a mount without references that the
-// next start removes, never a reference without a container.
+// Unmount drops the container's reference; the last one unmounts the filesystem and, with
+// DETACH_ON_UNMOUNT, releases the volume (detaches it from this server, so another one may
+// take it). The state is saved before the unmount, so a kill in between leaves a mount without
+// references that the next start removes, never a reference without a container. An Unmount
+// for a container that never mounted the volume here (its Mount failed, e.g. the fence refused
+// it) changes nothing.
 func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
 	defer d.observe("unmount", time.Now(), &err)
 	unlock := d.volLock.lock(req.Name)
@@ -336,6 +378,10 @@ func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
 	v := d.get(req.Name)
 	if v == nil {
 		return fmt.Errorf("unmount: no volume %q", req.Name)
+	}
+	if _, ok := v.Refs[req.ID]; !ok && v.Mountpoint == "" {
+		d.log.WithFields(logrus.Fields{"volume": v.Name, "container": req.ID}).Debug("unmount of a volume not mounted here: nothing to do")
+		return nil
 	}
 	delete(v.Refs, req.ID)
 	if len(v.Refs) > 0 {
@@ -354,34 +400,67 @@ func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
 		}
 		_ = os.Remove(mp)
 	}
-	d.log.WithField("volume", v.Name).Info("unmounted volume")
+	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "server": d.serverField()}).Info("unmounted volume")
 	if d.s.DetachOnUnmount {
 		return d.release(ctx, v)
 	}
 	return nil
 }
 
-// release records that this server no longer uses the volume, then detaches it.
+// serverField is this server's id for log lines (0 before the metadata service answered).
+func (d *Driver) serverField() int64 {
+	if inst := d.cachedInstance(); inst != nil {
+		return inst.ID
+	}
+	return 0
+}
+
+// release detaches the volume from this server, if it is attached here, after its last mount
+// here ended. A detach that fails is retried (bounded); one that keeps failing records the
+// release on the volume (dockbridge/released=<this server>), so another server may still take
+// it over.
 func (d *Driver) release(ctx context.Context, v *VolumeState) error {
-	inst, h, err := d.recordRelease(ctx, v)
+	cloud, err := d.api()
 	if err != nil {
 		return err
 	}
-	if h.ServerID == inst.ID || d.devOK(d.devicePath(v.ID)) {
-		cloud, err := d.api()
-		if err != nil {
-			return err
+	inst, err := d.instance(ctx)
+	if err != nil {
+		return err
+	}
+	var detachErr error
+	for attempt, delay := 1, time.Second; ; attempt, delay = attempt+1, 2*delay {
+		detachErr = cloud.DetachVolumeFrom(ctx, v.ID, inst.ID, nil)
+		if detachErr == nil || errors.Is(detachErr, hetzner.ErrMoved) || errors.Is(detachErr, hetzner.ErrNotFound) {
+			// Detached (by us, or meanwhile), or not attached here: nothing of it is here.
+			d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "server": inst.ID}).Info("released volume: detached from this server")
+			v.ServerID = 0
+			return d.put(v)
 		}
-		if err := cloud.DetachVolume(ctx, v.ID); err != nil {
-			return d.explain(fmt.Errorf("release volume %q: detach: %w (it is marked released; another server may take it over)", v.Name, err))
+		if attempt == 3 || ctx.Err() != nil || !retryable(detachErr) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
 		}
 	}
-	v.ServerID = 0
-	return d.put(v)
+	if _, _, err := d.recordRelease(ctx, v); err != nil {
+		return errors.Join(d.explain(fmt.Errorf("release volume %q: detach: %w", v.Name, detachErr)), err)
+	}
+	return d.explain(fmt.Errorf("release volume %q: detach: %w (it is marked released: another server may take it over)", v.Name, detachErr))
 }
 
-// recordRelease writes on the volume that this server released it (dockbridge/released=<its
-// id>, no dockbridge/holder): mayTakeOver then lets another server take it.
+// retryable: an API failure worth another try (the API did not answer, or answered 5xx, or a
+// running action held the volume too long).
+func retryable(err error) bool {
+	return errors.Is(err, hetzner.ErrUnavailable) || errors.Is(err, hetzner.ErrLocked) || errors.Is(err, hetzner.ErrConflict)
+}
+
+// recordRelease writes on the volume, while it is attached to this server, that this server
+// released it (dockbridge/released=<its id>, no dockbridge/holder): mayTakeOver then lets
+// another server take it. The volume is read first, so a volume already elsewhere keeps its
+// labels; h is nil then.
 func (d *Driver) recordRelease(ctx context.Context, v *VolumeState) (hetzner.Instance, *hetzner.Volume, error) {
 	cloud, err := d.api()
 	if err != nil {
@@ -391,7 +470,15 @@ func (d *Driver) recordRelease(ctx context.Context, v *VolumeState) (hetzner.Ins
 	if err != nil {
 		return inst, nil, err
 	}
-	labels := cloneMap(v.Labels)
+	cur, err := cloud.Volume(ctx, v.ID)
+	if err != nil {
+		return inst, nil, d.explain(fmt.Errorf("release volume %q: %w", v.Name, err))
+	}
+	v.refresh(cur)
+	if cur.ServerID != inst.ID {
+		return inst, nil, d.put(v)
+	}
+	labels := cloneMap(cur.Labels)
 	delete(labels, labelHolder)
 	labels[labelReleased] = strconv.FormatInt(inst.ID, 10)
 	h, err := cloud.SetVolumeLabels(ctx, v.ID, labels)
@@ -433,9 +520,9 @@ func (d *Driver) ReleaseAll(ctx context.Context) (released []string, err error) 
 		unlock := d.volLock.lock(name)
 		v := d.get(name)
 		if v != nil && v.Labels[labelHolder] == me && len(v.Refs) == 0 && v.Mountpoint == "" {
-			if _, _, err := d.recordRelease(ctx, v); err != nil {
+			if _, h, err := d.recordRelease(ctx, v); err != nil {
 				errs = append(errs, err)
-			} else {
+			} else if h != nil {
 				released = append(released, name)
 				d.log.WithFields(logrus.Fields{"volume": name, "id": v.ID, "server": inst.ID}).Info("released volume: another server may take it over")
 			}
@@ -535,11 +622,14 @@ func (d *Driver) Remove(req *volume.RemoveRequest) (err error) {
 			if err := mayTakeOver(ctx, cloud, h); err != nil {
 				return fmt.Errorf("remove volume %q: %w", v.Name, err)
 			}
-			attachedHere = true // detach it like our own: its server cannot be using it
+			err := cloud.DetachVolumeFrom(ctx, v.ID, h.ServerID, func(fresh *hetzner.Volume) error { return mayTakeOver(ctx, cloud, fresh) })
+			if err != nil && !errors.Is(err, hetzner.ErrMoved) {
+				return d.explain(fmt.Errorf("remove volume %q: detach it from server %d: %w", v.Name, h.ServerID, err))
+			}
 		}
 	}
 	if attachedHere {
-		if err := cloud.DetachVolume(ctx, v.ID); err != nil {
+		if err := cloud.DetachVolumeFrom(ctx, v.ID, inst.ID, nil); err != nil && !errors.Is(err, hetzner.ErrMoved) {
 			return d.explain(fmt.Errorf("remove volume %q: detach: %w", v.Name, err))
 		}
 	}
