@@ -5,9 +5,10 @@
 // The same binary is the backup helper: with DOCKBRIDGE_HELPER=1 in its environment the helper
 // package's init runs the helper instead (internal/volumeops/helper). And on a dockbridge host
 // it runs the scheduled backups: `hetzner-volume-plugin backup run-due` (internal/schedule;
-// installed as /var/lib/docker/dockbridge/bin/dockbridge-server, started by a systemd timer).
-// The CLI carries this one static Linux binary per server architecture (internal/serverbin)
-// for all three jobs.
+// installed as /var/lib/docker/dockbridge/bin/dockbridge-server, started by a systemd timer),
+// and, copied to the host's root disk as /usr/local/lib/dockbridge/dockbridge-server, the idle
+// agent: `dockbridge-server idle run|status` (internal/idleagent). The CLI carries this one
+// static Linux binary per server architecture (internal/serverbin) for all four jobs.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/idleagent"
 	"github.com/dockbridge/dockbridge/internal/mount"
 	"github.com/dockbridge/dockbridge/internal/schedule"
 	"github.com/dockbridge/dockbridge/internal/volumedriver"
@@ -30,6 +32,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "backup" {
 		os.Exit(schedule.Main(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "idle" {
+		os.Exit(idleagent.Main(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: false, FullTimestamp: true})

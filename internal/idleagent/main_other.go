@@ -1,0 +1,14 @@
+//go:build !linux
+
+package idleagent
+
+import (
+	"fmt"
+	"io"
+)
+
+// Main is `dockbridge-server idle run|status`, which runs on the Linux servers only.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "dockbridge-server idle runs on Linux servers only")
+	return 2
+}
