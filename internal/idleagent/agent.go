@@ -35,8 +35,9 @@ type Agent struct {
 	// NewCloud makes the API client from the token, which the agent reads from
 	// Config.TokenFile only when it goes down (the file lives on the data volume).
 	NewCloud func(token string) (Cloud, error)
-	// RunDueBackups runs every scheduled backup that is due, within the deadline; nil: none
-	// (see RunDueBackups). A failure does not stop the delete; it is written to the health log.
+	// RunDueBackups runs every scheduled backup that is due, within the deadline (Main: the
+	// scheduled backups' run-due); nil: none. A failure does not stop the delete; it is written
+	// to the health log.
 	RunDueBackups func(ctx context.Context, deadline time.Time) error
 	// CloseConnections ends the idle SSH connections (ControlPersist masters) before the stop,
 	// so that their clients learn at once that the server goes, and wake a new one for the next

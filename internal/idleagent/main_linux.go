@@ -19,10 +19,27 @@ import (
 	"github.com/dockbridge/dockbridge/internal/serverstop"
 )
 
-// RunDueBackups is the hook the self-delete calls before the stop: it runs every scheduled
-// backup that is due, within the deadline. The scheduled backups on the host are not built yet
-// (issue "schedules"): until they are, it is nil and nothing runs.
-var RunDueBackups func(ctx context.Context, deadline time.Time) error
+// runDueBackups runs every scheduled backup that is due, within the deadline, before the
+// self-delete's stop: `dockbridge-server backup run-due --within` (internal/schedule), this same
+// binary. Only what is due now: while the server is down its volumes do not change. A failure
+// is returned with the end of its output (the agent writes it to the health log and deletes all
+// the same).
+func runDueBackups(ctx context.Context, deadline time.Time) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	within := time.Until(deadline).Round(time.Second)
+	out, err := exec.CommandContext(ctx, self, "backup", "run-due", "--within", within.String()).CombinedOutput()
+	if err != nil {
+		tail := strings.TrimSpace(string(out))
+		if len(tail) > 400 {
+			tail = "..." + tail[len(tail)-400:]
+		}
+		return fmt.Errorf("backup run-due: %v: %s", err, tail)
+	}
+	return nil
+}
 
 // Main is `dockbridge-server idle run|status`.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -55,7 +72,7 @@ func run(stderr io.Writer) int {
 		NewCloud: func(token string) (Cloud, error) {
 			return hetzner.New(hetzner.Config{Endpoint: cfg.Endpoint, Token: token, Application: "dockbridge-idle-agent"})
 		},
-		RunDueBackups:    RunDueBackups,
+		RunDueBackups:    runDueBackups,
 		CloseConnections: sshd.CloseIdle,
 		Log:              logger,
 		HealthLog:        cloudinit.HealthLogPath,
