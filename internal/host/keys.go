@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -64,8 +65,10 @@ func LoadOrCreateKey(path, comment string, create bool) (kp *KeyPair, created bo
 	if err != nil {
 		return nil, false, fmt.Errorf("read SSH key %s: %w", path, err)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, false, fmt.Errorf("SSH key %s is readable by others (mode %04o): chmod 600 %s", path, fi.Mode().Perm(), path)
+	if fi, err := os.Stat(path); err == nil {
+		if err := checkKeyMode(runtime.GOOS, path, fi.Mode()); err != nil {
+			return nil, false, err
+		}
 	}
 	signer, err := ssh.ParsePrivateKey(b)
 	if err != nil {

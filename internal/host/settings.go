@@ -121,6 +121,9 @@ type Paths struct {
 	// UserSSHConfig is the ssh client's own config (~/.ssh/config) into which one
 	// Include line is added so that docker's ssh connection helper sees our hosts.
 	UserSSHConfig string
+	// OS is the operating system the files are written for, as runtime.GOOS names it; empty
+	// means this one. Tests set another to check what differs (platform.go).
+	OS string
 }
 
 // NewPaths returns the paths under dockerConfigDir (docker/cli's config.Dir()).

@@ -51,13 +51,17 @@ func (p Paths) UserKeyFile(env string) string { return filepath.Join(p.EnvDir(en
 // ControlPath is where ssh keeps the shared connection of one server: the name hashes
 // the environment, address and pinned host key, so a connection is never reused for
 // another environment or for a new server (whose key differs) on a reused IP address.
-// Unix socket paths are limited to ~104 bytes, so a long DOCKER_CONFIG falls back to a
-// directory under /tmp.
+// It is "" where ssh cannot share connections (Windows). A Unix socket's path is limited
+// (104 bytes on macOS, 108 on Linux), so a long DOCKER_CONFIG falls back to a directory
+// under /tmp (not $TMPDIR, which on macOS alone is about 50 bytes).
 func (p Paths) ControlPath(h SSHHost) string {
+	if !p.sharesConnections() {
+		return ""
+	}
 	dir := filepath.Join(p.Root, "cm")
 	// ssh appends ".XXXXXXXXXXXXXXXX" to the name while it sets the master up.
-	if len(dir)+1+24+17 > 100 {
-		dir = filepath.Join(os.TempDir(), fmt.Sprintf("dockbridge-%d", os.Getuid()))
+	if len(dir)+1+24+17 > maxSocketPath {
+		dir = filepath.Join(socketFallbackDir, fmt.Sprintf("dockbridge-%d", os.Getuid()))
 	}
 	return filepath.Join(dir, sha256Hex(fmt.Sprintf("%s\x00%s\x00%d\x00%s\x00%s", h.Env, h.Addr, h.Port, h.User, h.HostKey))[:24])
 }
@@ -81,51 +85,52 @@ func WriteSSHConfig(p Paths, h SSHHost) error {
 	if err := writePrivate(p.KnownHostsFile(h.Env), []byte(known)); err != nil {
 		return err
 	}
-	cp := p.ControlPath(h)
-	if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
-		return fmt.Errorf("create ssh control directory: %w", err)
+	if cp := p.ControlPath(h); cp != "" {
+		if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
+			return fmt.Errorf("create ssh control directory: %w", err)
+		}
 	}
+	return writePrivate(p.SSHConfigFile(h.Env), p.renderSSHConfig(h))
+}
+
+// renderSSHConfig is the text of an environment's ssh_config.
+func (p Paths) renderSSHConfig(h SSHHost) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by `docker dockbridge up` for environment %q; rewritten on every up, do not edit.\n", h.Env)
-	fmt.Fprintf(&b, "Host %s\n", alias)
+	fmt.Fprintf(&b, "Host %s\n", SSHAlias(h.Env))
 	kv := [][2]string{
 		{"HostName", h.Addr},
 		{"Port", strconv.Itoa(h.Port)},
 		{"User", h.User},
-		{"IdentityFile", quoteSSH(h.KeyFile)},
+		{"IdentityFile", p.sshPath(h.KeyFile)},
 		{"IdentitiesOnly", "yes"},
 		// The pinned key: the only known_hosts file, looked up by alias, never updated.
-		{"HostKeyAlias", alias},
-		{"UserKnownHostsFile", quoteSSH(p.KnownHostsFile(h.Env))},
+		{"HostKeyAlias", SSHAlias(h.Env)},
+		{"UserKnownHostsFile", p.sshPath(p.KnownHostsFile(h.Env))},
 		{"GlobalKnownHostsFile", "/dev/null"},
 		{"StrictHostKeyChecking", "yes"},
 		{"UpdateHostKeys", "no"},
 		{"CheckHostIP", "no"},
 		{"BatchMode", "yes"},
 		{"PasswordAuthentication", "no"},
+	}
+	if cp := p.ControlPath(h); cp != "" && !h.NoControlMaster {
 		// One connection shared by every docker command (buildx #315).
-		{"ControlMaster", "auto"},
-		{"ControlPath", quoteSSH(cp)},
-		{"ControlPersist", "10m"},
-		{"ServerAliveInterval", "30"},
-		{"ServerAliveCountMax", "3"},
-		{"ConnectTimeout", "15"},
-		{"LogLevel", "ERROR"},
+		kv = append(kv, [2]string{"ControlMaster", "auto"}, [2]string{"ControlPath", p.sshPath(cp)}, [2]string{"ControlPersist", "10m"})
+	} else {
+		// Windows' OpenSSH has no connection sharing: every docker command opens its own.
+		kv = append(kv, [2]string{"ControlMaster", "no"}, [2]string{"ControlPath", "none"})
 	}
-	if h.NoControlMaster {
-		for i := range kv {
-			switch kv[i][0] {
-			case "ControlMaster":
-				kv[i][1] = "no"
-			case "ControlPath":
-				kv[i][1] = "none"
-			}
-		}
-	}
+	kv = append(kv,
+		[2]string{"ServerAliveInterval", "30"},
+		[2]string{"ServerAliveCountMax", "3"},
+		[2]string{"ConnectTimeout", "15"},
+		[2]string{"LogLevel", "ERROR"},
+	)
 	for _, e := range kv {
 		fmt.Fprintf(&b, "  %s %s\n", e[0], e[1])
 	}
-	return writePrivate(p.SSHConfigFile(h.Env), b.Bytes())
+	return b.Bytes()
 }
 
 func quoteSSH(s string) string {
@@ -136,7 +141,7 @@ func quoteSSH(s string) string {
 }
 
 // IncludeLine is the line EnsureInclude adds to the user's ssh config.
-func (p Paths) IncludeLine() string { return "Include " + quoteSSH(p.SSHConfigGlob()) }
+func (p Paths) IncludeLine() string { return "Include " + p.sshPath(p.SSHConfigGlob()) }
 
 // IncludeBlock is exactly what EnsureInclude adds at the top of the user's ssh config: a
 // comment line, the Include line and an empty line.
@@ -207,6 +212,9 @@ func SSHCommand(ctx context.Context, p Paths, env string, args ...string) *exec.
 // StopControlMaster ends the shared connection of an environment, if any (best effort:
 // after `down` the address is gone and a stale master would only time out).
 func StopControlMaster(ctx context.Context, p Paths, env string) {
+	if !p.sharesConnections() {
+		return
+	}
 	if _, err := os.Stat(p.SSHConfigFile(env)); err != nil {
 		return
 	}
