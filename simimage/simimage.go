@@ -20,7 +20,7 @@ import (
 // Recipe is every file of the recipe: build.sh and the rootfs/ overlay (not simimage.mk,
 // which only calls build.sh).
 //
-//go:embed build.sh rootfs
+//go:embed build.sh binfmt.sh rootfs arm64
 var Recipe embed.FS
 
 // Hash is the recipe hash: the first 12 hex digits of sha256 over `sha256sum` lines of the

@@ -67,10 +67,13 @@ type ServerSpec struct {
 	Name       string
 	Image      string // image name, e.g. "debian-12" or "docker-ce"
 	ServerType string
-	Location   string
-	UserData   string
-	Volumes    []int64
-	SSHKeys    []string // public keys
+	// Architecture is the server type's: "x86" or "arm" (the container backend boots an arm
+	// server on its arm64 image, under emulation).
+	Architecture string
+	Location     string
+	UserData     string
+	Volumes      []int64
+	SSHKeys      []string // public keys
 }
 
 // VolumeSpec describes a volume to create.

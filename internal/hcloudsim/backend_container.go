@@ -207,7 +207,7 @@ func (b *ContainerBackend) CreateServer(ctx context.Context, s ServerSpec) (stri
 	b.mu.Unlock()
 
 	spec := simhost.Spec{ID: s.ID, Name: s.Name, ImageKind: kind, IPv4: public, Network: b.cfg.Network,
-		PrivateIP: private, Datasource: b.cfg.Datasource}
+		PrivateIP: private, Datasource: b.cfg.Datasource, Arch: simArch(s.Architecture)}
 	if b.cfg.Datasource == simhost.DatasourceNoCloud {
 		spec.UserData = []byte(s.UserData)
 		spec.PublicKeys = s.SSHKeys
@@ -224,8 +224,17 @@ func (b *ContainerBackend) CreateServer(ctx context.Context, s ServerSpec) (stri
 		b.forget(s.ID)
 		return "", err
 	}
-	b.log.Info("server container created", "server", s.ID, "container", h.Container, "ipv4", public, "private_ip", private, "image", kind)
+	b.log.Info("server container created", "server", s.ID, "container", h.Container, "ipv4", public, "private_ip", private, "image", kind, "arch", spec.Arch)
 	return public.String(), nil
+}
+
+// simArch is the simulated-server image's architecture for a server type's: an arm type boots
+// on the arm64 image, whose programs run under qemu-user.
+func simArch(typeArch string) string {
+	if typeArch == "arm" {
+		return simhost.ArchARM64
+	}
+	return simhost.ArchAMD64
 }
 
 func volumeDevicePath(vid int64) string { return loopdev.DevicePath("/dev/disk/by-id", vid) }

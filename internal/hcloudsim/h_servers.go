@@ -293,7 +293,7 @@ func (s *Sim) createServer(r *http.Request, _ params) (int, any, *apiError) {
 	for _, vid := range req.Volumes {
 		resources = append(resources, ref("volume", vid))
 	}
-	spec := ServerSpec{ID: id, Name: req.Name, Image: im.name, ServerType: st.name, Location: locName,
+	spec := ServerSpec{ID: id, Name: req.Name, Image: im.name, ServerType: st.name, Architecture: st.arch, Location: locName,
 		UserData: req.UserData, Volumes: append([]int64{}, req.Volumes...), SSHKeys: keys}
 	automount := req.Automount != nil && *req.Automount
 	start := req.StartAfterCreate == nil || *req.StartAfterCreate

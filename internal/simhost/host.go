@@ -60,6 +60,8 @@ type Spec struct {
 	// Datasource is how cloud-init finds the server's metadata and user_data:
 	// DatasourceNoCloud (the default) or DatasourceHetzner.
 	Datasource string
+	// Arch is the server's architecture: ArchAMD64 (default) or ArchARM64 (emulated).
+	Arch string
 }
 
 // Datasources of cloud-init in a server.
@@ -137,9 +139,17 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
-	image, err := ImageRef(spec.ImageKind)
+	image, err := ImageRefArch(spec.ImageKind, spec.Arch)
 	if err != nil {
 		return nil, err
+	}
+	if err := EnsureEmulation(ctx, spec.Arch); err != nil {
+		return nil, fmt.Errorf("create server %d: %w", spec.ID, err)
+	}
+	if spec.Arch == ArchARM64 {
+		if _, _, err := docker(ctx, "image", "inspect", "--format", "{{.Id}}", image); err != nil {
+			return nil, fmt.Errorf("create server %d: the simulated arm64 server image %s is missing: build it with `make sim-image-arm64` (about 20 minutes)", spec.ID, image)
+		}
 	}
 	h := &Host{ID: spec.ID, Container: ContainerName(spec.Network, spec.ID)}
 	args := []string{"create", "--name", h.Container, "--hostname", spec.Hostname,
