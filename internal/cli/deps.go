@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/docker/cli/cli/command"
@@ -145,26 +144,15 @@ func (d deps) host(f hostFlags, extra host.Flags, needAPI bool) (*host.Deps, err
 	return hd, nil
 }
 
-// pluginDir finds the `docker plugin create` folder of the hetzner volume plugin.
-func pluginDir(flag string, paths host.Paths) string {
+// pluginDir is a developer's `docker plugin create` folder of the hetzner volume plugin
+// (make plugin), named by --plugin-dir or $DOCKBRIDGE_PLUGIN_DIR; "" (the normal case): the
+// server assembles the plugin from the binary this CLI carries. No folder is looked for: one
+// left lying around must not replace what the release carries.
+func pluginDir(flag string) string {
 	if flag != "" {
 		return flag
 	}
-	if v := os.Getenv("DOCKBRIDGE_PLUGIN_DIR"); v != "" {
-		return v
-	}
-	candidates := []string{filepath.Join(paths.Root, "volume-plugin")}
-	if exe, err := os.Executable(); err == nil {
-		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "..", "build", "plugin"))
-	}
-	candidates = append(candidates, filepath.Join("build", "plugin"))
-	for _, c := range candidates {
-		if _, err := os.Stat(filepath.Join(c, "config.json")); err == nil {
-			abs, _ := filepath.Abs(c)
-			return abs
-		}
-	}
-	return ""
+	return os.Getenv("DOCKBRIDGE_PLUGIN_DIR")
 }
 
 func humanBytes(n int64) string {

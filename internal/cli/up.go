@@ -40,7 +40,7 @@ Running it again changes nothing; after an interruption it resumes.`,
 			f.StringVar(&extra.SSHKey, "ssh-key", "", "ed25519 private key to use instead of a generated one")
 			f.StringSliceVar(&allowFrom, "allow-from", nil, "CIDR allowed to reach SSH (repeatable; default anywhere)")
 			f.BoolVar(&noPlugin, "no-volume-plugin", false, "do not install the hetzner volume plugin on the server")
-			f.StringVar(&pluginDirFlag, "plugin-dir", "", "folder of the hetzner volume plugin (config.json + rootfs; default: $DOCKBRIDGE_PLUGIN_DIR, ~/.docker/dockbridge/volume-plugin, build/plugin)")
+			f.StringVar(&pluginDirFlag, "plugin-dir", "", "a hetzner volume plugin folder made here (config.json + rootfs: make plugin) to upload instead of the plugin the server assembles from the binary docker-dockbridge carries (default: $DOCKBRIDGE_PLUGIN_DIR)")
 			f.BoolVar(&use, "use", false, "make the environment's context the current docker context")
 			f.BoolVar(&force, "force", false, "when a new server's creation fails, delete it without stopping it first even if it runs: "+host.ForceRisk)
 			completeFlag(cmd, "ssh-key", completeFiles)
@@ -57,7 +57,7 @@ Running it again changes nothing; after an interruption it resumes.`,
 			}
 			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use, Force: force}
 			if !noPlugin {
-				opts.PluginDir = pluginDir(pluginDirFlag, hd.Paths)
+				opts.PluginDir = pluginDir(pluginDirFlag)
 			}
 			res, err := host.Up(ctx, hd, opts)
 			if err == nil && res.SSHInclude && d.errOut != nil {

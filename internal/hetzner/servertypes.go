@@ -2,6 +2,7 @@ package hetzner
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -85,4 +86,31 @@ func deprecationOf(st *hcloud.ServerType, l hcloud.ServerTypeLocation) time.Time
 		return st.UnavailableAfter()
 	}
 	return time.Time{}
+}
+
+// ImageArchitectures lists the architectures ("x86", "arm") in which an image exists: every
+// image of that name, or the one image of that ID (one request). Hetzner keeps one image per
+// architecture under one name; a server gets the one of its type's architecture.
+func (c *Client) ImageArchitectures(ctx context.Context, nameOrID string) ([]string, error) {
+	if id, err := strconv.ParseInt(nameOrID, 10, 64); err == nil {
+		im, _, err := c.api.Image.GetByID(ctx, id)
+		if err != nil {
+			return nil, wrap(err, "get image %s", nameOrID)
+		}
+		if im == nil {
+			return nil, nil
+		}
+		return []string{string(im.Architecture)}, nil
+	}
+	ims, err := c.api.Image.AllWithOpts(ctx, hcloud.ImageListOpts{Name: nameOrID, IncludeDeprecated: true})
+	if err != nil {
+		return nil, wrap(err, "list images named %s", nameOrID)
+	}
+	var out []string
+	for _, im := range ims {
+		if a := string(im.Architecture); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }

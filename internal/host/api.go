@@ -42,6 +42,7 @@ type API interface {
 
 	Prices(ctx context.Context, serverType, location string) (hetzner.Prices, error)
 	ServerTypes(ctx context.Context) ([]*hetzner.ServerType, error)
+	ImageArchitectures(ctx context.Context, nameOrID string) ([]string, error)
 }
 
 var _ API = (*hetzner.Client)(nil)

@@ -34,15 +34,13 @@ work=$(mktemp -d /tmp/dockbridge-demo.XXXXXX)
 real_docker_config=${DOCKER_CONFIG:-$HOME/.docker}
 export HOME=$work/home DOCKER_CONFIG=$work/home/.docker
 mkdir -p "$DOCKER_CONFIG/cli-plugins" "$work/bin"
-# The freshly built plugins (make build, make plugin), else the installed ones (make install).
+# The freshly built CLI (make build), else the installed one (make install). It carries the
+# servers' binary: each server assembles the volume plugin itself, as for any user.
 plugin_bin=$repo/bin/docker-dockbridge
 [ -x "$plugin_bin" ] || plugin_bin=$real_docker_config/cli-plugins/docker-dockbridge
 [ -x "$plugin_bin" ] || fail "docker-dockbridge is not built: run make build install"
 ln -s "$plugin_bin" "$DOCKER_CONFIG/cli-plugins/docker-dockbridge"
-plugin_dir=$repo/build/plugin
-[ -f "$plugin_dir/config.json" ] || plugin_dir=$real_docker_config/dockbridge/volume-plugin
-[ -f "$plugin_dir/config.json" ] || fail "the hetzner volume plugin folder is missing: run make plugin"
-export DOCKBRIDGE_PLUGIN_DIR=$plugin_dir
+unset DOCKBRIDGE_PLUGIN_DIR
 ssh_bin=$(command -v ssh) || fail "the OpenSSH client is missing: apt-get install openssh-client"
 # shellcheck disable=SC2016 # $HOME and $@ are the wrapper's, expanded when it runs
 printf '#!/bin/sh\nexec %s -F "$HOME/.ssh/config" "$@"\n' "$ssh_bin" > "$work/bin/ssh"

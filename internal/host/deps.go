@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/serverbin"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
@@ -36,6 +37,10 @@ type Deps struct {
 	Interactive bool
 	Stdout      io.Writer
 	Stderr      io.Writer
+	// ServerBinary returns the server binary for an architecture (uname -m): the volume
+	// plugin that up assembles on the server. Default: the one this CLI carries
+	// (serverbin.Load); tests fake it.
+	ServerBinary func(arch string) (*serverbin.Binary, error)
 
 	newType  newServerType // the server type of a new server, chosen once (servertype.go)
 	warnings []string      // said on stderr, and returned in results

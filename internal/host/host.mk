@@ -2,19 +2,14 @@
 DOCKER_CONFIG_DIR ?= $(or $(DOCKER_CONFIG),$(HOME)/.docker)
 
 .PHONY: install
-install: server-bins ## put docker-dockbridge (carrying the servers' binaries) into ~/.docker/cli-plugins (and build/plugin, if built, into ~/.docker/dockbridge/volume-plugin)
+install: server-bins ## put docker-dockbridge (carrying the servers' binaries, from which each server assembles the volume plugin) into ~/.docker/cli-plugins
 	@mkdir -p bin
 	$(CLI_BUILD) -o bin/docker-dockbridge ./cli-plugin
 	install -D -m 0755 bin/docker-dockbridge $(DOCKER_CONFIG_DIR)/cli-plugins/docker-dockbridge
-	@if [ -f build/plugin/config.json ]; then \
-	  mkdir -p $(DOCKER_CONFIG_DIR)/dockbridge && chmod 0700 $(DOCKER_CONFIG_DIR)/dockbridge && \
-	  rm -rf $(DOCKER_CONFIG_DIR)/dockbridge/volume-plugin && cp -a build/plugin $(DOCKER_CONFIG_DIR)/dockbridge/volume-plugin && \
-	  echo "volume plugin folder: $(DOCKER_CONFIG_DIR)/dockbridge/volume-plugin"; \
-	else echo "note: build/plugin is missing (make plugin): up will need --no-volume-plugin or --plugin-dir"; fi
 	@docker dockbridge --help >/dev/null && echo "installed: try 'docker dockbridge --help'"
 
 .PHONY: demo
-demo: setup build plugin install ## the persistence demo: up, a container with a named and a hetzner volume, down, up, all intact (local simulator with booting servers; the real API after a typed "yes" when HCLOUD_TOKEN is set)
+demo: setup build install ## the persistence demo: up, a container with a named and a hetzner volume, down, up, all intact (local simulator with booting servers; the real API after a typed "yes" when HCLOUD_TOKEN is set)
 	@if [ -z "$${HCLOUD_TOKEN:-}" ]; then $(MAKE) --no-print-directory sim-image; fi
 	bash internal/host/demo.sh
 

@@ -227,29 +227,26 @@ func sha256Hex(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// installPlugin makes sure the `hetzner` managed plugin on the server is the one built
-// from dir, enabled, with the endpoint set and the token in cloudinit.PluginTokenPath, not in
+// installPlugin makes sure the `hetzner` managed plugin on the server is the one src gives
+// for the server's architecture (pluginsource.go), enabled, with the endpoint set and the token in cloudinit.PluginTokenPath, not in
 // a plugin setting (`docker plugin inspect` shows settings to anyone with Docker access
 // there). It returns a note for progress. The token reaches the server only on an SSH
 // session's stdin, never on a command line.
-func installPlugin(ctx context.Context, r Remote, dir, token, endpoint string) (string, error) {
-	if err := pluginFolder(dir); err != nil {
-		return "", err
-	}
-	digest, err := digestFolder(dir)
-	if err != nil {
-		return "", err
-	}
-	// "token-file": a plugin set up with HCLOUD_TOKEN by an earlier version is set up again.
-	settingsHash := sha256Hex("token-file\n" + endpoint + "\n" + sha256Hex(token))
-	wantMarker := "rootfs=" + digest + "\nsettings=" + settingsHash
-
-	out, err := r.Run(ctx, fmt.Sprintf(`cat %s 2>/dev/null; echo; echo "enabled=$(docker plugin inspect -f '{{.Enabled}}' %s 2>/dev/null)"; if [ -s %s ]; then echo token_file=1; fi`,
-		pluginMarker, pluginName, cloudinit.PluginTokenPath), nil)
+func installPlugin(ctx context.Context, r Remote, src pluginSource, token, endpoint string) (string, error) {
+	out, err := r.Run(ctx, pluginCheckScript(), nil)
 	if err != nil {
 		return "", fmt.Errorf("check the volume plugin: %w", err)
 	}
 	kv := parseKV(out)
+	up, err := src.upload(kv["arch"], kv["tools"])
+	if err != nil {
+		return "", err
+	}
+	digest := up.digest
+	// "token-file": a plugin set up with HCLOUD_TOKEN by an earlier version is set up again.
+	settingsHash := sha256Hex("token-file\n" + endpoint + "\n" + sha256Hex(token))
+	wantMarker := "rootfs=" + digest + "\nsettings=" + settingsHash
+
 	exists := kv["enabled"] == "true" || kv["enabled"] == "false"
 	if kv["rootfs"] == digest && kv["settings"] == settingsHash && kv["enabled"] == "true" && kv["token_file"] == "1" {
 		return "already installed", nil
@@ -265,11 +262,11 @@ func installPlugin(ctx context.Context, r Remote, dir, token, endpoint string) (
 			}
 		}
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarFolder(dir, pw)) }()
-		_, err := r.Run(ctx, fmt.Sprintf(`set -e; d=$(mktemp -d /tmp/dockbridge-plugin.XXXXXX); trap 'rm -rf "$d"' EXIT; tar -x -C "$d"; docker plugin create %s "$d" >/dev/null`, pluginName), pr)
+		go func() { pw.CloseWithError(up.stdin(pw)) }()
+		_, err := r.Run(ctx, up.script, pr)
 		pr.Close()
 		if err != nil {
-			return "", fmt.Errorf("upload and create the volume plugin from %s: %w", dir, err)
+			return "", fmt.Errorf("upload and create the volume plugin from %s: %w", up.from, err)
 		}
 	}
 	if _, err := r.Run(ctx, writeTokenScript, strings.NewReader(token)); err != nil {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -42,6 +43,9 @@ func (d *Deps) serverTypeFor(ctx context.Context, location string) (_ string, er
 	var pick typePick
 	if err == nil {
 		pick, err = pickServerType(d.newType.types, d.Config.ServerType, location, d.Now())
+	}
+	if err == nil {
+		err = d.checkImageFits(ctx, pick.name)
 	}
 	if err == nil {
 		step.Note("%s", pick.note)
@@ -167,4 +171,42 @@ func locationsOf(t *hetzner.ServerType) []string {
 		out = append(out, l.Location)
 	}
 	return out
+}
+
+// checkImageFits refuses, before anything is created, an image that does not exist in the
+// server type's architecture (one request): Hetzner would refuse the server after the key,
+// firewall and volume are made, with a less helpful message.
+func (d *Deps) checkImageFits(ctx context.Context, typeName string) error {
+	i := slices.IndexFunc(d.newType.types, func(t *hetzner.ServerType) bool { return t.Name == typeName })
+	if i < 0 || d.newType.types[i].Architecture == "" {
+		return nil
+	}
+	archs, err := d.API.ImageArchitectures(ctx, d.Config.Image)
+	if err != nil {
+		return err
+	}
+	return imageFits(d.Config.Image, archs, typeName, d.newType.types[i].Architecture)
+}
+
+// archNames says what Hetzner's architecture names mean on a laptop.
+var archNames = map[string]string{"x86": "x86 (amd64)", "arm": "Arm (arm64, Ampere)"}
+
+// imageFits is the rule: the image must exist in the type's architecture ("x86", "arm").
+func imageFits(image string, imageArchs []string, typeName, typeArch string) error {
+	switch {
+	case slices.Contains(imageArchs, typeArch):
+		return nil
+	case len(imageArchs) == 0:
+		return fmt.Errorf("image %q does not exist: choose one with --image (or docker dockbridge settings set image NAME), e.g. docker-ce", image)
+	}
+	other := "an Arm type such as cax11"
+	if typeArch == "arm" {
+		other = "an x86 type such as cx23"
+	}
+	var names []string
+	for _, a := range imageArchs {
+		names = append(names, cmp.Or(archNames[a], a))
+	}
+	return fmt.Errorf("image %q exists only for %s, but server type %s is %s: nothing was created; choose %s with --server-type, or an image built for %s with --image (docker-ce and debian-12 exist for both)",
+		image, strings.Join(names, " and "), typeName, cmp.Or(archNames[typeArch], typeArch), other, cmp.Or(archNames[typeArch], typeArch))
 }

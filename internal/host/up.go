@@ -21,8 +21,11 @@ type UpOptions struct {
 	Env            string
 	AllowFrom      []string // CIDRs allowed to reach port 22; nil keeps the firewall's rules (new: anywhere)
 	NoVolumePlugin bool
-	PluginDir      string // `docker plugin create` folder of the hetzner volume plugin
-	Use            bool   // make the context the current one
+	// PluginDir is a `docker plugin create` folder of the hetzner volume plugin (make plugin);
+	// empty: the server assembles the plugin from the binary this CLI carries for its
+	// architecture.
+	PluginDir string
+	Use       bool // make the context the current one
 	// Force deletes a broken server it replaces without stopping it: a power cut (ForceRisk).
 	Force bool
 }
@@ -63,8 +66,9 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 			return nil, fmt.Errorf("--allow-from %q: want a CIDR such as 203.0.113.7/32 (one address) or 0.0.0.0/0 (anywhere)", c)
 		}
 	}
+	var plugin pluginSource
 	if !o.NoVolumePlugin {
-		if err := pluginFolder(o.PluginDir); err != nil {
+		if plugin, err = d.pluginSourceFor(o.PluginDir); err != nil {
 			return nil, err
 		}
 	}
@@ -181,7 +185,7 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		step.Done()
 	} else {
 		step = d.Progress.Start("Installing the hetzner volume plugin")
-		note, perr := installPlugin(ctx, remote, o.PluginDir, d.Config.Token, d.Config.PluginEndpoint)
+		note, perr := installPlugin(ctx, remote, plugin, d.Config.Token, d.Config.PluginEndpoint)
 		err = perr
 		step.Note("%s", note)
 		step.End(&err)

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,8 @@ type fakeDisk struct {
 	pluginEnabled  bool
 	pluginToken    string // the token file's content
 	pluginSettings string // the last `docker plugin set` command line
+	pluginUpload   string // stdin of the last `docker plugin create` command
+	arch           string // uname -m (default x86_64)
 	uuid           string
 	cmds           []string
 	// rootDev, when set, is the device number (stat %d) of the filesystem holding Docker's
@@ -156,6 +159,7 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 		if d.pluginToken != "" {
 			out += "token_file=1\n"
 		}
+		out += "arch=" + cmp.Or(d.arch, "x86_64") + "\ntools=util-linux=2.38.1-5 e2fsprogs=1.47.0-2 xfsprogs=6.1.0-1\n"
 		return []byte(out), nil
 	case strings.Contains(cmd, cloudinit.PluginTokenPath) && strings.Contains(cmd, `cat >"$t"`):
 		d.pluginToken = in
@@ -164,7 +168,7 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 		if len(in) == 0 {
 			return nil, &RemoteError{Cmd: cmd, ExitCode: 1, Stderr: "empty tar"}
 		}
-		d.marker, d.pluginEnabled = "created", false
+		d.marker, d.pluginEnabled, d.pluginUpload = "created", false, in
 		return nil, nil
 	case strings.Contains(cmd, "docker plugin disable"):
 		d.pluginEnabled = false
