@@ -64,6 +64,10 @@ setup: ## install what make build and make demo need (Debian packages) and start
 setup-tests: ## setup, plus what make test needs: the tools the tests drive, versitygw, Terraform and its hcloud provider (root)
 	@bash scripts/setup.sh --tests
 
+.PHONY: setup-arm64
+setup-arm64: ## setup, plus qemu-user-static and its binfmt_misc registration: arm64 simulated servers (make test-arm64)
+	@bash scripts/setup.sh --arm64
+
 .PHONY: test
 test: setup-tests ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root; restarts dockerd once, at the end)
 	$(GO) test $(TEST_TAGS) -count=1 -timeout 80m ./...

@@ -6,6 +6,8 @@
 #                      that build and boot the simulated servers, gcc + libzstd-dev and, on
 #                      amd64, the arm64 cross compiler + libzstd-dev:arm64 (the servers' binary
 #                      links zstd statically for both architectures), zip (release archives)
+#   setup.sh --arm64   that, and qemu-user-static registered with binfmt_misc: the simulated
+#                      arm64 servers of `make test-arm64` (Hetzner's cax types, emulated)
 #   setup.sh --tests   that, and what `make test` needs besides: the real tools the tests drive
 #                      (btrfs and partition tools, LUKS, compose, sshd, cloud-init's schema
 #                      validator, the shellcheck linter, the official hcloud CLI) and three Go
@@ -13,11 +15,12 @@
 #                      Hetzner's Terraform provider
 set -euo pipefail
 
-tests=0
+tests=0 arm64=0
 for arg in "$@"; do
 	case $arg in
 	--tests) tests=1 ;;
-	*) echo "setup: unknown argument $arg (use --tests for what make test needs too)" >&2; exit 2 ;;
+	--arm64) arm64=1 ;;
+	*) echo "setup: unknown argument $arg (use --tests for what make test needs too, --arm64 for make test-arm64)" >&2; exit 2 ;;
 	esac
 done
 
@@ -35,6 +38,9 @@ packages=(
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
 	# The servers' binary for arm64 (Hetzner's cax types), linked with zstd as on amd64.
 	packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libzstd-dev:arm64)
+fi
+if ((arm64)); then
+	packages+=(qemu-user-static) # arm64 servers under emulation (registered below)
 fi
 if ((tests)); then
 	packages+=(
@@ -100,6 +106,10 @@ if ((tests)); then
 		echo "setup: building terraform-provider-hcloud v1.68.0 from the Go module proxy into $gobin"
 		go_build_module github.com/hetznercloud/terraform-provider-hcloud v1.68.0 terraform-provider-hcloud
 	fi
+fi
+
+if ((arm64)); then
+	bash "$(dirname "$0")/../simimage/binfmt.sh"
 fi
 
 if ! docker info >/dev/null 2>&1; then

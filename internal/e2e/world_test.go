@@ -193,12 +193,25 @@ func (r requests) String() string {
 	return b.String()
 }
 
+// newWorld is a developer's machine: the CLI built with plain go build, the volume plugin
+// folder from plugin/build.sh (DOCKBRIDGE_PLUGIN_DIR).
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	boottest.Require(t)
 	requireTools(t)
 	cliPlugin, pluginDir := build(t)
-	sim := boottest.Start(t)
+	return newWorldWith(t, func(plugins string) {
+		if err := os.Symlink(cliPlugin, filepath.Join(plugins, "docker-dockbridge")); err != nil {
+			t.Fatal(err)
+		}
+	}, pluginDir)
+}
+
+// newWorldWith makes a world whose DOCKER_CONFIG/cli-plugins install fills; pluginDir, when
+// set, is the volume plugin folder up uploads.
+func newWorldWith(t *testing.T, install func(pluginsDir string), pluginDir string, opts ...boottest.Option) *world {
+	t.Helper()
+	sim := boottest.Start(t, opts...)
 	w := &world{t: t, sim: sim, api: sim.Client(), root: t.TempDir(), requests: &counter{counts: map[string]int64{}}}
 	target, err := url.Parse(sim.BaseURL)
 	if err != nil {
@@ -214,9 +227,7 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Symlink(cliPlugin, filepath.Join(w.config, "cli-plugins", "docker-dockbridge")); err != nil {
-		t.Fatal(err)
-	}
+	install(filepath.Join(w.config, "cli-plugins"))
 	sshBin, err := exec.LookPath("ssh")
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +248,10 @@ func newWorld(t *testing.T) *world {
 		"HOME="+w.home, "DOCKER_CONFIG="+w.config, "PATH="+wrap+":"+os.Getenv("PATH"),
 		"HCLOUD_TOKEN="+sim.Token, "HCLOUD_ENDPOINT="+proxy.URL+"/v1",
 		// The API as processes inside a server reach it (the volume plugin).
-		"DOCKBRIDGE_PLUGIN_ENDPOINT="+sim.ServerEndpoint, "DOCKBRIDGE_PLUGIN_DIR="+pluginDir)
+		"DOCKBRIDGE_PLUGIN_ENDPOINT="+sim.ServerEndpoint)
+	if pluginDir != "" {
+		w.environ = append(w.environ, "DOCKBRIDGE_PLUGIN_DIR="+pluginDir)
+	}
 	t.Cleanup(func() {
 		if n := uncleanDeletes(t, sim.BaseURL); n != w.forcedDeletes {
 			t.Errorf("the simulator counted %d unclean deletes (a server deleted while a volume's filesystem was mounted), want %d", n, w.forcedDeletes)

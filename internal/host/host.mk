@@ -20,3 +20,7 @@ test-host: ## host lifecycle tests: simulator integration and a real sshd (root,
 .PHONY: test-e2e
 test-e2e: ## end to end: docker dockbridge up/down/up with data intact, idempotency, status, ssh, destroy, faults, Ctrl-C, on servers that really boot (root, Docker; builds the sim images on first use)
 	$(GO) test -count=1 -timeout 40m -v ./internal/e2e/
+
+.PHONY: test-arm64
+test-arm64: setup-arm64 ## up --server-type cax11 on an Arm server (arm64 image under qemu-user, built on first use), from the release archive: docker info says aarch64, plugin enabled, a hetzner volume mounts, a backup (root, Docker; not in CI)
+	DOCKBRIDGE_TEST_ARM64=1 $(GO) test -count=1 -timeout 60m -v -run '^TestUpOnArmServer$$' ./internal/e2e/
