@@ -2,6 +2,7 @@ package host
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"debug/elf"
 	"fmt"
@@ -135,8 +136,11 @@ func (s pluginSource) folderUpload(arch string) (pluginUpload, error) {
 }
 
 // writePluginTar writes config.json and rootfs/hetzner-volume-plugin as a gzip-compressed tar.
+// The compressor writes a few hundred bytes at a time: buffered, the SSH session sends 256 KiB
+// pieces instead of one packet per piece.
 func writePluginTar(w io.Writer, config, bin []byte) error {
-	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	bw := bufio.NewWriterSize(w, 256<<10)
+	zw, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	if err != nil {
 		return err
 	}
@@ -160,7 +164,10 @@ func writePluginTar(w io.Writer, config, bin []byte) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return zw.Close()
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // pluginSourceFor is where up takes the plugin from: the folder when one is given, else

@@ -146,9 +146,12 @@ func (e *Engine) removeOldHelpers(ctx context.Context, keep string) {
 }
 
 // helperTar writes the helper image's file system as a gzip-compressed tar (the engine
-// unpacks it; a remote engine gets a third of the bytes over SSH).
+// unpacks it; a remote engine gets a third of the bytes over SSH). The compressor writes a
+// few hundred bytes at a time: buffered, the request body moves in 256 KiB pieces (unbuffered,
+// one SSH packet per piece made a 13 MB upload take 8 s instead of 1).
 func helperTar(w io.Writer, bin []byte) error {
-	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	bw := bufio.NewWriterSize(w, 256<<10)
+	zw, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	if err != nil {
 		return err
 	}
@@ -171,7 +174,10 @@ func helperTar(w io.Writer, bin []byte) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return zw.Close()
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // readJSONMessages drains an engine progress stream and returns its error, if any.
