@@ -50,6 +50,14 @@ for target in "$@"; do
 		tar -C "$dir" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -c "$exe" README.md |
 			gzip -n -9 >"$dist/$archive"
 	fi
+	if [[ $os/$arch == $("$go" env GOHOSTOS)/$("$go" env GOHOSTARCH) ]]; then
+		# The one this machine runs: it must carry both servers' binaries.
+		carried=$("$dir/$exe" version -o json | tr -d ' \n')
+		[[ $carried == *'"server_binaries":["linux/amd64","linux/arm64"]'* ]] || {
+			echo "release.sh: $name does not carry the servers' binaries: $carried" >&2
+			exit 1
+		}
+	fi
 	(cd "$dist" && sha256sum "$archive" >"$archive.sha256")
 	echo "$archive: $(du -h "$dist/$archive" | cut -f1) (docker-dockbridge $(du -h "$dir/$exe" | cut -f1))"
 done

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dockbridge/dockbridge/internal/serverbin"
 	"github.com/dockbridge/dockbridge/internal/ui"
 	"github.com/dockbridge/dockbridge/internal/version"
 )
@@ -18,11 +21,16 @@ func versionCmd(d deps) *cobra.Command {
 		Formats: tableOrJSON,
 		Run: func(context.Context, *cobra.Command, []string) (*version.Info, error) {
 			i := version.Get()
+			i.ServerBinaries = []string{}
+			for _, a := range serverbin.Embedded() {
+				i.ServerBinaries = append(i.ServerBinaries, "linux/"+a)
+			}
 			return &i, nil
 		},
 		Print: func(w io.Writer, _ string, i *version.Info) error {
 			return ui.KeyValues(w, [][2]string{{"Version", i.Version}, {"Commit", i.Commit}, {"Built", i.BuildDate},
-				{"Go version", i.GoVersion}, {"OS/Arch", i.Platform}})
+				{"Go version", i.GoVersion}, {"OS/Arch", i.Platform},
+				{"Server binaries", cmp.Or(strings.Join(i.ServerBinaries, ", "), "none (a plain go build: see make build)")}})
 		},
 	}.build(d.out)
 }

@@ -22,8 +22,13 @@ func TestVersionShowsVersionCommitAndBuildDate(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &i) != nil || i.Version != "9.9.9-test" || i.Commit != "0123456789ab" || i.BuildDate != "2026-01-02T03:04:05Z" {
 		t.Errorf("docker dockbridge version -o json: exit %d, %q %s", code, out, stderr)
 	}
-	if out, _, code := runDocker(t, env, "dockbridge", "version"); code != 0 || !strings.Contains(out, "Built:       2026-01-02T03:04:05Z") {
+	out, _, code = runDocker(t, env, "dockbridge", "version")
+	if code != 0 || !hasRow(out, "Built:", "2026-01-02T03:04:05Z") {
 		t.Errorf("docker dockbridge version: exit %d\n%s", code, out)
+	}
+	// The test's plugin is a plain go build: it carries no servers' binaries and says so.
+	if !hasRow(out, "Server binaries:", "none (a plain go build: see make build)") {
+		t.Errorf("docker dockbridge version of a plain build: no 'Server binaries: none' row\n%s", out)
 	}
 }
 
@@ -61,4 +66,14 @@ func TestStandaloneArgs(t *testing.T) {
 			t.Errorf("StandaloneArgs(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// hasRow reports whether out has a line "KEY   VALUE" (the key column padded).
+func hasRow(out, key, value string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, key); ok && k == "" && strings.TrimSpace(v) == value {
+			return true
+		}
+	}
+	return false
 }

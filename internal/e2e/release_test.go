@@ -173,8 +173,8 @@ func TestReleaseArchiveOnBootedServers(t *testing.T) {
 	const env = "rel"
 	ctx := "dockbridge-" + env
 
-	if r := w.must(t, "dockbridge", "version"); !strings.Contains(r.stdout, releaseVersion) {
-		t.Errorf("docker dockbridge version: %q, want %s", r.stdout, releaseVersion)
+	if r := w.must(t, "dockbridge", "version"); !strings.Contains(r.stdout, releaseVersion) || !strings.Contains(r.stdout, "linux/amd64, linux/arm64") {
+		t.Errorf("docker dockbridge version: %q, want %s carrying linux/amd64, linux/arm64", r.stdout, releaseVersion)
 	}
 	res, _ := w.up(t, env)
 	logUp(t, "up from the release archive", res, nil)

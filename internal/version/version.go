@@ -24,6 +24,9 @@ type Info struct {
 	BuildDate string `json:"build_date"`
 	GoVersion string `json:"go_version"`
 	Platform  string `json:"platform"`
+	// ServerBinaries are the servers' binaries the CLI carries (linux/amd64, linux/arm64;
+	// none in a plain go build), filled in by the command.
+	ServerBinaries []string `json:"server_binaries"`
 }
 
 // Get returns the build's Info; what -ldflags did not set comes from Go's build information.
