@@ -156,8 +156,8 @@ func Create(ctx context.Context, spec Spec) (*Host, error) {
 		"--label", labelServerID + "=" + strconv.FormatInt(spec.ID, 10),
 		"--label", labelNetwork + "=" + spec.Network,
 		"--network", spec.Network,
-		// systemd shuts down on SIGRTMIN+3 (docker import cannot set STOPSIGNAL).
-		"--stop-signal", "SIGRTMIN+3",
+		// systemd halts on SIGRTMIN+3 (docker import cannot set STOPSIGNAL).
+		"--stop-signal", rtSignal(spec.Arch, 3),
 		"--publish", fmt.Sprintf("%s:%d:22", spec.IPv4, spec.SSHPort),
 		// Docker inside needs syscalls the default profile refuses (systemd alone does not).
 		"--security-opt", "seccomp=unconfined",
@@ -318,6 +318,17 @@ func (h *Host) Stop(ctx context.Context) error {
 	return nil
 }
 
+// rtSignal is the signal to send from this machine for systemd's SIGRTMIN+n on a server of
+// arch (3: halt, 4: poweroff). qemu-user keeps the two lowest real-time signals for itself and
+// delivers host SIGRTMIN+n as the emulated program's SIGRTMIN+n-2: SIGRTMIN+4 sent to an arm64
+// server's systemd arrived as SIGRTMIN+2 (emergency.target), so it never powered off.
+func rtSignal(arch string, n int) string {
+	if arch == ArchARM64 {
+		n += 2
+	}
+	return fmt.Sprintf("SIGRTMIN+%d", n)
+}
+
 // Shutdown asks the server's systemd to power off, as the ACPI power button does on a VM
 // (SIGRTMIN+4: poweroff.target, every unit stopped in order, then the container exits), and
 // returns at once. A stopped server is left as it is. WaitOff tells when it is off; a system
@@ -326,7 +337,11 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	if !h.running(ctx) {
 		return nil
 	}
-	if _, _, err := docker(ctx, "kill", "--signal", "SIGRTMIN+4", h.Container); err != nil {
+	sig := rtSignal(ArchAMD64, 4)
+	if out, _, err := docker(ctx, "inspect", "-f", "{{.Config.StopSignal}}", h.Container); err == nil && strings.TrimSpace(string(out)) == rtSignal(ArchARM64, 3) {
+		sig = rtSignal(ArchARM64, 4) // an emulated server (its stop signal says so)
+	}
+	if _, _, err := docker(ctx, "kill", "--signal", sig, h.Container); err != nil {
 		if !h.running(ctx) {
 			return nil // it stopped meanwhile
 		}
