@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dockbridge/dockbridge/internal/mount/loopdev/loopdevtest"
+	"github.com/dockbridge/dockbridge/internal/schedule"
 )
 
 // These tests run the embedded scripts (the bytes the document ships) with bash against real
@@ -905,4 +906,49 @@ func TestSetupScript(t *testing.T) {
 			t.Errorf("setup went on to Docker after the volume failed:\n%s", out)
 		}
 	})
+}
+
+// The health check asks the server binary on the volume about the scheduled backups (`backup
+// health`) and takes its WARNING and CRITICAL lines. Without the binary nothing changes.
+func TestHealthCheckReportsScheduledBackups(t *testing.T) {
+	if got := strings.TrimPrefix(schedule.DefaultBinary, schedule.DefaultMountPoint); got != "/dockbridge/bin/dockbridge-server" || schedule.DefaultMountPoint != DefaultMountPoint {
+		t.Fatalf("the health check runs ${mp}/dockbridge/bin/dockbridge-server; the server binary is at %s", schedule.DefaultBinary)
+	}
+	dev := loopdevtest.New(t, smallVol)
+	e := newScriptEnv(t, dev, nil)
+	e.prepare(t, 0)
+	e.requireMounted(t, dev, "ext4")
+	sb := filepath.Join(e.mp, "dockbridge", "bin", "dockbridge-server")
+	if err := os.MkdirAll(filepath.Dir(sb), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	check := func(says string, wantLevel HealthLevel, wantExit int, wantMsg string) {
+		t.Helper()
+		if says != "-" {
+			script := "#!/bin/sh\n[ \"$*\" = 'backup health' ] || { echo \"called with $*\" >&2; exit 2; }\n" + says + "\n"
+			if err := os.WriteFile(sb, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, code := e.run(t, "docker-volume-health-check.sh", "DOCKBRIDGE_HEALTH_SKIP_DOCKER=1")
+		if code != wantExit {
+			t.Fatalf("%s: health check exit %d, want %d:\n%s", says, code, wantExit, out)
+		}
+		b, _ := os.ReadFile(e.healthLog)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		r, err := ParseHealthLine(lines[len(lines)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Level != wantLevel || !strings.Contains(r.Message, wantMsg) {
+			t.Fatalf("%s: %s %q, want %s with %q", says, r.Level, r.Message, wantLevel, wantMsg)
+		}
+	}
+	check("-", HealthOK, 0, "volume mounted, writable")
+	check("true", HealthOK, 0, "volume mounted, writable")
+	check(`echo 'WARNING the last backup of db is 2d1h old (schedule db, every 24h): more than twice the interval'`, HealthWarning, 0, "the last backup of db is 2d1h old")
+	check(`echo 'WARNING stale'; echo 'CRITICAL backup of db (schedule db) failed 2 times in a row'`, HealthCritical, 2, "stale; backup of db (schedule db) failed 2 times in a row")
+	// What it says on stderr (a crash) is not a verdict; its own errors come as WARNING lines.
+	check(`echo 'panic: boom' >&2; exit 2`, HealthOK, 0, "volume mounted, writable")
+	check(`echo 'WARNING scheduled backups: state.json: unexpected end of JSON input'`, HealthWarning, 0, "scheduled backups: state.json")
 }

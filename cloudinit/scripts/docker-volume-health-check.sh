@@ -105,6 +105,8 @@ if [ "$DOCKBRIDGE_HEALTH_SKIP_DOCKER" != 1 ]; then
   fi
 fi
 
+# Scheduled backups: the server binary judges them.
+b=$mp/dockbridge/bin/dockbridge-server;[ -x "$b" ]&&while read -r l m;do raise "$l" "$m";done< <(timeout 9 "$b" backup health 2>/dev/null)
 [ "${#msgs[@]}" -eq 0 ] && msgs=("volume mounted, writable, ${pct}% used")
 msg=$(printf '%s; ' "${msgs[@]}")
 msg=${msg%; }

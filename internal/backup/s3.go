@@ -216,3 +216,23 @@ var (
 	_ Store = (*S3Store)(nil)
 	_ Store = (*DirStore)(nil)
 )
+
+// EnvCredentials are the S3 credentials this process would use: $AWS_ACCESS_KEY_ID and
+// $AWS_SECRET_ACCESS_KEY (and $AWS_SESSION_TOKEN), MinIO's variables, or ~/.aws/credentials
+// ($AWS_PROFILE). A schedule on a dockbridge host takes them to the server.
+func EnvCredentials() (access, secret, session string, err error) {
+	v, err := credentials.NewChainCredentials([]credentials.Provider{
+		&credentials.EnvAWS{}, &credentials.EnvMinio{}, &credentials.FileAWSCredentials{},
+	}).Get()
+	if err != nil || v.AccessKeyID == "" || v.SecretAccessKey == "" {
+		return "", "", "", errors.New("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or put them in ~/.aws/credentials); they are never taken from flags")
+	}
+	return v.AccessKeyID, v.SecretAccessKey, v.SessionToken, nil
+}
+
+// EndpointFromEnv is the S3 endpoint and region the environment gives (AWS_ENDPOINT_URL_S3,
+// AWS_ENDPOINT_URL, AWS_REGION), with AWS's endpoint as the default.
+func EndpointFromEnv(endpoint, region string) (string, string) {
+	c := S3Config{Endpoint: endpoint, Region: region}.withEnv()
+	return c.Endpoint, c.Region
+}

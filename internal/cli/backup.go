@@ -29,6 +29,7 @@ func backupCmd(d deps) *cobra.Command {
 		compression string
 		encryptTo   string
 		keepRunning bool
+		label       string
 	)
 	cmd := spec[[]volumeops.BackupResult]{
 		Use:   "backup [OPTIONS] VOLUME... | --all",
@@ -51,6 +52,7 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 			f.StringVar(&compression, "compression", "zstd", "zstd, gzip or none")
 			f.StringVar(&encryptTo, "encrypt-to", "", "encrypt with age for this recipient (age1...) or recipients file")
 			f.BoolVar(&keepRunning, "keep-running", false, "do not stop the containers using the volumes (the copy may be inconsistent)")
+			f.StringVar(&label, "label", "", "offen's labels: also stop the containers labelled docker-volume-backup.stop-during-backup=NAME and run the commands of those with exec-label=NAME")
 			sf.add(f, true)
 			completeFlag(cmd, "to", completeDirs)
 			completeFlag(cmd, "encrypt-to", completeFiles)
@@ -84,7 +86,7 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 				return nil, err
 			}
 			res, err := e.Backup(ctx, volumeops.BackupOptions{Volumes: args, All: all, Store: store,
-				Compression: c, Recipients: rcpt, KeepRunning: keepRunning})
+				Compression: c, Recipients: rcpt, KeepRunning: keepRunning, Label: label})
 			for _, r := range res {
 				for _, w := range r.Warnings {
 					fmt.Fprintf(d.errOut, "warning: %s: %s\n", r.Volume, w)
@@ -104,7 +106,7 @@ it; the first entry of the tar is dockbridge-backup.json and the files follow un
 			return ui.Table(w, []string{"volume", "archive", "size", "files", "data"}, rows)
 		},
 	}.build(d.out)
-	cmd.AddCommand(backupLsCmd(d), backupPruneCmd(d), backupVerifyCmd(d))
+	cmd.AddCommand(backupLsCmd(d), backupPruneCmd(d), backupVerifyCmd(d), backupScheduleCmd(d))
 	cmd.SetHelpFunc(bothUsages(cmd))
 	return cmd
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/docker/go-units"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
+	"github.com/dockbridge/dockbridge/internal/schedule"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
@@ -57,8 +59,39 @@ func printStatus(w io.Writer, st *host.Status) error {
 		kv = append(kv, [2]string{"Volume", "none"})
 	}
 	kv = append(kv, [2]string{"Health", st.Health})
+	if b := st.Backups; b != nil {
+		for _, v := range b.Volumes {
+			kv = append(kv, [2]string{"Backup " + v.Volume, backupSummary(b.Now, v)})
+		}
+		for _, v := range b.Unscheduled {
+			kv = append(kv, [2]string{"Backup " + v, "no schedule (docker dockbridge backup schedule --help)"})
+		}
+	}
 	for _, n := range st.Notes {
 		kv = append(kv, [2]string{"Note", n})
 	}
 	return ui.KeyValues(w, kv)
+}
+
+// backupSummary is one volume's backup state on one line.
+func backupSummary(now time.Time, v schedule.VolumeStatus) string {
+	parts := []string{v.Level}
+	if v.LastSuccess.IsZero() {
+		parts = append(parts, "no backup yet")
+	} else {
+		parts = append(parts, fmt.Sprintf("last %s ago (%s, %.1fs)", ago(now, v.LastSuccess), humanBytes(v.LastSizeBytes), v.LastDurationSeconds))
+	}
+	if v.ConsecutiveFailures > 0 {
+		parts = append(parts, fmt.Sprintf("%s in a row: %s", plural(v.ConsecutiveFailures, "failure", "failures"), v.LastError))
+	}
+	if !v.NextRun.IsZero() {
+		parts = append(parts, "next "+until(now, v.NextRun))
+	}
+	switch {
+	case v.DrillError != "":
+		parts = append(parts, "restore drill FAILED: "+v.DrillError)
+	case !v.LastRestoreVerified.IsZero():
+		parts = append(parts, "restore verified "+ago(now, v.LastRestoreVerified)+" ago")
+	}
+	return strings.Join(parts, ", ") + fmt.Sprintf("; schedule %s, %s to %s", v.Schedule, v.When, v.To)
 }

@@ -106,14 +106,16 @@ func requireTools(t testing.TB) {
 // binary reading $HOME/.ssh/config (OpenSSH itself reads the passwd home, which is the
 // real one: the wrapper keeps the tests off it), and a simulator whose servers boot.
 type world struct {
-	t       *testing.T
-	sim     *boottest.Env
-	api     *hcloud.Client
-	root    string
-	home    string
-	config  string // DOCKER_CONFIG
-	environ []string
-	envs    []string // dockbridge environments used, for cleanup
+	t    testing.TB
+	sim  *boottest.Env
+	api  *hcloud.Client
+	root string
+	// pluginDir is the volume plugin folder up installs; its rootfs holds the server binary.
+	pluginDir string
+	home      string
+	config    string // DOCKER_CONFIG
+	environ   []string
+	envs      []string // dockbridge environments used, for cleanup
 	// requests counts the API requests of the CLI (not those of the volume plugins inside
 	// the servers, which reach the simulator directly).
 	requests *counter
@@ -195,7 +197,7 @@ func (r requests) String() string {
 
 // newWorld is a developer's machine: the CLI built with plain go build, the volume plugin
 // folder from plugin/build.sh (DOCKBRIDGE_PLUGIN_DIR).
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	boottest.Require(t)
 	requireTools(t)
@@ -209,10 +211,10 @@ func newWorld(t *testing.T) *world {
 
 // newWorldWith makes a world whose DOCKER_CONFIG/cli-plugins install fills; pluginDir, when
 // set, is the volume plugin folder up uploads.
-func newWorldWith(t *testing.T, install func(pluginsDir string), pluginDir string, opts ...boottest.Option) *world {
+func newWorldWith(t testing.TB, install func(pluginsDir string), pluginDir string, opts ...boottest.Option) *world {
 	t.Helper()
 	sim := boottest.Start(t, opts...)
-	w := &world{t: t, sim: sim, api: sim.Client(), root: t.TempDir(), requests: &counter{counts: map[string]int64{}}}
+	w := &world{t: t, sim: sim, api: sim.Client(), root: t.TempDir(), pluginDir: pluginDir, requests: &counter{counts: map[string]int64{}}}
 	target, err := url.Parse(sim.BaseURL)
 	if err != nil {
 		t.Fatal(err)

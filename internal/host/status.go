@@ -10,6 +10,7 @@ import (
 
 	"github.com/dockbridge/dockbridge/cloudinit"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/schedule"
 )
 
 // Status is what `status` shows (and `-o json` prints).
@@ -20,7 +21,9 @@ type Status struct {
 	Server  *ServerStatus `json:"server"`
 	Volume  *VolumeStatus `json:"volume"`
 	Health  string        `json:"health_last_line,omitempty"`
-	Notes   []string      `json:"notes,omitempty"`
+	// Backups is every volume's backup state on the server (its schedules), when it has any.
+	Backups *schedule.Status `json:"backups,omitempty"`
+	Notes   []string         `json:"notes,omitempty"`
 }
 
 // ServerStatus describes the running server and what it costs.
@@ -132,6 +135,11 @@ func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, r
 	}
 	kv := parseKV(out)
 	res.Health = kv["health"]
+	if bs, err := backupStatus(ctx, r); err != nil {
+		res.Notes = append(res.Notes, err.Error())
+	} else {
+		res.Backups = bs
+	}
 	if f := strings.Fields(kv["df"]); len(f) == 2 {
 		total, err1 := strconv.ParseInt(f[0], 10, 64)
 		used, err2 := strconv.ParseInt(f[1], 10, 64)

@@ -194,7 +194,20 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		}
 	}
 
-	// 9. SSH config and docker context.
+	// 9. Scheduled backups: the timer lives on the server's own disk, the schedules on the
+	// data volume; a new server gets the timer again here.
+	step = d.Progress.Start("Backup schedules")
+	note, err := ensureBackupTimer(ctx, remote, o.PluginDir)
+	if err != nil {
+		// The server works without its backup timer: say so loudly, do not fail up.
+		d.warnings = append(d.warnings, fmt.Sprintf("the backup schedules on the data volume are NOT running on this server: %v (run up again, or `docker dockbridge backup schedule ls%s`)", err, nameFlag(o.Env)))
+		note = "NOT installed: " + err.Error()
+		err = nil
+	}
+	step.Note("%s", note)
+	step.Done()
+
+	// 10. SSH config and docker context.
 	step = d.Progress.Start(fmt.Sprintf("Docker context %s", res.Context))
 	err = func() error {
 		if err := WriteSSHConfig(d.Paths, SSHHost{Env: o.Env, Addr: srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: st.HostKey}); err != nil {

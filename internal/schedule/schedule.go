@@ -130,19 +130,30 @@ func DefaultID(volumes []string, all bool) (string, error) {
 	return "", errors.New("name the schedule with --id NAME (it backs up several volumes)")
 }
 
-// Validate checks a schedule before it is stored.
+// Validate checks a schedule before it is stored on a dockbridge host.
 func (s Schedule) Validate() error {
-	if err := ValidateID(s.ID); err != nil {
+	if err := s.ValidateLocal(); err != nil {
 		return err
 	}
+	if !strings.HasPrefix(s.To, "s3://") || len(strings.TrimPrefix(s.To, "s3://")) == 0 {
+		return fmt.Errorf("--to %q: a schedule on a dockbridge host uploads to an S3-compatible bucket (s3://bucket/prefix); a directory on the server would share the server's fate", s.To)
+	}
+	return nil
+}
+
+// ValidateLocal checks a schedule that runs where no dockbridge host is (any destination).
+func (s Schedule) ValidateLocal() error {
 	switch {
 	case s.All && len(s.Volumes) > 0:
 		return errors.New("give volume names or --all, not both")
 	case !s.All && len(s.Volumes) == 0:
 		return errors.New("name the volumes to back up, or give --all")
 	}
-	if !strings.HasPrefix(s.To, "s3://") || len(strings.TrimPrefix(s.To, "s3://")) == 0 {
-		return fmt.Errorf("--to %q: a schedule on a dockbridge host uploads to an S3-compatible bucket (s3://bucket/prefix); a directory on the server would share the server's fate", s.To)
+	if err := ValidateID(s.ID); err != nil {
+		return err
+	}
+	if s.To == "" {
+		return errors.New("where to? give --to s3://bucket/prefix (or set DOCKBRIDGE_BACKUP_TO)")
 	}
 	if (s.Every != 0) == (s.Cron != "") {
 		return errors.New("say when: --every DURATION (e.g. 24h) or --cron EXPR (e.g. '0 3 * * *'), one of them")

@@ -49,7 +49,7 @@ const (
 // --now TIME (RFC 3339) makes any of them act at another time: archives are named and the
 // retention applied as then (drills of the retention, tests).
 func Main(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := serve(ctx, args, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		var ex exitError

@@ -32,7 +32,19 @@ func (s *S3Server) Stop(t testing.TB) {
 
 // StartS3 starts versitygw for the test and creates a bucket. A missing binary fails the test
 // with the install command (skipped only under -short).
-func StartS3(t testing.TB) *S3Server {
+func StartS3(t testing.TB) *S3Server { return StartS3With(t, S3Options{}) }
+
+// S3Options place the server elsewhere than a free port on 127.0.0.1.
+type S3Options struct {
+	// Listen is host:port (default 127.0.0.1 and a free port).
+	Listen string
+	// Prefix runs the server under a command, e.g. ip netns exec NS.
+	Prefix []string
+}
+
+// VersityBinary is the path of versitygw; a missing binary fails the test with the install
+// command (skipped only under -short).
+func VersityBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs versitygw (skipped with -short)")
@@ -51,20 +63,31 @@ func StartS3(t testing.TB) *S3Server {
 		}
 		bin = cand
 	}
+	return bin
+}
+
+// StartS3With starts versitygw as o says and creates a bucket.
+func StartS3With(t testing.TB, o S3Options) *S3Server {
+	t.Helper()
+	bin := VersityBinary(t)
 	dir := t.TempDir()
 	s := &S3Server{AccessKey: "dockbridgetest", SecretKey: "dockbridge-test-secret", Bucket: "backups", Dir: dir}
 	if err := os.Mkdir(filepath.Join(dir, s.Bucket), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr := o.Listen
+	if addr == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = l.Addr().String()
+		l.Close()
 	}
-	addr := l.Addr().String()
-	l.Close()
 	s.Endpoint = "http://" + addr
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
-	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "--quiet", "posix", dir)
+	args := append(append([]string{}, o.Prefix...), bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "--quiet", "posix", dir)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
