@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -235,4 +236,31 @@ func EnvCredentials() (access, secret, session string, err error) {
 func EndpointFromEnv(endpoint, region string) (string, string) {
 	c := S3Config{Endpoint: endpoint, Region: region}.withEnv()
 	return c.Endpoint, c.Region
+}
+
+// StaleUploads is a store that can abort the uploads a killed backup left unfinished.
+type StaleUploads interface {
+	AbortStaleUploads(ctx context.Context, olderThan time.Duration, now time.Time) (int, error)
+}
+
+// AbortStaleUploads aborts the multipart uploads of archives under the prefix that started
+// more than olderThan before now and were never completed (a backup killed in the middle of
+// its upload): S3 keeps their parts, never listed but billed, until they are aborted. It
+// returns how many objects' uploads it aborted.
+func (s *S3Store) AbortStaleUploads(ctx context.Context, olderThan time.Duration, now time.Time) (int, error) {
+	n := 0
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.prefix, false) {
+		if u.Err != nil {
+			return n, fmt.Errorf("list unfinished uploads in %s: %w", s, u.Err)
+		}
+		name := strings.TrimPrefix(u.Key, s.prefix)
+		if _, ok := ParseArchiveName(name); !ok || strings.Contains(name, "/") || now.Sub(u.Initiated) < olderThan {
+			continue
+		}
+		if err := s.client.RemoveIncompleteUpload(ctx, s.bucket, u.Key); err != nil {
+			return n, fmt.Errorf("abort the unfinished upload of %s%s: %w", s, name, err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/dockbridge/dockbridge/internal/backup/backuptest"
 )
@@ -68,5 +71,51 @@ func TestS3Store(t *testing.T) {
 	_ = os.WriteFile(obj, b, 0o644)
 	if _, err := Verify(t.Context(), store, res.Name, nil); !errors.Is(err, ErrChecksum) {
 		t.Fatalf("verify of a damaged object: %v", err)
+	}
+}
+
+// A backup killed in the middle of its upload leaves a multipart upload that S3 never lists;
+// AbortStaleUploads aborts those of archives once they are old enough (a younger one may be a
+// backup still going, from another machine).
+func TestS3AbortStaleUploads(t *testing.T) {
+	srv := backuptest.StartS3(t)
+	store := s3Store(t, srv, "host1/").(*S3Store)
+	ctx := t.Context()
+	core := minio.Core{Client: store.client}
+	for _, key := range []string{"host1/db-20260101T030000Z.tar.zst", "host1/not-an-archive.bin"} {
+		id, err := core.NewMultipartUpload(ctx, store.bucket, key, minio.PutObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := bytes.Repeat([]byte("p"), 5<<20)
+		if _, err := core.PutObjectPart(ctx, store.bucket, key, id, 1, bytes.NewReader(part), int64(len(part)), minio.PutObjectPartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unfinished := func() []string {
+		var keys []string
+		for u := range store.client.ListIncompleteUploads(ctx, store.bucket, "host1/", false) {
+			if u.Err != nil {
+				t.Fatal(u.Err)
+			}
+			keys = append(keys, u.Key)
+		}
+		return keys
+	}
+	if k := unfinished(); len(k) != 2 {
+		t.Fatalf("unfinished uploads: %v", k)
+	}
+	if bs, _ := List(ctx, store); len(bs) != 0 {
+		t.Fatalf("an unfinished upload is listed: %+v", bs)
+	}
+	if n, err := store.AbortStaleUploads(ctx, 24*time.Hour, time.Now()); err != nil || n != 0 {
+		t.Fatalf("a fresh upload was aborted: %d, %v", n, err)
+	}
+	n, err := store.AbortStaleUploads(ctx, 24*time.Hour, time.Now().Add(25*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("AbortStaleUploads a day later: %d, %v", n, err)
+	}
+	if k := unfinished(); len(k) != 1 || k[0] != "host1/not-an-archive.bin" {
+		t.Fatalf("unfinished uploads left: %v, want only the one that is not ours", k)
 	}
 }

@@ -141,6 +141,9 @@ func (h *Host) LoadState() (State, error) {
 // Running reports whether a run holds the lock.
 func (h *Host) Running() bool { return locked(filepath.Join(h.Dir, runLockFile)) }
 
+// StaleUploadAge is when an unfinished upload of an archive counts as a killed backup's.
+const StaleUploadAge = 24 * time.Hour
+
 // RunOptions say what a run does.
 type RunOptions struct {
 	// Now is the clock (default time.Now). A run with another clock names its archives and
@@ -182,6 +185,8 @@ type RunResult struct {
 	Ended      time.Time      `json:"ended"`
 	Volumes    []VolumeResult `json:"volumes,omitempty"`
 	Deleted    []string       `json:"pruned,omitempty"`
+	// AbortedUploads counts the unfinished uploads of killed backups that were aborted.
+	AbortedUploads int `json:"aborted_uploads,omitempty"`
 	PruneError string         `json:"prune_error,omitempty"`
 	Drills     []DrillResult  `json:"drills,omitempty"`
 	Error      string         `json:"error,omitempty"`
@@ -476,6 +481,19 @@ func (h *Host) prune(ctx context.Context, s Schedule, store backup.Store, now ti
 	}
 	if len(rr.Deleted) > 0 {
 		h.logf("Retention (%s) deleted %d archives: %s", s.Retention.Policy(), len(rr.Deleted), strings.Join(rr.Deleted, ", "))
+	}
+	// A backup killed in its upload leaves parts S3 bills but never lists: abort them once they
+	// are a day old (a younger one may be another machine's backup still going). The server's
+	// clock: S3 records when an upload started in real time.
+	if su, ok := store.(backup.StaleUploads); ok {
+		n, err := su.AbortStaleUploads(ctx, StaleUploadAge, time.Now())
+		rr.AbortedUploads = n
+		if err != nil && rr.PruneError == "" {
+			rr.PruneError = err.Error()
+		}
+		if n > 0 {
+			h.logf("Aborted %d unfinished uploads of killed backups", n)
+		}
 	}
 }
 
