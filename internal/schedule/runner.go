@@ -321,6 +321,9 @@ func (h *Host) run(ctx context.Context, s Schedule, st *State, o RunOptions) (rr
 		slot = now // run by hand before its first slot
 	}
 	rr = RunResult{Schedule: s.ID, Slot: slot, Started: now}
+	if s.Context != "" {
+		h.Engine.Context = s.Context // recorded in the archives, as a backup through the context would
+	}
 	defer func() {
 		rr.Ended = o.now()
 		ss.LastRunEnd = rr.Ended
