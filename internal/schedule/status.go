@@ -65,7 +65,7 @@ func MakeStatus(c Config, st State, now time.Time, engineVolumes []string, runni
 		vols := volumesOf(s, ss)
 		if s.All {
 			for _, v := range engineVolumes {
-				if !slices.Contains(vols, v) {
+				if !slices.Contains(vols, v) && !strings.HasPrefix(v, "dockbridge-drill-") {
 					vols = append(vols, v)
 				}
 			}
