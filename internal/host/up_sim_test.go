@@ -179,6 +179,10 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 	case strings.HasPrefix(cmd, "cat > "):
 		d.marker = in
 		return nil, nil
+	case strings.Contains(cmd, "dockbridge/backup/schedules.json"):
+		return []byte("0\n"), nil // no backup schedules on the volume
+	case strings.Contains(cmd, "backup status -o json"):
+		return nil, nil // no server binary: no schedules
 	case strings.Contains(cmd, "df -B1"):
 		return []byte("df=21474836480 1073741824\nhealth=2026-01-01T00:00:00Z OK used=5%\n"), nil
 	}
