@@ -99,7 +99,7 @@ func BenchmarkBackupHostVsClientS3(b *testing.B) {
 		b.Fatalf("docker import: %s", r)
 	}
 	must("--context", ctxName, "volume", "create", "benchdata")
-	must("--context", ctxName, "run", "-d", "--name", "app", "-v", "benchdata:/data", "app:1", "busybox", "sleep", "2147483647")
+	must("--context", ctxName, "run", "-d", "--name", "app", "-v", "benchdata:/data", "app:1", "sh", "-c", appLoop)
 	// 96 MB random (incompressible) and 96 MB of text: about 100 MB of archive.
 	must("--context", ctxName, "exec", "app", "sh", "-c",
 		"b=busybox; $b head -c 96000000 /dev/urandom > /data/random && i=0; while [ $i -lt 2000 ]; do echo \"line $i of a log file that compresses well enough, as logs do\"; i=$((i+1)); done > /data/t && "+

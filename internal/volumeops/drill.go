@@ -74,6 +74,13 @@ func (e *Engine) VerifyRestore(ctx context.Context, o DrillOptions) (res DrillRe
 	res.Metadata, res.Restored, res.Warnings = rr.Metadata, rr.Stats, rr.Warnings
 	res.Volume = rr.Metadata.Volume
 	if err != nil {
+		// A damaged archive often fails in the middle of the extraction (the codec's own check),
+		// before the stream's SHA-256 is known: name the cause when the checksum says it.
+		if !errors.Is(err, backup.ErrChecksum) && ctx.Err() == nil {
+			if cerr := backup.VerifyChecksum(ctx, o.Store, o.Archive); errors.Is(cerr, backup.ErrChecksum) {
+				err = fmt.Errorf("%w; the restore failed: %v", cerr, err)
+			}
+		}
 		return res, fmt.Errorf("restore drill of %s: %w", o.Archive, err)
 	}
 	p, err := e.Probe(ctx, scratch, false)

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/dockbridge/dockbridge/internal/backup"
+	"github.com/dockbridge/dockbridge/internal/backup/backuptest"
 	"github.com/dockbridge/dockbridge/internal/volumeops"
 	"github.com/dockbridge/dockbridge/internal/volumeops/volumeopstest"
 )
@@ -173,7 +174,9 @@ func TestOffenLabels(t *testing.T) {
 }
 
 // TestRestoreDrill: a drill restores into a scratch volume, finds what the metadata says and
-// removes the volume; a tampered archive fails the drill, and the scratch volume is removed too.
+// removes the volume; a tampered archive fails the drill (as a checksum mismatch, also when
+// the codec notices first), and the scratch volume is removed too. From a directory and from
+// an S3 bucket (versitygw, whose objects are files we can change).
 func TestRestoreDrill(t *testing.T) {
 	e, c := newEngine(t)
 	ctx := t.Context()
@@ -181,16 +184,10 @@ func TestRestoreDrill(t *testing.T) {
 	vol := volumeopstest.Volume(t, c, "dbt-drill-"+sfx, "local", nil, nil)
 	mp := mountpoint(t, c, vol)
 	must(t, os.MkdirAll(filepath.Join(mp, "a", "b"), 0o755))
-	must(t, os.WriteFile(filepath.Join(mp, "a", "b", "data"), randomBytes(3<<20), 0o644))
+	must(t, os.WriteFile(filepath.Join(mp, "a", "b", "data"), randomBytes(12<<20), 0o644))
 	must(t, os.Link(filepath.Join(mp, "a", "b", "data"), filepath.Join(mp, "a", "hardlink")))
 	must(t, os.Symlink("b/data", filepath.Join(mp, "a", "symlink")))
 	must(t, os.WriteFile(filepath.Join(mp, "small"), []byte("x"), 0o600))
-	dir := t.TempDir()
-	store, err := backup.NewDirStore(dir)
-	must(t, err)
-	res, err := e.Backup(ctx, volumeops.BackupOptions{Volumes: []string{vol}, Store: store})
-	must(t, err)
-	name := res[0].Archive.Name
 	drillVolumes := func() []string {
 		r, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: make(client.Filters).Add("label", volumeops.DrillLabel)})
 		must(t, err)
@@ -202,45 +199,69 @@ func TestRestoreDrill(t *testing.T) {
 		}
 		return out
 	}
-
-	dr, err := e.VerifyRestore(ctx, volumeops.DrillOptions{Store: store, Archive: name})
-	must(t, err)
-	m := res[0].Metadata
-	if dr.Found != (backup.Stats{Entries: m.Entries, Files: m.Files, Bytes: m.Bytes}) || m.Files != 2 || m.Bytes != 3<<20+1 {
-		t.Errorf("drill found %s, metadata %d/%d/%d; want equal, with 2 files and 3 MiB + 1 bytes", dr.Found, m.Entries, m.Files, m.Bytes)
+	for _, kind := range []struct {
+		name string
+		open func(t *testing.T) (backup.Store, string) // the store, and the directory of its objects
+	}{
+		{"dir", func(t *testing.T) (backup.Store, string) {
+			dir := t.TempDir()
+			s, err := backup.NewDirStore(dir)
+			must(t, err)
+			return s, dir
+		}},
+		{"s3", func(t *testing.T) (backup.Store, string) {
+			srv := backuptest.StartS3(t)
+			s, err := backup.OpenStore(ctx, srv.Location("drill/"), backup.S3Config{Endpoint: srv.Endpoint,
+				AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Region: "us-east-1", PartSize: 5 << 20})
+			must(t, err)
+			return s, filepath.Join(srv.Dir, srv.Bucket, "drill")
+		}},
+	} {
+		t.Run(kind.name, func(t *testing.T) {
+			store, dir := kind.open(t)
+			res, err := e.Backup(ctx, volumeops.BackupOptions{Volumes: []string{vol}, Store: store})
+			must(t, err)
+			name := res[0].Archive.Name
+			dr, err := e.VerifyRestore(ctx, volumeops.DrillOptions{Store: store, Archive: name})
+			must(t, err)
+			m := res[0].Metadata
+			if dr.Found != (backup.Stats{Entries: m.Entries, Files: m.Files, Bytes: m.Bytes}) || m.Files != 2 || m.Bytes != 12<<20+1 {
+				t.Errorf("drill found %s, metadata %d/%d/%d; want equal, with 2 files and 12 MiB + 1 bytes", dr.Found, m.Entries, m.Files, m.Bytes)
+			}
+			if left := drillVolumes(); len(left) > 0 {
+				t.Errorf("scratch volumes left: %v", left)
+			}
+			tamper := func(t *testing.T, recomputeSum bool) {
+				b, err := os.ReadFile(filepath.Join(dir, name))
+				must(t, err)
+				b[len(b)/2] ^= 0x40
+				bad := strings.Replace(name, vol, vol+"x", 1)
+				must(t, os.WriteFile(filepath.Join(dir, bad), b, 0o600))
+				sum, err := os.ReadFile(filepath.Join(dir, backup.ChecksumName(name)))
+				must(t, err)
+				if recomputeSum {
+					sum = backup.ChecksumLine(sha256Of(b), bad)
+				} else {
+					sum = []byte(strings.Replace(string(sum), name, bad, 1))
+				}
+				must(t, os.WriteFile(filepath.Join(dir, backup.ChecksumName(bad)), sum, 0o600))
+				start := time.Now()
+				_, err = e.VerifyRestore(ctx, volumeops.DrillOptions{Store: store, Archive: bad})
+				if err == nil {
+					t.Fatal("the drill passed on a tampered archive")
+				}
+				t.Logf("drill of the tampered archive failed as it should, in %v: %v", time.Since(start).Round(time.Millisecond), err)
+				if !recomputeSum && !errors.Is(err, backup.ErrChecksum) {
+					t.Errorf("error %v, want a checksum mismatch", err)
+				}
+				if left := drillVolumes(); len(left) > 0 {
+					t.Errorf("scratch volumes left after a failed drill: %v", left)
+				}
+			}
+			t.Run("tampered archive", func(t *testing.T) { tamper(t, false) })
+			t.Run("tampered archive with a matching .sha256", func(t *testing.T) { tamper(t, true) })
+		})
 	}
-	if left := drillVolumes(); len(left) > 0 {
-		t.Errorf("scratch volumes left: %v", left)
-	}
-
-	tamper := func(t *testing.T, recomputeSum bool) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		must(t, err)
-		b[len(b)/2] ^= 0x40
-		bad := strings.Replace(name, vol, vol+"x", 1)
-		must(t, os.WriteFile(filepath.Join(dir, bad), b, 0o600))
-		sum, err := os.ReadFile(filepath.Join(dir, backup.ChecksumName(name)))
-		must(t, err)
-		if recomputeSum {
-			sum = backup.ChecksumLine(sha256Of(b), bad)
-		} else {
-			sum = []byte(strings.Replace(string(sum), name, bad, 1))
-		}
-		must(t, os.WriteFile(filepath.Join(dir, backup.ChecksumName(bad)), sum, 0o600))
-		_, err = e.VerifyRestore(ctx, volumeops.DrillOptions{Store: store, Archive: bad})
-		if err == nil {
-			t.Fatal("the drill passed on a tampered archive")
-		}
-		t.Logf("drill of the tampered archive failed as it should: %v", err)
-		if !recomputeSum && !errors.Is(err, backup.ErrChecksum) {
-			t.Errorf("error %v, want a checksum mismatch", err)
-		}
-		if left := drillVolumes(); len(left) > 0 {
-			t.Errorf("scratch volumes left after a failed drill: %v", left)
-		}
-	}
-	t.Run("tampered archive", func(t *testing.T) { tamper(t, false) })
-	t.Run("tampered archive with a matching .sha256", func(t *testing.T) { tamper(t, true) })
 }
 
 func sha256Of(b []byte) []byte {
