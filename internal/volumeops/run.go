@@ -138,7 +138,18 @@ func (e *Engine) runHelper(ctx context.Context, r helperRun, into any) ([]string
 		interrupt()
 		att.Close()
 	}
-	wg.Wait()
+	// The helper's output has ended: it is done. A helper that stopped reading its stdin early
+	// (a damaged archive: the extraction failed in the middle) leaves our stdin copy blocked on
+	// a connection the engine no longer reads but keeps open (for two minutes, measured): close
+	// it. Normally the copy has ended already (the helper reads to the end before it answers).
+	copied := make(chan struct{})
+	go func() { wg.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+		att.Close()
+		<-copied
+	}
 
 	var exit int64 = -1
 	select {
