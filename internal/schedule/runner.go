@@ -179,17 +179,17 @@ type RunReport struct {
 
 // RunResult is one schedule's run.
 type RunResult struct {
-	Schedule   string         `json:"schedule"`
-	Slot       time.Time      `json:"slot"`
-	Started    time.Time      `json:"started"`
-	Ended      time.Time      `json:"ended"`
-	Volumes    []VolumeResult `json:"volumes,omitempty"`
-	Deleted    []string       `json:"pruned,omitempty"`
+	Schedule string         `json:"schedule"`
+	Slot     time.Time      `json:"slot"`
+	Started  time.Time      `json:"started"`
+	Ended    time.Time      `json:"ended"`
+	Volumes  []VolumeResult `json:"volumes,omitempty"`
+	Deleted  []string       `json:"pruned,omitempty"`
 	// AbortedUploads counts the unfinished uploads of killed backups that were aborted.
-	AbortedUploads int `json:"aborted_uploads,omitempty"`
-	PruneError string         `json:"prune_error,omitempty"`
-	Drills     []DrillResult  `json:"drills,omitempty"`
-	Error      string         `json:"error,omitempty"`
+	AbortedUploads int           `json:"aborted_uploads,omitempty"`
+	PruneError     string        `json:"prune_error,omitempty"`
+	Drills         []DrillResult `json:"drills,omitempty"`
+	Error          string        `json:"error,omitempty"`
 }
 
 // VolumeResult is one volume's backup in a run.
