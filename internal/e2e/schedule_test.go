@@ -268,6 +268,11 @@ func TestScheduledBackupsOnTheHost(t *testing.T) {
 		if len(ls.Volumes) != 1 || ls.Volumes[0].LastArchive != archive || ls.Volumes[0].Health != "OK" || ls.Level != "OK" {
 			t.Errorf("backup schedule ls: %+v", ls)
 		}
+		// Two days on without a backup (asked as of then): older than twice the interval.
+		later := time.Now().Add(49 * time.Hour).UTC().Format(time.RFC3339)
+		if h := w.onServer(t, env, "/var/lib/docker/dockbridge/bin/dockbridge-server backup health --now "+later); !strings.HasPrefix(h, "WARNING ") || !strings.Contains(h, "more than twice the interval") {
+			t.Errorf("backup health two days on: %q, want a WARNING", h)
+		}
 		if !strings.Contains(w.must(t, "dockbridge", "status", "--name", env).stdout, "Backup appdata") {
 			t.Error("status does not show the volume's backups")
 		}

@@ -96,7 +96,7 @@ func shortDuration(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "0s"
-	case d%(24*time.Hour) == 0:
+	case d%(24*time.Hour) == 0 && d > 24*time.Hour:
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	case d%time.Hour == 0:
 		return fmt.Sprintf("%dh", d/time.Hour)
