@@ -32,6 +32,9 @@ const (
 	UnitName = "dockbridge-idle.service"
 	// DefaultProbeDir is where the probe records the connection it runs in.
 	DefaultProbeDir = "/run/dockbridge/idle-probes"
+	// DefaultLinkDir is where the laptop agent's link sessions record their connection's login
+	// (MarkLink).
+	DefaultLinkDir = "/run/dockbridge/link-logins"
 )
 
 // Config is what up tells the agent (ConfigPath). Durations are written as Go durations;

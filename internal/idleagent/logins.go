@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,6 +112,7 @@ func (l *Logins) Look(ctx context.Context, _ time.Time) (Look, error) {
 		return look, nil
 	}
 	probes := probeClients(l.ProbeDir)
+	maps.Copy(probes, probeClients(DefaultLinkDir)) // the laptop agent's own reconnections
 	for _, in := range judge {
 		if !probes[in.client] {
 			look.Happened = append(look.Happened, "an SSH login from "+strings.Fields(in.client)[0])

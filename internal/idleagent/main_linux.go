@@ -67,7 +67,7 @@ func run(stderr io.Writer) int {
 	sshd := &SSHD{}
 	a := &Agent{
 		Config:  cfg,
-		Sources: []Source{sshd, &Logins{Log: logger}, &KeepAlive{}},
+		Sources: []Source{sshd, &Logins{Log: logger}, &KeepAlive{}, &Forwards{}},
 		Stop:    runServerStop,
 		NewCloud: func(token string) (Cloud, error) {
 			return hetzner.New(hetzner.Config{Endpoint: cfg.Endpoint, Token: token, Application: "dockbridge-idle-agent"})

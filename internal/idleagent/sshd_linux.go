@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dockbridge/dockbridge/internal/link"
 )
 
 // SSHD watches sshd's authenticated connections, from /proc: everything a docker context, `docker
@@ -62,6 +64,7 @@ type SSHD struct {
 type connSeen struct {
 	client  string
 	pending bool // new at the previous look, not yet known to be a probe or not
+	link    bool // it carried the laptop agent's link session
 }
 
 type procCounters struct{ cminflt, bytes uint64 }
@@ -205,6 +208,10 @@ type connection struct {
 	authed   bool
 	client   string // the client's address, from a session's SSH_CLIENT or the TCP socket
 	probe    bool
+	// link: it carries the laptop agent's link session (internal/link): that session and its
+	// traffic are no activity (what the agent's port forwards carry is: Forwards reads the
+	// agent's reports), nor is the connection's opening when the agent made it.
+	link bool
 }
 
 func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
@@ -299,6 +306,10 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 				c.probe = true
 				continue
 			}
+			if link.IsSession(argv) {
+				c.link = true
+				continue
+			}
 			if c.client == "" {
 				if f := strings.Fields(envVar(s.Proc, sp.pid, "SSH_CLIENT")); len(f) > 0 {
 					c.client = f[0]
@@ -356,6 +367,7 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 			nowSeen[key] = connSeen{client: c.client}
 			continue
 		}
+		prev, known := s.seen[key]
 		// Counters: a session that ended, traffic since the previous look.
 		var ended, moved bool
 		for _, p := range c.sshd {
@@ -366,20 +378,24 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 				moved = moved || pc.bytes > before.bytes+s.TrafficThreshold
 			}
 		}
-		if ended {
+		// The link session ending (the laptop agent reconnects) grows the counter too, and what
+		// it moved before it ended is in the bytes: that look cannot tell, and leaves both out.
+		linkEnded := known && prev.link && !c.link
+		if ended && !linkEnded {
 			look.Happened = append(look.Happened, "an SSH session (a docker command, a command) ended"+from)
-		} else if moved && len(sessions) == 0 && len(forwards) == 0 {
+		} else if moved && len(sessions) == 0 && len(forwards) == 0 && !c.link && !linkEnded {
 			look.Happened = append(look.Happened, "traffic on an SSH connection (a port forward)"+from)
 		}
-		prev, known := s.seen[key]
 		switch {
 		case !known && !s.first:
-			nowSeen[key] = connSeen{client: c.client, pending: true}
+			nowSeen[key] = connSeen{client: c.client, pending: true, link: c.link}
 		case known && prev.pending:
-			look.Happened = append(look.Happened, "a new SSH connection"+from)
-			nowSeen[key] = connSeen{client: c.client}
+			if !c.link {
+				look.Happened = append(look.Happened, "a new SSH connection"+from)
+			}
+			nowSeen[key] = connSeen{client: c.client, link: c.link}
 		default:
-			nowSeen[key] = connSeen{client: c.client}
+			nowSeen[key] = connSeen{client: c.client, link: c.link}
 		}
 	}
 	// A new connection that is gone already, without having said it was a probe.
@@ -474,37 +490,48 @@ func (s *SSHD) cleanProbeMarks(marks map[string]bool, live map[string]connSeen) 
 // dockbridge's own probe and no activity. It finds the connection by walking up from this
 // process to the listening sshd.
 func MarkProbe(procRoot, probeDir string) error {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
 	if probeDir == "" {
 		probeDir = DefaultProbeDir
+	}
+	_, err := markConnection(procRoot, probeDir)
+	return err
+}
+
+// MarkLink records, from the laptop agent's link session, its connection's login, which Logins
+// then does not count (the agent reconnecting after a sleep is no activity); it returns the
+// mark's file, which the session removes when it ends.
+func MarkLink(procRoot string) (string, error) { return markConnection(procRoot, DefaultLinkDir) }
+
+func markConnection(procRoot, probeDir string) (string, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
 	}
 	pid := os.Getpid()
 	var below proc
 	for range 64 {
 		p, err := readStat(procRoot, pid)
 		if err != nil {
-			return err
+			return "", err
 		}
 		parent, err := readStat(procRoot, p.ppid)
 		if isSSHD(p.comm) && (err != nil || !isSSHD(parent.comm)) {
 			if below.pid == 0 {
-				return fmt.Errorf("not inside an SSH connection")
+				return "", fmt.Errorf("not inside an SSH connection")
 			}
 			if err := os.MkdirAll(probeDir, 0o700); err != nil {
-				return err
+				return "", err
 			}
 			// The mark holds the client's address and port (SSH_CLIENT), by which Logins knows the
 			// login in sshd's log is this probe's.
-			return os.WriteFile(filepath.Join(probeDir, strings.ReplaceAll(below.key(), "/", "-")), []byte(os.Getenv("SSH_CLIENT")+"\n"), 0o600)
+			mark := filepath.Join(probeDir, strings.ReplaceAll(below.key(), "/", "-"))
+			return mark, os.WriteFile(mark, []byte(os.Getenv("SSH_CLIENT")+"\n"), 0o600)
 		}
 		if err != nil || p.ppid <= 1 {
-			return fmt.Errorf("not inside an SSH connection")
+			return "", fmt.Errorf("not inside an SSH connection")
 		}
 		below, pid = p, p.ppid
 	}
-	return fmt.Errorf("not inside an SSH connection")
+	return "", fmt.Errorf("not inside an SSH connection")
 }
 
 // CloseIdle ends every authenticated connection that has no session (idle ControlPersist
@@ -538,8 +565,8 @@ func (s *SSHD) CloseIdle() int {
 				for _, ch := range children[p.pid] {
 					if isSSHD(ch.comm) {
 						walk(ch)
-					} else if !isProbe(readCmdline(s.Proc, ch.pid)) {
-						busy = true
+					} else if argv := readCmdline(s.Proc, ch.pid); !isProbe(argv) && !link.IsSession(argv) {
+						busy = true // the laptop agent's link alone is an idle connection
 					}
 				}
 			}

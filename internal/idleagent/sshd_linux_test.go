@@ -13,12 +13,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockbridge/dockbridge/internal/link"
 	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
 // TestMain plays the probe when the test binary runs as `dockbridge-server idle status DIR
-// SECONDS` over SSH (TestSSHDSource copies itself under that name).
+// SECONDS` over SSH (TestSSHDSource copies itself under that name), and the laptop agent's link
+// session as `dockbridge-server local session` (TestLaptopAgentLink).
 func TestMain(m *testing.M) {
+	if link.IsSession(os.Args) {
+		// The laptop agent's link session: marks its login, then echoes (traffic both ways).
+		if mark, err := MarkLink(""); err == nil {
+			defer os.Remove(mark)
+		}
+		_, _ = io.Copy(os.Stdout, os.Stdin)
+		return
+	}
 	if len(os.Args) >= 5 && isProbe(os.Args) {
 		if err := MarkProbe("", os.Args[3]); err != nil {
 			fmt.Fprintln(os.Stderr, "probe:", err)
