@@ -222,6 +222,12 @@ func renderFiles(d templateData, compress bool) ([]writeFile, error) {
 		{HealthCheckPath, "0755", fromScript("docker-volume-health-check.sh")},
 		{"/etc/systemd/system/docker.service.d/10-dockbridge-volume.conf", "0644", dropIn},
 		{"/etc/systemd/system/docker.socket.d/10-dockbridge-volume.conf", "0644", dropIn},
+		// The metadata firewall, and (its second line) the laptop's shared folders (internal/
+		// linkserver): their copies are shown at the laptop's paths before dockerd starts, so that a
+		// container with a restart policy never starts on an empty directory; the script lives on
+		// the data volume, written with the shares' registry. sshd.conf's MaxSessions 64: one
+		// shared connection carries every docker command, compose's parallel ones and the laptop
+		// agent's link, and OpenSSH's default of 10 sessions per connection refuses the eleventh.
 		{"/etc/systemd/system/docker.service.d/20-dockbridge-metadata.conf", "0644", fromTmpl("docker-metadata-firewall.conf.tmpl")},
 		{"/etc/systemd/system/docker-volume-health.service", "0644", fromTmpl("docker-volume-health.service.tmpl")},
 		{"/etc/systemd/system/docker-volume-health.timer", "0644", fromTmpl("docker-volume-health.timer.tmpl")},

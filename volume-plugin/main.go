@@ -23,6 +23,7 @@ import (
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/idleagent"
+	"github.com/dockbridge/dockbridge/internal/linkserver"
 	"github.com/dockbridge/dockbridge/internal/mount"
 	"github.com/dockbridge/dockbridge/internal/schedule"
 	"github.com/dockbridge/dockbridge/internal/volumedriver"
@@ -35,6 +36,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "idle" {
 		os.Exit(idleagent.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "local" {
+		os.Exit(linkserver.Main(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: false, FullTimestamp: true})
