@@ -45,6 +45,8 @@ fi
 if ((tests)); then
 	packages+=(
 		docker-compose                         # compose with driver: hetzner
+		python3-paramiko                       # docker-compose 1.x through an ssh:// context (compose binds of shared folders)
+		sshfs                                  # make bench-local's baseline: a reverse SSHFS mount
 		btrfs-progs fdisk                      # foreign filesystems, partition tables
 		cryptsetup-bin                         # LUKS headers for the data-safety tests
 		cloud-init shellcheck                  # the real schema validator, script lint

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
+	"github.com/dockbridge/dockbridge/internal/localagent"
 )
 
 func destroyCmd(d deps) *cobra.Command {
@@ -37,7 +38,12 @@ It asks for confirmation; without a terminal, --yes is required.`,
 			if err := sf.apply(hd); err != nil {
 				return nil, err
 			}
-			return host.Destroy(ctx, hd, host.DestroyOptions{Env: env, Volumes: volumes, Yes: yes, Force: sf.force})
+			res, err := host.Destroy(ctx, hd, host.DestroyOptions{Env: env, Volumes: volumes, Yes: yes, Force: sf.force})
+			if err == nil {
+				// Its folder is gone: the laptop agent ends (it would by itself within a second).
+				_ = localagent.Stop(hd.Paths, env)
+			}
+			return res, err
 		}),
 		Print: func(w io.Writer, _ string, res *host.DestroyResult) error {
 			fmt.Fprintf(w, "Environment %q destroyed.\n", res.Env)

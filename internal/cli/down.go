@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
+	"github.com/dockbridge/dockbridge/internal/localagent"
 )
 
 // forceHelp is the --force of the commands that delete a server.
@@ -62,6 +63,8 @@ The data volume, the SSH key, the firewall and the docker context stay: ` + "`up
 			if err := sf.apply(hd); err != nil {
 				return nil, err
 			}
+			// The laptop agent waits for the next server instead of reaching for this one.
+			localagent.ServerDown(hd.Paths, env)
 			return host.Down(ctx, hd, host.DownOptions{Env: env, Force: sf.force})
 		}),
 		Print: func(w io.Writer, _ string, res *host.DownResult) error {

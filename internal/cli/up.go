@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/host"
+	"github.com/dockbridge/dockbridge/internal/localagent"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
@@ -22,6 +23,8 @@ func upCmd(d deps) *cobra.Command {
 		noPlugin, use bool
 		force         bool
 		pluginDirFlag string
+		noForward     bool
+		fwdAddress    string
 	)
 	return spec[*host.UpResult]{
 		Use:   "up [OPTIONS]",
@@ -42,6 +45,8 @@ Running it again changes nothing; after an interruption it resumes.`,
 			f.BoolVar(&noPlugin, "no-volume-plugin", false, "do not install the hetzner volume plugin on the server")
 			f.StringVar(&pluginDirFlag, "plugin-dir", "", "a hetzner volume plugin folder made here (config.json + rootfs: make plugin) to upload instead of the plugin the server assembles from the binary docker-dockbridge carries (default: $DOCKBRIDGE_PLUGIN_DIR)")
 			f.BoolVar(&use, "use", false, "make the environment's context the current docker context")
+			f.BoolVar(&noForward, "no-forward", false, "do not forward the server's published ports to this machine (the setting forward_ports=false does it for every up)")
+			f.StringVar(&fwdAddress, "forward-address", "", "where the forwarded ports listen on this machine (default: the setting forward_address, then loopback; 0.0.0.0: every network)")
 			f.BoolVar(&force, "force", false, "when a new server's creation fails, delete it without stopping it first even if it runs: "+host.ForceRisk)
 			completeFlag(cmd, "ssh-key", completeFiles)
 			completeFlag(cmd, "plugin-dir", completeDirs)
@@ -59,11 +64,28 @@ Running it again changes nothing; after an interruption it resumes.`,
 			if !noPlugin {
 				opts.PluginDir = pluginDir(pluginDirFlag)
 			}
+			if cmd.Flags().Changed("forward-address") {
+				if err := localagent.ValidateAddress(fwdAddress); err != nil {
+					return nil, fmt.Errorf("--forward-address: %w", err)
+				}
+			}
 			res, err := host.Up(ctx, hd, opts)
 			if err == nil && res.SSHInclude && d.errOut != nil {
 				fmt.Fprint(d.errOut, includeAdded(hd.Paths, hf.env))
 			}
-			return res, err
+			if err != nil {
+				return res, err
+			}
+			_, s, serr := loadSettings()
+			if serr != nil {
+				return res, serr
+			}
+			line, aerr := agentAfterUp(ctx, hd.Paths, s, hf.env, noForward, fwdAddress, cmd.Flags().Changed("forward-address"))
+			if aerr != nil {
+				return res, fmt.Errorf("the environment is up, but its laptop agent (port forwards, shared folders) is not: %w", aerr)
+			}
+			res.Agent = line
+			return res, nil
 		},
 		Print: func(w io.Writer, _ string, res *host.UpResult) error { return printUp(w, res) },
 	}.build(d.out)
@@ -83,6 +105,9 @@ func printUp(w io.Writer, r *host.UpResult) error {
 		return err
 	}
 	fmt.Fprintf(w, "\nUse it:  docker --context %s ps\n", r.Context)
+	if r.Agent != "" {
+		defer fmt.Fprintf(w, "\n%s\n", r.Agent)
+	}
 	if r.UsedContext {
 		fmt.Fprintf(w, "         (it is now the current context: plain `docker ps` uses it)\n")
 	} else {

@@ -260,7 +260,16 @@ func newWorldWith(t testing.TB, install func(pluginsDir string), pluginDir strin
 		}
 	})
 	t.Cleanup(func() {
-		// The shared SSH connections would outlive the test by ControlPersist.
+		// The laptop agents (ports, shared folders) and the shared SSH connections would
+		// outlive the test.
+		for _, env := range w.envs {
+			if t.Failed() {
+				if b, err := os.ReadFile(filepath.Join(w.config, "dockbridge", "envs", env, "agent.log")); err == nil {
+					t.Logf("laptop agent log of %s:\n%s", env, b)
+				}
+			}
+			_ = w.cmd(context.Background(), nil, nil, "dockbridge", "agent", "stop", "--name", env).Run()
+		}
 		for _, env := range w.envs {
 			cmd := exec.Command("ssh", "-F", filepath.Join(w.home, ".ssh", "config"), "-O", "exit", "dockbridge-"+env)
 			cmd.Env = w.environ

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,10 +34,14 @@ type Settings struct {
 	Image          string `json:"image,omitempty"`
 	VolumeSizeGB   int    `json:"volume_size_gb,omitempty"`
 	SSHKey         string `json:"ssh_key,omitempty"` // path of an ed25519 private key to use instead of a generated one
+	// ForwardPorts "false" turns the laptop's port forwards off (default on); ForwardAddress is
+	// where they listen (default loopback).
+	ForwardPorts   string `json:"forward_ports,omitempty"`
+	ForwardAddress string `json:"forward_address,omitempty"`
 }
 
 // SettingKeys are the names `settings set` accepts, in display order.
-var SettingKeys = []string{"token", "endpoint", "plugin_endpoint", "location", "server_type", "image", "volume_size_gb", "ssh_key"}
+var SettingKeys = []string{"token", "endpoint", "plugin_endpoint", "location", "server_type", "image", "volume_size_gb", "ssh_key", "forward_ports", "forward_address"}
 
 // Set sets one setting by name, validating it.
 func (s *Settings) Set(key, value string) error {
@@ -79,6 +84,21 @@ func (s *Settings) Set(key, value string) error {
 			value = abs
 		}
 		s.SSHKey = value
+	case "forward_ports":
+		switch strings.ToLower(value) {
+		case "", "true", "on", "yes":
+			value = ""
+		case "false", "off", "no":
+			value = "false"
+		default:
+			return fmt.Errorf("forward_ports %q: want true or false", value)
+		}
+		s.ForwardPorts = value
+	case "forward_address":
+		if value != "" && value != "localhost" && net.ParseIP(value) == nil {
+			return fmt.Errorf("forward_address %q: want an IP address of this machine (default: loopback, 127.0.0.1 and ::1; 0.0.0.0 opens the forwards to every network)", value)
+		}
+		s.ForwardAddress = value
 	default:
 		return fmt.Errorf("unknown setting %q: use one of %s", key, strings.Join(SettingKeys, ", "))
 	}
@@ -110,6 +130,13 @@ func (s Settings) Get(key string) (string, error) {
 		return fmt.Sprint(s.VolumeSizeGB), nil
 	case "ssh_key":
 		return s.SSHKey, nil
+	case "forward_ports":
+		if s.ForwardPorts == "false" {
+			return "false", nil
+		}
+		return "true", nil
+	case "forward_address":
+		return s.ForwardAddress, nil
 	}
 	return "", fmt.Errorf("unknown setting %q: use one of %s", key, strings.Join(SettingKeys, ", "))
 }

@@ -223,3 +223,54 @@ func StopControlMaster(ctx context.Context, p Paths, env string) {
 	cmd := exec.CommandContext(ctx, "ssh", "-F", p.SSHConfigFile(env), "-O", "exit", SSHAlias(env))
 	_ = cmd.Run()
 }
+
+// SSHOptions reads back the options WriteSSHConfig wrote for env's host (its `Host` block only,
+// and the server's own file, ssh_server.conf, when there is one; never the user's
+// ~/.ssh/config nor a Match line), as ssh's `-o Key=Value` arguments. The laptop agent connects
+// with them (`ssh -F /dev/null -o ...`) when it makes the shared connection itself: to the
+// server the environment has now, with the pinned key, without anything the configuration runs
+// before connecting (the wake). It also returns the ControlPath.
+func SSHOptions(p Paths, env string) (opts []string, controlPath string, err error) {
+	b, err := os.ReadFile(p.SSHConfigFile(env))
+	if err != nil {
+		return nil, "", err
+	}
+	add := func(line string) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			return
+		}
+		v = strings.TrimSpace(v)
+		opts = append(opts, "-o", k+"="+v) // quoted as in the file: ssh parses -o as a config line
+		if k == "ControlPath" {
+			controlPath = v
+			if uq, err := strconv.Unquote(v); err == nil && strings.HasPrefix(v, `"`) {
+				controlPath = uq
+			}
+		}
+	}
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "Host "):
+			in = strings.TrimSpace(strings.TrimPrefix(line, "Host ")) == SSHAlias(env)
+		case strings.HasPrefix(line, "  ") && in:
+			add(line)
+		case strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "#"):
+			in = false
+		}
+	}
+	if len(opts) == 0 {
+		return nil, "", fmt.Errorf("%s has no Host %s block", p.SSHConfigFile(env), SSHAlias(env))
+	}
+	// The server's address, port and connection path, in a file of their own when the
+	// configuration runs a wake before reading them.
+	if sb, err := os.ReadFile(filepath.Join(p.EnvDir(env), "ssh_server.conf")); err == nil {
+		for _, line := range strings.Split(string(sb), "\n") {
+			if strings.HasPrefix(line, "  ") {
+				add(line)
+			}
+		}
+	}
+	return opts, controlPath, nil
+}

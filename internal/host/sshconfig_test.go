@@ -165,3 +165,36 @@ func TestDockerContextOverPinnedSSH(t *testing.T) {
 		t.Fatalf("RemoveContext: %v %v", removed, err)
 	}
 }
+
+// SSHOptions gives the laptop agent the environment's own options only: what ssh -G then
+// resolves is the server's address, port, key, pinned known_hosts and connection path.
+func TestSSHOptionsResolveToTheServer(t *testing.T) {
+	p := testPaths(t)
+	hk, err := GenerateEd25519("h")
+	must(t, err)
+	h := SSHHost{Env: "opt", Addr: "203.0.113.7", Port: 2222, User: "root", KeyFile: "/keys/id ed25519", HostKey: hk.Public}
+	must(t, WriteSSHConfig(p, h))
+	opts, cp, err := SSHOptions(p, "opt")
+	must(t, err)
+	if cp != p.ControlPath(h) {
+		t.Fatalf("control path %q, want %q", cp, p.ControlPath(h))
+	}
+	out, err := exec.Command("ssh", append(append([]string{"-F", os.DevNull}, opts...), "-G", SSHAlias("opt"))...).Output()
+	if err != nil {
+		t.Fatalf("ssh -G: %v", err)
+	}
+	for _, want := range []string{"hostname 203.0.113.7", "port 2222", "user root", "identityfile /keys/id ed25519", "hostkeyalias dockbridge-opt",
+		"stricthostkeychecking true", "controlpath " + cp, "userknownhostsfile " + p.KnownHostsFile("opt")} {
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("ssh -G lacks %q:\n%s", want, out)
+		}
+	}
+	// The server's part in a file of its own (a configuration that runs a wake first) is read too.
+	must(t, os.WriteFile(filepath.Join(p.EnvDir("opt"), "ssh_server.conf"), []byte("# x\n  HostName 198.51.100.9\n"), 0o600))
+	opts, _, err = SSHOptions(p, "opt")
+	must(t, err)
+	out, _ = exec.Command("ssh", append(append([]string{"-F", os.DevNull}, opts...), "-G", SSHAlias("opt"))...).Output()
+	if !strings.Contains(string(out), "hostname 203.0.113.7\n") && !strings.Contains(string(out), "hostname 198.51.100.9\n") {
+		t.Errorf("hostname:\n%s", out)
+	}
+}

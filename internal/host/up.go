@@ -32,7 +32,9 @@ type UpOptions struct {
 
 // UpResult is what `up` reports.
 type UpResult struct {
-	Env           string          `json:"env"`
+	Env string `json:"env"`
+	// Agent says what the laptop agent does (port forwards, shared folders); the CLI fills it.
+	Agent         string          `json:"agent,omitempty"`
 	Context       string          `json:"context"`
 	ServerID      int64           `json:"server_id"`
 	ServerName    string          `json:"server_name"`
@@ -207,7 +209,17 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	step.Note("%s", note)
 	step.Done()
 
-	// 10. SSH config and docker context.
+	// 10. The server end of the laptop agent: port forwards, shared folders, the bind check.
+	step = d.Progress.Start("Port forwards and shared folders: the server's side")
+	lnote, lerr := installLinkServer(ctx, remote, o.PluginDir)
+	err = lerr
+	step.Note("%s", lnote)
+	step.End(&err)
+	if err != nil {
+		return res, err
+	}
+
+	// 11. SSH config and docker context.
 	step = d.Progress.Start(fmt.Sprintf("Docker context %s", res.Context))
 	err = func() error {
 		if err := WriteSSHConfig(d.Paths, SSHHost{Env: o.Env, Addr: srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: st.HostKey}); err != nil {
