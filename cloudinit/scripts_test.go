@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockbridge/dockbridge"
 	"github.com/dockbridge/dockbridge/internal/mount/loopdev/loopdevtest"
 	"github.com/dockbridge/dockbridge/internal/schedule"
 )
@@ -682,6 +683,11 @@ func TestHealthCheckReenablesTheVolumePlugin(t *testing.T) {
 	}
 	if n := enables(); n != 1 {
 		t.Errorf("%d enable calls, want 1", n)
+	}
+	// With up's --timeout: Docker's default (30 s) fails a slow Create or Mount in Docker
+	// while the plugin completes it.
+	if b, _ := os.ReadFile(calls); !strings.Contains(string(b), strings.Join(dockbridge.PluginEnableArgs("hetzner:latest"), " ")+"\n") {
+		t.Errorf("the plugin was not enabled with `docker %s`; calls:\n%s", strings.Join(dockbridge.PluginEnableArgs("hetzner:latest"), " "), b)
 	}
 	check(HealthOK, 0)
 

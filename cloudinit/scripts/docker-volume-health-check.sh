@@ -84,14 +84,13 @@ if [ "$DOCKBRIDGE_HEALTH_SKIP_DOCKER" != 1 ]; then
     if [ "$root_mp" != "$mp" ]; then
       raise CRITICAL "Docker Root Dir ${root} is on ${root_mp:-?}, not on the volume at ${mp}"
     fi
-    # The plugin, once up installed it (marker on the volume). Docker leaves a plugin that died
-    # right after a restart disabled: enable it, once per run.
+    # Docker disables a plugin that died after a restart: enable up's (marker) once per run.
     p=hetzner:latest
     if [ -e "${mp}/dockbridge-volume-plugin" ]; then
       case $(timeout 20 docker plugin inspect -f '{{.Enabled}}' "$p" 2>/dev/null) in
       true) ;;
       false)
-        if out=$(timeout 60 docker plugin enable "$p" 2>&1); then
+        if out=$(timeout 60 docker plugin enable --timeout 120 "$p" 2>&1); then
           raise CRITICAL "volume plugin ${p} was disabled: re-enabled it"
         else
           raise CRITICAL "volume plugin ${p} is disabled, re-enabling failed: $(echo "$out" | tr '\n' ' ')"

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockbridge/dockbridge"
 	"github.com/dockbridge/dockbridge/cloudinit"
 )
 
@@ -243,8 +244,10 @@ func installPlugin(ctx context.Context, r Remote, src pluginSource, token, endpo
 		return "", err
 	}
 	digest := up.digest
-	// "token-file": a plugin set up with HCLOUD_TOKEN by an earlier version is set up again.
-	settingsHash := sha256Hex("token-file\n" + endpoint + "\n" + sha256Hex(token))
+	// "token-file": a plugin set up with HCLOUD_TOKEN by an earlier version is set up again;
+	// the enable timeout: one enabled by an earlier version with Docker's 30 s is enabled again.
+	enable := strings.Join(dockbridge.PluginEnableArgs("$p"), " ")
+	settingsHash := sha256Hex("token-file\n" + endpoint + "\n" + sha256Hex(token) + "\n" + enable)
 	wantMarker := "rootfs=" + digest + "\nsettings=" + settingsHash
 
 	exists := kv["enabled"] == "true" || kv["enabled"] == "false"
@@ -273,10 +276,11 @@ func installPlugin(ctx context.Context, r Remote, src pluginSource, token, endpo
 		return "", redact(fmt.Errorf("write the volume plugin's token to %s: %w", cloudinit.PluginTokenPath, err), token)
 	}
 	// One command line: settings can only change while the plugin is disabled, and the
-	// server's health check enables a disabled plugin.
+	// server's health check enables a disabled plugin. Enabled with --timeout: with Docker's
+	// default (30 s) a slow Create or Mount fails in Docker while the plugin completes it.
 	set := fmt.Sprintf(`set -e; p=%s; if [ "$(docker plugin inspect -f '{{.Enabled}}' $p)" = true ]; then docker plugin disable -f $p >/dev/null; fi
 docker plugin set $p HCLOUD_TOKEN= HCLOUD_TOKEN_FILE=%s HCLOUD_ENDPOINT=%s
-docker plugin enable $p >/dev/null`, pluginName, cloudinit.PluginTokenPath, shellQuote(endpoint))
+docker %s >/dev/null`, pluginName, cloudinit.PluginTokenPath, shellQuote(endpoint), enable)
 	if _, err := r.Run(ctx, set, nil); err != nil {
 		return "", fmt.Errorf("set up and enable the volume plugin (its log: `docker dockbridge ssh -- journalctl -u docker`): %w", err)
 	}

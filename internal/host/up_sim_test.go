@@ -20,6 +20,7 @@ import (
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/context/store"
 
+	"github.com/dockbridge/dockbridge"
 	"github.com/dockbridge/dockbridge/cloudinit"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
@@ -350,6 +351,11 @@ func TestUpCreatesLabelledResourcesAndIsIdempotent(t *testing.T) {
 	}
 	if set := e.disk.pluginSettings; !strings.Contains(set, "HCLOUD_TOKEN= HCLOUD_TOKEN_FILE="+cloudinit.PluginTokenPath+" ") || strings.Contains(set, e.sim.Token) {
 		t.Errorf("plugin settings: %q, want the token file and no token", set)
+	}
+	// Enabled with Docker's default client timeout (30 s), a slow Create or Mount would fail in
+	// Docker while the plugin completes it.
+	if set, want := e.disk.pluginSettings, "docker plugin enable --timeout "+fmt.Sprint(dockbridge.PluginEnableTimeout)+" $p"; !strings.Contains(set, want) {
+		t.Errorf("plugin set-up: %q, want %q", set, want)
 	}
 	for _, c := range e.disk.cmds {
 		if strings.Contains(c, e.sim.Token) {

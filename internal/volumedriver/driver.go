@@ -20,6 +20,7 @@ import (
 	"github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockbridge/dockbridge"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/mount"
 )
@@ -176,9 +177,9 @@ func (d *Driver) api() (Cloud, error) {
 // tokenHint says how to give the plugin a (valid) token, the way it is set up.
 func (d *Driver) tokenHint() string {
 	if f := d.s.TokenFile; f != "" {
-		return fmt.Sprintf("On a dockbridge server `docker dockbridge up` writes the token to %s; elsewhere write it there (root, 0600), then restart the plugin: docker plugin disable hetzner && docker plugin enable hetzner", f)
+		return fmt.Sprintf("On a dockbridge server `docker dockbridge up` writes the token to %s; elsewhere write it there (root, 0600), then restart the plugin: docker plugin disable hetzner && docker plugin enable --timeout %d hetzner", f, dockbridge.PluginEnableTimeout)
 	}
-	return "Set the token: docker plugin disable hetzner && docker plugin set hetzner HCLOUD_TOKEN=<token> && docker plugin enable hetzner"
+	return fmt.Sprintf("Set the token: docker plugin disable hetzner && docker plugin set hetzner HCLOUD_TOKEN=<token> && docker plugin enable --timeout %d hetzner", dockbridge.PluginEnableTimeout)
 }
 
 // instance is this server, from the metadata service (cached after the first answer).

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockbridge/dockbridge"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 )
 
@@ -153,7 +154,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		bad("HCLOUD_ENDPOINT", s.Endpoint, "want an http:// or https:// URL such as "+hetzner.DefaultEndpoint)
 	}
 	if len(errs) > 0 {
-		return s, fmt.Errorf("plugin settings: %s (change them with `docker plugin disable hetzner && docker plugin set hetzner NAME=value`)", strings.Join(errs, "; "))
+		return s, fmt.Errorf("plugin settings: %s (change them with `docker plugin disable hetzner && docker plugin set hetzner NAME=value && docker plugin enable --timeout %d hetzner`)", strings.Join(errs, "; "), dockbridge.PluginEnableTimeout)
 	}
 	return s, nil
 }

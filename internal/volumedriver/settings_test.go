@@ -42,7 +42,7 @@ func TestTokenFile(t *testing.T) {
 	h.d.cloud, h.d.noCloud = nil, s.TokenErr
 	err = h.d.Create(&volume.CreateRequest{Name: "x"})
 	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "docker dockbridge up") ||
-		!strings.Contains(err.Error(), "docker plugin disable hetzner && docker plugin enable hetzner") {
+		!strings.Contains(err.Error(), "docker plugin disable hetzner && docker plugin enable --timeout 120 hetzner") {
 		t.Fatalf("create without the token file: %v", err)
 	}
 

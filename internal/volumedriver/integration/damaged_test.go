@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dockbridge/dockbridge"
 )
 
 // TestPluginStartsOnADamagedStateFile: Docker disables a managed plugin for good when it dies
@@ -41,7 +43,7 @@ func TestPluginStartsOnADamagedStateFile(t *testing.T) {
 			if err := os.WriteFile(state, tc.damage(good), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := dockerCmd("plugin", "enable", pluginName); err != nil {
+			if out, err := dockerCmd(dockbridge.PluginEnableArgs(pluginName)...); err != nil {
 				t.Fatalf("the plugin does not start on a %s state file: %v %s", tc.name, err, out)
 			}
 			// Still up a while later (a plugin that dies again is left disabled).

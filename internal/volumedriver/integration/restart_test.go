@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockbridge/dockbridge"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 )
 
@@ -28,11 +29,11 @@ func attached(t *testing.T, name string) bool {
 	return v != nil && v.ServerID == env.LocalID
 }
 
-// restartPlugin is `docker plugin disable -f hetzner && docker plugin enable hetzner`.
+// restartPlugin is `docker plugin disable -f hetzner && docker plugin enable --timeout 120 hetzner`.
 func restartPlugin(t *testing.T) {
 	t.Helper()
 	docker(t, "plugin", "disable", "-f", pluginName)
-	docker(t, "plugin", "enable", pluginName)
+	docker(t, dockbridge.PluginEnableArgs(pluginName)...)
 }
 
 func TestPluginSurvivesDisableEnable(t *testing.T) {
@@ -79,7 +80,7 @@ func killPlugin(t *testing.T) {
 	}
 	t.Logf("Docker did not restart the killed plugin by itself within 15s: disable -f / enable")
 	_, _ = dockerCmd("plugin", "disable", "-f", pluginName)
-	docker(t, "plugin", "enable", pluginName)
+	docker(t, dockbridge.PluginEnableArgs(pluginName)...)
 }
 
 // TestPluginKillDuringMount kills the plugin while a Mount waits for its attach action: the

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dockbridge/dockbridge"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 )
@@ -93,8 +94,9 @@ func Prerequisites() error {
 	return nil
 }
 
-// Start starts a simulator, builds the plugin and enables it against the simulator. On error
-// what was made is undone. Close it at the end.
+// Start starts a simulator, builds the plugin and enables it against the simulator, with
+// `--timeout` as up does (dockbridge.PluginEnableArgs). On error what was made is undone.
+// Close it at the end.
 func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := Prerequisites(); err != nil {
 		return nil, err
@@ -178,7 +180,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if _, err := Docker(append([]string{"plugin", "set", e.PluginName}, settings...)...); err != nil {
 		return nil, err
 	}
-	if _, err := Docker("plugin", "enable", e.PluginName); err != nil {
+	if _, err := Docker(dockbridge.PluginEnableArgs(e.PluginName)...); err != nil {
 		return nil, err
 	}
 	id, err := Docker("plugin", "inspect", "-f", "{{.Id}}", e.PluginName)
