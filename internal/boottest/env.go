@@ -5,6 +5,7 @@
 package boottest
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -48,6 +49,7 @@ type Env struct {
 type envConfig struct {
 	stateDir   string
 	datasource string
+	profile    string // action profile: fast (default) or realistic
 	publicIPs  netip.Prefix
 	logger     *slog.Logger
 }
@@ -61,6 +63,10 @@ func WithStateDir(dir string) Option { return func(c *envConfig) { c.stateDir = 
 // WithDatasource selects how cloud-init finds user_data (simhost.DatasourceNoCloud or
 // simhost.DatasourceHetzner).
 func WithDatasource(ds string) Option { return func(c *envConfig) { c.datasource = ds } }
+
+// WithActionProfile selects the simulator's action durations: "fast" (the default) or
+// "realistic" (Hetzner-like: attach and detach 2.5 s, create_server 12 s, ...).
+func WithActionProfile(p string) Option { return func(c *envConfig) { c.profile = p } }
 
 // Require fails the test (skips it under -short) unless root, the Docker engine and the
 // tools simulated servers need are there.
@@ -169,7 +175,7 @@ func (e *Env) start(ctx context.Context) error {
 	}
 	e.Backend = b
 	sim, err := hcloudsim.New(ctx, hcloudsim.Config{Token: "boot-test-token", StateDir: e.cfg.stateDir,
-		Backend: b, ActionProfile: "fast", Logger: e.cfg.logger})
+		Backend: b, ActionProfile: cmp.Or(e.cfg.profile, "fast"), Logger: e.cfg.logger})
 	if err != nil {
 		ln.Close()
 		_ = b.Close()

@@ -61,6 +61,14 @@ type GuestBackend interface {
 	MountedVolume(ctx context.Context, serverID, volumeID int64) (string, error)
 }
 
+// PowerCutter is implemented by backends whose servers run an OS that a stop would shut down
+// (the container backend): the poweroff action cuts the power instead, as on Hetzner.
+type PowerCutter interface {
+	// PowerCut stops the server at once, without a shutdown, and returns when it is off and
+	// its volumes' devices are free.
+	PowerCut(ctx context.Context, serverID int64) error
+}
+
 // ServerSpec describes a server to create.
 type ServerSpec struct {
 	ID         int64

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/dockbridge/dockbridge/internal/simhost"
 )
@@ -120,4 +121,43 @@ func (b *ContainerBackend) restoreNetworks(ctx context.Context, rs RestoreState)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+var _ PowerCutter = (*ContainerBackend)(nil)
+
+// PowerCut is the poweroff action, a power cut as on Hetzner: every process of the server is
+// killed, with no shutdown (Docker does not stop its containers, the plugins release nothing,
+// filesystems are not unmounted by the server). It returns once the container has exited and
+// the devices of its volumes are free (the kernel drops the dead server's mounts).
+func (b *ContainerBackend) PowerCut(ctx context.Context, id int64) error {
+	s, err := b.server(id)
+	if err != nil {
+		return err
+	}
+	if err := s.host.Kill(ctx); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	var vols []int64
+	for vid, sid := range b.attached {
+		if sid == id {
+			vols = append(vols, vid)
+		}
+	}
+	b.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, vid := range vols {
+		for {
+			dev, ok, err := b.vols.store.LoopDevice(ctx, vid)
+			if err != nil || !ok || !busy(dev) || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }

@@ -14,7 +14,8 @@ import (
 // FaultRule injects one kind of fault into matching requests or actions.
 type FaultRule struct {
 	// Kind: "500" (server_error), "502" (bad_gateway), "503" (unavailable),
-	// "504" (timeout), "429" (rate_limit_exceeded), "timeout" (hold the request until the
+	// "504" (timeout), "429" (rate_limit_exceeded), "locked" (423 locked, as while another
+	// action runs on the resource), "timeout" (hold the request until the
 	// client gives up or MaxDelay passes, then answer 504), "action_error" (the action
 	// ends with status "error"), "hold" (the action stays running, progress 0, until it is
 	// released: Sim.Release, POST /_sim/release), or "ignore_shutdown" (the server's OS
@@ -47,7 +48,7 @@ type FaultConfig struct {
 	Rules []FaultRule `json:"rules"`
 }
 
-var faultKinds = map[string]bool{"500": true, "502": true, "503": true, "504": true, "429": true, "timeout": true, "action_error": true, "hold": true, "ignore_shutdown": true}
+var faultKinds = map[string]bool{"500": true, "502": true, "503": true, "504": true, "429": true, "locked": true, "timeout": true, "action_error": true, "hold": true, "ignore_shutdown": true}
 
 // requestKind says whether a fault kind applies to HTTP requests (the others to actions).
 func requestKind(kind string) bool {
@@ -57,7 +58,7 @@ func requestKind(kind string) bool {
 func (c FaultConfig) validate() error {
 	for i, r := range c.Rules {
 		if !faultKinds[r.Kind] {
-			return fmt.Errorf("rule %d: unknown kind %q (want 500, 502, 503, 504, 429, timeout, action_error, hold or ignore_shutdown)", i, r.Kind)
+			return fmt.Errorf("rule %d: unknown kind %q (want 500, 502, 503, 504, 429, locked, timeout, action_error, hold or ignore_shutdown)", i, r.Kind)
 		}
 		if r.Rate < 0 || r.Rate > 1 {
 			return fmt.Errorf("rule %d: rate %v is outside [0,1]", i, r.Rate)
@@ -209,6 +210,8 @@ func (r *FaultRule) apiError() *apiError {
 		return newError("unavailable", "injected fault: service currently not available")
 	case "429":
 		return newError("rate_limit_exceeded", "injected fault: limit of requests per hour exceeded")
+	case "locked":
+		return newError("locked", "injected fault: the resource is locked: another action is running; wait for it to finish")
 	default:
 		return newError("timeout", "injected fault: the request could not be answered in time, please retry")
 	}

@@ -60,7 +60,7 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.IntVar(&o.RateLimit, "rate-limit", 3600, "requests per hour (token bucket, refilled gradually)")
 	fs.IntVar(&o.ServerLimit, "server-limit", 100, "project server quota")
 	fs.Float64Var(&o.FaultRate, "fault-rate", 0, "probability of an injected HTTP fault per matching request")
-	fs.StringVar(&o.FaultKinds, "fault-kinds", "500,502,503", "comma-separated HTTP fault kinds: 500,502,503,504,429,timeout")
+	fs.StringVar(&o.FaultKinds, "fault-kinds", "500,502,503", "comma-separated HTTP fault kinds: 500,502,503,504,429,locked,timeout")
 	fs.StringVar(&o.FaultPath, "fault-path", "", "glob on the route template or path the HTTP faults target (empty: all)")
 	fs.StringVar(&o.FaultMethod, "fault-method", "", "HTTP method the faults target (empty: all)")
 	fs.Float64Var(&o.ActionFail, "action-fail-rate", 0, "probability that an action ends in status error")

@@ -30,8 +30,7 @@ func (s *Sim) routes() {
 	rt.handle("DELETE", "/v1/servers/{id}", s.deleteServer)
 	rt.handle("POST", "/v1/servers/{id}/actions/poweron", s.serverPowerAction("start_server", "starting", "running",
 		func(s *Sim) func(ctx context.Context, id int64) error { return s.backend.StartServer }))
-	rt.handle("POST", "/v1/servers/{id}/actions/poweroff", s.serverPowerAction("stop_server", "stopping", "off",
-		func(s *Sim) func(ctx context.Context, id int64) error { return s.backend.StopServer }))
+	rt.handle("POST", "/v1/servers/{id}/actions/poweroff", s.serverPowerAction("stop_server", "stopping", "off", powerCut))
 	rt.handle("POST", "/v1/servers/{id}/actions/shutdown", s.shutdownServer)
 	rt.handle("POST", "/v1/servers/{id}/actions/reboot", s.serverPowerAction("reboot_server", "", "running", restart))
 	rt.handle("POST", "/v1/servers/{id}/actions/reset", s.serverPowerAction("reset_server", "", "running", restart))
@@ -92,4 +91,12 @@ func restart(s *Sim) func(ctx context.Context, id int64) error {
 		}
 		return s.backend.StartServer(ctx, id)
 	}
+}
+
+// powerCut is what poweroff does to a backend server: a power cut (PowerCutter), else a stop.
+func powerCut(s *Sim) func(ctx context.Context, id int64) error {
+	if pc, ok := s.backend.(PowerCutter); ok {
+		return pc.PowerCut
+	}
+	return s.backend.StopServer
 }
