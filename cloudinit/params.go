@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -83,6 +84,10 @@ type Params struct {
 	HostKeys []HostKey
 	Docker   Docker
 	Health   Health
+	// PrivateIP, when set, is the server's address on a Hetzner private network (a Swarm node):
+	// Docker waits for it at every start (at most 120 s), since the network is attached while
+	// the server boots.
+	PrivateIP string
 }
 
 // Volume is the Hetzner volume that holds Docker's data root.
@@ -206,6 +211,11 @@ func (p Params) validate() error {
 		}
 	}
 
+	if p.PrivateIP != "" {
+		if a, err := netip.ParseAddr(p.PrivateIP); err != nil || !a.Is4() || !a.IsPrivate() {
+			bad("private IP %q: must be a private IPv4 address such as 10.0.0.2", p.PrivateIP)
+		}
+	}
 	v := p.Volume
 	if v.ID <= 0 {
 		bad("volume id %d: must be the positive Hetzner volume ID", v.ID)

@@ -213,6 +213,10 @@ func renderFiles(d templateData, compress bool) ([]writeFile, error) {
 	fromScript := func(n string) func() (string, error) { return func() (string, error) { return script(n) } }
 	daemon := func() (string, error) { return daemonJSON(d.Params) }
 	dropIn := fromTmpl("docker-requires-volume.conf.tmpl")
+	privateNet := entry{}
+	if d.PrivateIP != "" {
+		privateNet = entry{"/etc/systemd/system/docker.service.d/30-dockbridge-private-network.conf", "0644", fromTmpl("docker-private-network.conf.tmpl")}
+	}
 	for _, e := range []entry{
 		{"/etc/ssh/sshd_config.d/10-dockbridge.conf", "0644", fromTmpl("sshd.conf.tmpl")},
 		{configPath, "0644", fromTmpl("dockbridge.env.tmpl")},
@@ -229,11 +233,15 @@ func renderFiles(d templateData, compress bool) ([]writeFile, error) {
 		// shared connection carries every docker command, compose's parallel ones and the laptop
 		// agent's link, and OpenSSH's default of 10 sessions per connection refuses the eleventh.
 		{"/etc/systemd/system/docker.service.d/20-dockbridge-metadata.conf", "0644", fromTmpl("docker-metadata-firewall.conf.tmpl")},
+		privateNet,
 		{"/etc/systemd/system/docker-volume-health.service", "0644", fromTmpl("docker-volume-health.service.tmpl")},
 		{"/etc/systemd/system/docker-volume-health.timer", "0644", fromTmpl("docker-volume-health.timer.tmpl")},
 		{"/etc/docker/daemon.json", "0644", daemon},
 		{"/etc/logrotate.d/dockbridge", "0644", fromTmpl("logrotate.tmpl")},
 	} {
+		if e.path == "" {
+			continue
+		}
 		c, err := e.content()
 		if err != nil {
 			return nil, err

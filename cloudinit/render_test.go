@@ -81,6 +81,10 @@ func variants(t *testing.T) map[string]Params {
 		big.AuthorizedKeys = append(big.AuthorizedKeys, readTestdata(t, "test_host_rsa_key.pub"))
 	}
 	v["ext4_compressed_scripts"] = big
+
+	node := testParams(t)
+	node.PrivateIP = "10.0.0.3"
+	v["swarm_node"] = node
 	return v
 }
 
@@ -224,7 +228,8 @@ func TestRenderCompressesScriptsOnlyWhenNeeded(t *testing.T) {
 		if err := yaml.Unmarshal(doc, &cc); err != nil {
 			t.Fatal(err)
 		}
-		compressed := name == "ext4_compressed_scripts"
+		// A swarm node's drop-in takes the document over 32 KiB with readable scripts.
+		compressed := name == "ext4_compressed_scripts" || name == "swarm_node"
 		for _, f := range cc.WriteFiles {
 			script := ""
 			switch {

@@ -13,16 +13,21 @@ import (
 )
 
 func sshCmd(d deps) *cobra.Command {
-	var env string
+	var (
+		env  string
+		node int
+	)
 	return spec[*struct{}]{
 		Use:   "ssh [OPTIONS] [-- COMMAND [ARG...]]",
 		Short: "Open a shell on the server, or run a command, with the pinned host key",
 		Example: `  docker dockbridge ssh
   docker dockbridge ssh -- docker info
+  docker dockbridge ssh --node 2 -- docker ps
   docker dockbridge ssh --name staging -- tail /var/log/docker-volume-health.log`,
 		Args: cobra.ArbitraryArgs,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			f.StringVar(&env, "name", host.DefaultEnv, "environment name")
+			f.IntVar(&node, "node", 1, "the node to reach: its position in `docker dockbridge node ls` (1-based)")
 			completeFlag(cmd, "name", completeEnvs)
 		},
 		Run: func(ctx context.Context, cmd *cobra.Command, args []string) (*struct{}, error) {
@@ -36,7 +41,13 @@ func sshCmd(d deps) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			err = host.SSH(ctx, paths, env, args, d.cli.In(), d.cli.Out(), d.cli.Err())
+			num := 1
+			if node != 1 {
+				if num, err = host.NodeNumber(paths, env, node); err != nil {
+					return nil, err
+				}
+			}
+			err = host.NodeSSH(ctx, paths, env, num, args, d.cli.In(), d.cli.Out(), d.cli.Err())
 			var exit *host.ExitError
 			if errors.As(err, &exit) {
 				return nil, cli.StatusError{StatusCode: exit.Code, Status: exit.Error()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,8 @@ func upCmd(d deps) *cobra.Command {
 		pluginDirFlag string
 		noForward     bool
 		fwdAddress    string
+		nodes         int
+		managers      int
 	)
 	return spec[*host.UpResult]{
 		Use:   "up [OPTIONS]",
@@ -47,6 +50,8 @@ Running it again changes nothing; after an interruption it resumes.`,
 			f.BoolVar(&use, "use", false, "make the environment's context the current docker context")
 			f.BoolVar(&noForward, "no-forward", false, "do not forward the server's published ports to this machine (the setting forward_ports=false does it for every up)")
 			f.StringVar(&fwdAddress, "forward-address", "", "where the forwarded ports listen on this machine (default: the setting forward_address, then loopback; 0.0.0.0: every network)")
+			f.IntVar(&nodes, "nodes", 0, "make the environment a Docker Swarm of this many servers (nodes), each with its own data volume; a later plain up keeps the number")
+			f.IntVar(&managers, "managers", 0, "Swarm managers among the nodes: 1 (default) or 3 for a raft quorum that survives a node's loss")
 			f.BoolVar(&force, "force", false, "when a new server's creation fails, delete it without stopping it first even if it runs: "+host.ForceRisk)
 			completeFlag(cmd, "ssh-key", completeFiles)
 			completeFlag(cmd, "plugin-dir", completeDirs)
@@ -60,7 +65,10 @@ Running it again changes nothing; after an interruption it resumes.`,
 			if cmd.Flags().Changed("allow-from") {
 				af = allowFrom
 			}
-			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use, Force: force}
+			if cmd.Flags().Changed("nodes") && nodes < 1 {
+				return nil, fmt.Errorf("--nodes %d: want at least 1", nodes)
+			}
+			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use, Force: force, Nodes: nodes, Managers: managers}
 			if !noPlugin {
 				opts.PluginDir = pluginDir(pluginDirFlag)
 			}
@@ -103,6 +111,16 @@ func printUp(w io.Writer, r *host.UpResult) error {
 		{"context", r.Context},
 	}); err != nil {
 		return err
+	}
+	if len(r.Nodes) > 0 {
+		fmt.Fprintln(w)
+		var rows [][]string
+		for _, n := range r.Nodes {
+			rows = append(rows, []string{strconv.Itoa(n.Node), n.Role, fmt.Sprintf("%s (id %d)", n.ServerName, n.ServerID), n.IPv4, n.PrivateIP, n.VolumeName})
+		}
+		if err := ui.Table(w, []string{"node", "role", "server", "ipv4", "private ip", "data volume"}, rows); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, "\nUse it:  docker --context %s ps\n", r.Context)
 	if r.Agent != "" {

@@ -18,6 +18,8 @@ type Server struct {
 	Image      string
 	IPv4       string
 	VolumeIDs  []int64
+	// PrivateIPs are its addresses on private networks, by network id.
+	PrivateIPs map[int64]string
 	Labels     map[string]string
 	Created    time.Time
 	// TypeUnavailableAfter is set when the server's type is deprecated in its location: new
@@ -67,6 +69,14 @@ func serverFrom(s *hcloud.Server) *Server {
 	}
 	for _, v := range s.Volumes {
 		out.VolumeIDs = append(out.VolumeIDs, v.ID)
+	}
+	for _, pn := range s.PrivateNet {
+		if pn.Network != nil && pn.IP != nil {
+			if out.PrivateIPs == nil {
+				out.PrivateIPs = map[int64]string{}
+			}
+			out.PrivateIPs[pn.Network.ID] = pn.IP.String()
+		}
 	}
 	return out
 }

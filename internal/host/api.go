@@ -40,6 +40,11 @@ type API interface {
 	Shutdown(ctx context.Context, id int64) error
 	PowerOn(ctx context.Context, id int64) error
 
+	Networks(ctx context.Context, selector string) ([]*hetzner.Network, error)
+	CreateNetwork(ctx context.Context, spec hetzner.NetworkSpec) (*hetzner.Network, error)
+	DeleteNetwork(ctx context.Context, id int64) error
+	AttachToNetwork(ctx context.Context, serverID, networkID int64, ip string) error
+
 	Prices(ctx context.Context, serverType, location string) (hetzner.Prices, error)
 	ServerTypes(ctx context.Context) ([]*hetzner.ServerType, error)
 	ImageArchitectures(ctx context.Context, nameOrID string) ([]string, error)
@@ -56,11 +61,18 @@ const (
 	LabelRole      = "dockbridge/role"
 	LabelHostKey   = "dockbridge/hostkey" // server: HostKeyLabel of its pinned host key
 	LabelFSUUID    = "dockbridge/fs-uuid" // data volume: filesystem UUID seen after the first boot
+	// LabelNode numbers a node of a multi-server environment (servers and data volumes; absent
+	// means node 1), LabelSwarm says its Swarm role (data volumes: "manager" or "worker"; absent
+	// in a single-server environment). They are on the data volumes, which outlive the
+	// servers, so the environment's nodes and roles survive `down` and a lost local state.
+	LabelNode  = "dockbridge/node"
+	LabelSwarm = "dockbridge/swarm"
 
 	RoleServer   = "server"
 	RoleDataRoot = "data-root" // the volume holding /var/lib/docker
 	RoleFirewall = "firewall"
 	RoleSSHKey   = "ssh-key"
+	RoleNetwork  = "network" // the private network of a multi-server environment
 )
 
 func labels(env, role string) map[string]string {
@@ -88,8 +100,26 @@ func sshKeyName(env string) string   { return "dockbridge-" + env }
 
 // envState is what the client remembers about an environment between runs
 // (envs/<env>/state.json, 0600). The API stays the source of truth; this holds what the
-// API can't: the pinned host key (the private half is never written anywhere).
+// API can't: the pinned host keys (the private halves are never written anywhere). Node 1 (the
+// only node of a single-server environment) is kept at the top level, as before nodes existed.
 type envState struct {
+	nodeState
+	// Nodes are the other nodes of a multi-server environment (Swarm), by number.
+	Nodes []nodeState `json:"nodes,omitempty"`
+	// Paused are the Swarm nodes (by number) `down` set to availability pause, so that the
+	// managers did not move the tasks of the nodes stopped first; `up` makes them active again.
+	Paused []int `json:"swarm_paused,omitempty"`
+	// ServerIDs are every server this environment ever had: the hetzner volume plugin
+	// labels the volumes it attaches with the server's id, which is how `destroy --volumes`
+	// finds the environment's plugin volumes after `down`.
+	ServerIDs []int64   `json:"server_ids,omitempty"`
+	Updated   time.Time `json:"updated"`
+}
+
+// nodeState is what the client remembers about one node's server.
+type nodeState struct {
+	// Node is the node's number (0 at the top level: node 1).
+	Node int `json:"node,omitempty"`
 	// HostKey is the authorized_keys form of the pinned host key: the one the server was (or
 	// is about to be) created with, written BEFORE the create request, so a server whose
 	// create answer was lost (Ctrl-C, timeout) can still be adopted and verified; after the
@@ -105,16 +135,34 @@ type envState struct {
 	ServerID   int64  `json:"server_id,omitempty"`
 	ServerIPv4 string `json:"server_ipv4,omitempty"`
 	SSHPort    int    `json:"ssh_port,omitempty"`
-	// ServerIDs are every server this environment ever had: the hetzner volume plugin
-	// labels the volumes it attaches with the server's id, which is how `destroy --volumes`
-	// finds the environment's plugin volumes after `down`.
-	ServerIDs []int64   `json:"server_ids,omitempty"`
-	Updated   time.Time `json:"updated"`
+}
+
+// node returns the state of node n (1 is the top level), made when missing.
+func (s *envState) node(n int) *nodeState {
+	if n <= 1 {
+		return &s.nodeState
+	}
+	for i := range s.Nodes {
+		if s.Nodes[i].Node == n {
+			return &s.Nodes[i]
+		}
+	}
+	s.Nodes = append(s.Nodes, nodeState{Node: n})
+	return &s.Nodes[len(s.Nodes)-1]
+}
+
+// all returns every node's state with its number, node 1 first.
+func (s *envState) all() []*nodeState {
+	out := []*nodeState{&s.nodeState}
+	for i := range s.Nodes {
+		out = append(out, &s.Nodes[i])
+	}
+	return out
 }
 
 // pins are the host keys a connection to the server may present: the pinned one and, while a
 // rotation is unfinished, the next one (nil when none). An unreadable key is an error.
-func (s *envState) pins() (pinned, next ssh.PublicKey, err error) {
+func (s *nodeState) pins() (pinned, next ssh.PublicKey, err error) {
 	if pinned, err = ParseAuthorizedKey(s.HostKey); err != nil {
 		return nil, nil, fmt.Errorf("the pinned host key in the state: %w", err)
 	}
@@ -127,17 +175,38 @@ func (s *envState) pins() (pinned, next ssh.PublicKey, err error) {
 }
 
 // createdWith is the host key the server was created with, which its LabelHostKey names.
-func (s *envState) createdWith() string {
+func (s *nodeState) createdWith() string {
 	if s.CreatedHostKey != "" {
 		return s.CreatedHostKey
 	}
 	return s.HostKey
 }
 
+// pinnedFor is the state of the node whose pinned keys are server s's (its LabelHostKey names
+// the key it was created with), or nil.
+func (s *envState) pinnedFor(srv *hetzner.Server) *nodeState {
+	for _, n := range s.all() {
+		if n.HostKey == "" {
+			continue
+		}
+		if created, err := ParseAuthorizedKey(n.createdWith()); err == nil && srv.Labels[LabelHostKey] == HostKeyLabel(created) {
+			return n
+		}
+	}
+	return nil
+}
+
 // forgetServer drops what is known of a server that is gone (down), its host keys included.
-func (s *envState) forgetServer() {
+func (s *nodeState) forgetServer() {
 	s.ServerID, s.ServerIPv4 = 0, ""
 	s.HostKey, s.CreatedHostKey, s.NextHostKey = "", "", ""
+}
+
+// forgetServers does forgetServer for every node.
+func (s *envState) forgetServers() {
+	for _, n := range s.all() {
+		n.forgetServer()
+	}
 }
 
 // addServer remembers a server id of the environment; it reports whether it was new.

@@ -101,7 +101,9 @@ func (d *Deps) explainAPI(err error) error {
 type ServerRunningError struct {
 	Env    string
 	Server *hetzner.Server
-	Err    error
+	// More are the environment's other servers (nodes) that exist too.
+	More []*hetzner.Server
+	Err  error
 }
 
 func (e *ServerRunningError) Error() string {
@@ -112,6 +114,9 @@ func (e *ServerRunningError) Error() string {
 		fmt.Fprintf(&b, ", %s", e.Server.IPv4)
 	}
 	fmt.Fprintf(&b, ") EXISTS AND IS BILLED while it exists.\n")
+	for _, m := range e.More {
+		fmt.Fprintf(&b, "!! So does server %s (id %d).\n", m.Name, m.ID)
+	}
 	fmt.Fprintf(&b, "!! Run `docker dockbridge up%s` again to continue with it, or delete it with `docker dockbridge down%s` (the data volume is kept).", nameFlag(e.Env), nameFlag(e.Env))
 	return b.String()
 }

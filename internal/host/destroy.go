@@ -61,6 +61,13 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 	if err != nil {
 		return res, err
 	}
+	servers, swarm := downOrder(o.Env, servers, vols)
+	var nets []*hetzner.Network
+	if swarm {
+		if nets, err = d.API.Networks(ctx, selector(o.Env, RoleNetwork)); err != nil {
+			return res, err
+		}
+	}
 
 	// Volumes the hetzner plugin made on this environment's servers (it labels them with the
 	// server's id): deleted with --volumes, like the data volume.
@@ -94,6 +101,9 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 	}
 	for _, k := range keys {
 		plan = append(plan, fmt.Sprintf("SSH key %s (id %d) in the project", k.Name, k.ID))
+	}
+	for _, n := range nets {
+		plan = append(plan, fmt.Sprintf("private network %s (id %d)", n.Name, n.ID))
 	}
 	plan = append(plan, fmt.Sprintf("docker context %s, local keys and state in %s", ContextName(o.Env), d.Paths.EnvDir(o.Env)))
 	for _, v := range vols {
@@ -143,6 +153,21 @@ func Destroy(ctx context.Context, d *Deps, o DestroyOptions) (res *DestroyResult
 			return res, err
 		}
 		res.Deleted = append(res.Deleted, fmt.Sprintf("firewall %s (id %d)", f.Name, f.ID))
+	}
+	for _, n := range nets {
+		if !ours(n.Labels, o.Env, RoleNetwork) {
+			continue
+		}
+		step := d.Progress.Start(fmt.Sprintf("Deleting private network %s (id %d)", n.Name, n.ID))
+		err := d.API.DeleteNetwork(ctx, n.ID)
+		if errors.Is(err, hetzner.ErrNotFound) {
+			err = nil
+		}
+		step.End(&err)
+		if err != nil {
+			return res, err
+		}
+		res.Deleted = append(res.Deleted, fmt.Sprintf("private network %s (id %d)", n.Name, n.ID))
 	}
 	for _, k := range keys {
 		if !ours(k.Labels, o.Env, "") {

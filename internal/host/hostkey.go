@@ -27,12 +27,12 @@ import (
 //
 // It returns the fresh connection (remote is closed), or remote itself when the key was
 // retired before.
-func rotateHostKey(ctx context.Context, d *Deps, env string, st *envState, remote Remote, target Target) (Remote, error) {
-	if st.CreatedHostKey != "" {
+func rotateHostKey(ctx context.Context, d *Deps, env string, st *envState, n *nodeState, remote Remote, target Target) (Remote, error) {
+	if n.CreatedHostKey != "" {
 		return remote, nil
 	}
 	script := cloudinit.HostKeyRotationScript
-	out, err := remote.Run(ctx, "bash -s -- prepare "+shellQuote(st.NextHostKey), strings.NewReader(script))
+	out, err := remote.Run(ctx, "bash -s -- prepare "+shellQuote(n.NextHostKey), strings.NewReader(script))
 	if err != nil {
 		return remote, fmt.Errorf("have the server make a new host key: %w", err)
 	}
@@ -40,8 +40,8 @@ func rotateHostKey(ctx context.Context, d *Deps, env string, st *envState, remot
 	if err != nil || next.Type() != ssh.KeyAlgoED25519 {
 		return remote, fmt.Errorf("have the server make a new host key: it answered %q, not an ed25519 public key", strings.TrimSpace(string(out)))
 	}
-	if text := authorizedKey(next); st.NextHostKey != text {
-		st.NextHostKey = text
+	if text := authorizedKey(next); n.NextHostKey != text {
+		n.NextHostKey = text
 		if err := saveState(d.Paths, env, *st); err != nil {
 			return remote, fmt.Errorf("pin the server's new host key: %w", err)
 		}
@@ -72,7 +72,7 @@ func rotateHostKey(ctx context.Context, d *Deps, env string, st *envState, remot
 		}
 		return remote, fmt.Errorf("connect with the server's new host key %s: %w", ssh.FingerprintSHA256(next), err)
 	}
-	st.CreatedHostKey, st.HostKey, st.NextHostKey = st.HostKey, st.NextHostKey, ""
+	n.CreatedHostKey, n.HostKey, n.NextHostKey = n.HostKey, n.NextHostKey, ""
 	if err := saveState(d.Paths, env, *st); err != nil {
 		fresh.Close()
 		return remote, fmt.Errorf("pin the server's new host key: %w", err)

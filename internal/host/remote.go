@@ -233,7 +233,10 @@ func sha256Hex(s string) string {
 // a plugin setting (`docker plugin inspect` shows settings to anyone with Docker access
 // there). It returns a note for progress. The token reaches the server only on an SSH
 // session's stdin, never on a command line.
-func installPlugin(ctx context.Context, r Remote, src pluginSource, token, endpoint string) (string, error) {
+//
+// With detachOnUnmount (the nodes of a swarm) the plugin detaches a volume when its last
+// container on the server stops, so the volume can follow its service to another node.
+func installPlugin(ctx context.Context, r Remote, src pluginSource, token, endpoint string, detachOnUnmount bool) (string, error) {
 	out, err := r.Run(ctx, pluginCheckScript(), nil)
 	if err != nil {
 		return "", fmt.Errorf("check the volume plugin: %w", err)
@@ -248,6 +251,9 @@ func installPlugin(ctx context.Context, r Remote, src pluginSource, token, endpo
 	// the enable timeout: one enabled by an earlier version with Docker's 30 s is enabled again.
 	enable := strings.Join(dockbridge.PluginEnableArgs("$p"), " ")
 	settingsHash := sha256Hex("token-file\n" + endpoint + "\n" + sha256Hex(token) + "\n" + enable)
+	if detachOnUnmount {
+		settingsHash = sha256Hex("token-file\ndetach-on-unmount\n" + endpoint + "\n" + sha256Hex(token) + "\n" + enable)
+	}
 	wantMarker := "rootfs=" + digest + "\nsettings=" + settingsHash
 
 	exists := kv["enabled"] == "true" || kv["enabled"] == "false"
@@ -279,8 +285,8 @@ func installPlugin(ctx context.Context, r Remote, src pluginSource, token, endpo
 	// server's health check enables a disabled plugin. Enabled with --timeout: with Docker's
 	// default (30 s) a slow Create or Mount fails in Docker while the plugin completes it.
 	set := fmt.Sprintf(`set -e; p=%s; if [ "$(docker plugin inspect -f '{{.Enabled}}' $p)" = true ]; then docker plugin disable -f $p >/dev/null; fi
-docker plugin set $p HCLOUD_TOKEN= HCLOUD_TOKEN_FILE=%s HCLOUD_ENDPOINT=%s
-docker %s >/dev/null`, pluginName, cloudinit.PluginTokenPath, shellQuote(endpoint), enable)
+docker plugin set $p HCLOUD_TOKEN= HCLOUD_TOKEN_FILE=%s HCLOUD_ENDPOINT=%s DETACH_ON_UNMOUNT=%t
+docker %s >/dev/null`, pluginName, cloudinit.PluginTokenPath, shellQuote(endpoint), detachOnUnmount, enable)
 	if _, err := r.Run(ctx, set, nil); err != nil {
 		return "", fmt.Errorf("set up and enable the volume plugin (its log: `docker dockbridge ssh -- journalctl -u docker`): %w", err)
 	}

@@ -19,6 +19,11 @@ func (e *ExitError) Error() string {
 // SSH runs the system ssh with the environment's own config (pinned host key, our key,
 // the shared connection): a shell when args is empty, else the command.
 func SSH(ctx context.Context, p Paths, env string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return NodeSSH(ctx, p, env, 1, args, stdin, stdout, stderr)
+}
+
+// NodeSSH is SSH to node n of the environment (1: its first or only server).
+func NodeSSH(ctx context.Context, p Paths, env string, n int, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := ValidateEnvName(env); err != nil {
 		return err
 	}
@@ -28,7 +33,7 @@ func SSH(ctx context.Context, p Paths, env string, args []string, stdin io.Reade
 	if _, err := exec.LookPath("ssh"); err != nil {
 		return errors.New("the OpenSSH client (ssh) is not installed: install it (apt-get install openssh-client), docker's ssh contexts need it too")
 	}
-	cmd := SSHCommand(ctx, p, env, args...)
+	cmd := NodeSSHCommand(ctx, p, env, n, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	err := cmd.Run()
 	var exit *exec.ExitError
@@ -36,7 +41,7 @@ func SSH(ctx context.Context, p Paths, env string, args []string, stdin io.Reade
 		return &ExitError{Code: exit.ExitCode()}
 	}
 	if err != nil {
-		return fmt.Errorf("ssh %s: %w", SSHAlias(env), err)
+		return fmt.Errorf("ssh %s: %w", NodeAlias(env, n), err)
 	}
 	return nil
 }

@@ -28,8 +28,16 @@ import (
 // Everything that changes (the address after each up, a future local wake-up proxy)
 // stays in our own file, so the context itself never has to change.
 
-// SSHAlias is the Host name ssh and the docker context use for an environment.
+// SSHAlias is the Host name ssh and the docker context use for an environment (its node 1).
 func SSHAlias(env string) string { return "dockbridge-" + env }
+
+// NodeAlias is the Host name of node n of an environment: SSHAlias for node 1.
+func NodeAlias(env string, n int) string {
+	if n <= 1 {
+		return SSHAlias(env)
+	}
+	return fmt.Sprintf("dockbridge-%s-node%d", env, n)
+}
 
 // ContextName is the docker context of an environment.
 func ContextName(env string) string {
@@ -66,9 +74,10 @@ func (p Paths) ControlPath(h SSHHost) string {
 	return filepath.Join(dir, sha256Hex(fmt.Sprintf("%s\x00%s\x00%d\x00%s\x00%s", h.Env, h.Addr, h.Port, h.User, h.HostKey))[:24])
 }
 
-// SSHHost is what an environment's ssh_config says about the server.
+// SSHHost is what an environment's ssh_config says about one server (node).
 type SSHHost struct {
 	Env     string
+	Node    int    // 0 or 1: the environment's first (or only) server
 	Addr    string // IPv4 or host name
 	Port    int
 	User    string
@@ -78,26 +87,44 @@ type SSHHost struct {
 	NoControlMaster bool
 }
 
-// WriteSSHConfig writes the environment's known_hosts and ssh_config (0600).
-func WriteSSHConfig(p Paths, h SSHHost) error {
-	alias := SSHAlias(h.Env)
-	known := fmt.Sprintf("%s %s\n", alias, strings.Join(strings.Fields(h.HostKey)[:2], " "))
-	if err := writePrivate(p.KnownHostsFile(h.Env), []byte(known)); err != nil {
-		return err
+// WriteSSHConfig writes the environment's known_hosts and ssh_config (0600): one Host block
+// and one pinned key per server (node), all of one environment.
+func WriteSSHConfig(p Paths, hosts ...SSHHost) error {
+	if len(hosts) == 0 {
+		return errors.New("write ssh config: no host")
 	}
-	if cp := p.ControlPath(h); cp != "" {
-		if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
-			return fmt.Errorf("create ssh control directory: %w", err)
+	env := hosts[0].Env
+	var known bytes.Buffer
+	for _, h := range hosts {
+		if h.Env != env {
+			return fmt.Errorf("write ssh config: hosts of environments %q and %q in one file", env, h.Env)
+		}
+		fmt.Fprintf(&known, "%s %s\n", NodeAlias(h.Env, h.Node), strings.Join(strings.Fields(h.HostKey)[:2], " "))
+		if cp := p.ControlPath(h); cp != "" {
+			if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
+				return fmt.Errorf("create ssh control directory: %w", err)
+			}
 		}
 	}
-	return writePrivate(p.SSHConfigFile(h.Env), p.renderSSHConfig(h))
+	if err := writePrivate(p.KnownHostsFile(env), known.Bytes()); err != nil {
+		return err
+	}
+	return writePrivate(p.SSHConfigFile(env), p.renderSSHConfig(hosts...))
 }
 
-// renderSSHConfig is the text of an environment's ssh_config.
-func (p Paths) renderSSHConfig(h SSHHost) []byte {
+// renderSSHConfig is the text of an environment's ssh_config: a Host block per server.
+func (p Paths) renderSSHConfig(hosts ...SSHHost) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Written by `docker dockbridge up` for environment %q; rewritten on every up, do not edit.\n", h.Env)
-	fmt.Fprintf(&b, "Host %s\n", SSHAlias(h.Env))
+	fmt.Fprintf(&b, "# Written by `docker dockbridge up` for environment %q; rewritten on every up, do not edit.\n", hosts[0].Env)
+	for _, h := range hosts {
+		p.hostBlock(&b, h)
+	}
+	return b.Bytes()
+}
+
+func (p Paths) hostBlock(b *bytes.Buffer, h SSHHost) {
+	alias := NodeAlias(h.Env, h.Node)
+	fmt.Fprintf(b, "Host %s\n", alias)
 	kv := [][2]string{
 		{"HostName", h.Addr},
 		{"Port", strconv.Itoa(h.Port)},
@@ -105,7 +132,7 @@ func (p Paths) renderSSHConfig(h SSHHost) []byte {
 		{"IdentityFile", p.sshPath(h.KeyFile)},
 		{"IdentitiesOnly", "yes"},
 		// The pinned key: the only known_hosts file, looked up by alias, never updated.
-		{"HostKeyAlias", SSHAlias(h.Env)},
+		{"HostKeyAlias", alias},
 		{"UserKnownHostsFile", p.sshPath(p.KnownHostsFile(h.Env))},
 		{"GlobalKnownHostsFile", "/dev/null"},
 		{"StrictHostKeyChecking", "yes"},
@@ -128,9 +155,8 @@ func (p Paths) renderSSHConfig(h SSHHost) []byte {
 		[2]string{"LogLevel", "ERROR"},
 	)
 	for _, e := range kv {
-		fmt.Fprintf(&b, "  %s %s\n", e[0], e[1])
+		fmt.Fprintf(b, "  %s %s\n", e[0], e[1])
 	}
-	return b.Bytes()
 }
 
 func quoteSSH(s string) string {
@@ -205,7 +231,12 @@ func EnsureInclude(p Paths) (bool, error) {
 // SSHCommand returns an `ssh` command that uses only the environment's config file
 // (so it works even without the Include line) for alias and args.
 func SSHCommand(ctx context.Context, p Paths, env string, args ...string) *exec.Cmd {
-	a := append([]string{"-F", p.SSHConfigFile(env), "--", SSHAlias(env)}, args...)
+	return NodeSSHCommand(ctx, p, env, 1, args...)
+}
+
+// NodeSSHCommand is SSHCommand for node n of the environment.
+func NodeSSHCommand(ctx context.Context, p Paths, env string, n int, args ...string) *exec.Cmd {
+	a := append([]string{"-F", p.SSHConfigFile(env), "--", NodeAlias(env, n)}, args...)
 	return exec.CommandContext(ctx, "ssh", a...)
 }
 
@@ -220,8 +251,13 @@ func StopControlMaster(ctx context.Context, p Paths, env string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", "-F", p.SSHConfigFile(env), "-O", "exit", SSHAlias(env))
-	_ = cmd.Run()
+	b, _ := os.ReadFile(p.SSHConfigFile(env))
+	for _, line := range strings.Split(string(b), "\n") {
+		if alias, ok := strings.CutPrefix(line, "Host "); ok {
+			cmd := exec.CommandContext(ctx, "ssh", "-F", p.SSHConfigFile(env), "-O", "exit", strings.TrimSpace(alias))
+			_ = cmd.Run()
+		}
+	}
 }
 
 // SSHOptions reads back the options WriteSSHConfig wrote for env's host (its `Host` block only,

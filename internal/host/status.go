@@ -23,7 +23,10 @@ type Status struct {
 	Health  string        `json:"health_last_line,omitempty"`
 	// Backups is every volume's backup state on the server (its schedules), when it has any.
 	Backups *schedule.Status `json:"backups,omitempty"`
-	Notes   []string         `json:"notes,omitempty"`
+	// Nodes are the servers of a multi-server environment (Swarm); Server and Volume are then
+	// node 1's (the manager the context uses).
+	Nodes []NodeStatus `json:"nodes,omitempty"`
+	Notes []string     `json:"notes,omitempty"`
 }
 
 // ServerStatus describes the running server and what it costs.
@@ -73,15 +76,31 @@ func GetStatus(ctx context.Context, d *Deps, env string) (res *Status, err error
 	if err != nil {
 		return res, err
 	}
-	if len(vols) >= 1 {
-		v := vols[0]
-		res.Volume = &VolumeStatus{ID: v.ID, Name: v.Name, SizeGB: v.SizeGB, Location: v.Location, AttachedTo: v.ServerID}
+	node1 := func(l map[string]string) bool { n, err := nodeOf(l); return err == nil && n == 1 }
+	for _, v := range vols {
+		if node1(v.Labels) {
+			res.Volume = &VolumeStatus{ID: v.ID, Name: v.Name, SizeGB: v.SizeGB, Location: v.Location, AttachedTo: v.ServerID}
+		}
+		if v.Labels[LabelSwarm] != "" && res.Nodes == nil {
+			var notes []string
+			res.Nodes, notes = nodeStatuses(ctx, d, env, servers, vols)
+			res.Notes = append(res.Notes, notes...)
+		}
 	}
-	if len(servers) == 0 {
-		res.Notes = append(res.Notes, "no server: nothing is billed for compute; `docker dockbridge up"+nameFlag(env)+"` starts one")
+	var s *hetzner.Server
+	for _, srv := range servers {
+		if node1(srv.Labels) {
+			s = srv
+		}
+	}
+	if s == nil {
+		note := "no server: nothing is billed for compute; `docker dockbridge up" + nameFlag(env) + "` starts one"
+		if len(servers) > 0 {
+			note = "node 1 has no server"
+		}
+		res.Notes = append(res.Notes, note)
 		return res, nil
 	}
-	s := servers[0]
 	now := d.Now()
 	up := now.Sub(s.Created)
 	if up < 0 {

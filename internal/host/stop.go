@@ -245,19 +245,17 @@ func runServerStop(ctx context.Context, d *Deps, env string, s *hetzner.Server, 
 // keys pinned for it (the state must be this server's: its label names the key it was created
 // with).
 func serverTarget(d *Deps, env string, s *hetzner.Server) (Target, error) {
-	st, err := loadState(d.Paths, env)
+	es, err := loadState(d.Paths, env)
 	if err != nil {
 		return Target{}, err
 	}
-	if st.HostKey == "" {
-		return Target{}, errors.New("no pinned host key for this server on this machine")
+	st := es.pinnedFor(s)
+	if st == nil {
+		return Target{}, fmt.Errorf("no host key pinned on this machine is that of server %d", s.ID)
 	}
 	hk, next, err := st.pins()
 	if err != nil {
 		return Target{}, err
-	}
-	if created, err := ParseAuthorizedKey(st.createdWith()); err != nil || s.Labels[LabelHostKey] != HostKeyLabel(created) {
-		return Target{}, fmt.Errorf("the host keys pinned on this machine are not those of server %d", s.ID)
 	}
 	path := d.Config.SSHKey
 	if path == "" {

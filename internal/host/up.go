@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -28,34 +29,69 @@ type UpOptions struct {
 	Use       bool // make the context the current one
 	// Force deletes a broken server it replaces without stopping it: a power cut (ForceRisk).
 	Force bool
+	// Nodes, when > 0, makes the environment a Docker Swarm of that many servers (nodes); 0
+	// keeps the number it has (1 for a new environment, without Swarm).
+	Nodes int
+	// Managers is the number of Swarm managers (odd; 0 keeps it, 1 for a new swarm).
+	Managers int
 }
 
 // UpResult is what `up` reports.
 type UpResult struct {
 	Env string `json:"env"`
 	// Agent says what the laptop agent does (port forwards, shared folders); the CLI fills it.
-	Agent         string          `json:"agent,omitempty"`
-	Context       string          `json:"context"`
-	ServerID      int64           `json:"server_id"`
-	ServerName    string          `json:"server_name"`
-	IPv4          string          `json:"ipv4"`
-	ServerType    string          `json:"server_type"`
-	Location      string          `json:"location"`
-	VolumeID      int64           `json:"volume_id"`
-	VolumeName    string          `json:"volume_name"`
-	VolumeSizeGB  int             `json:"volume_size_gb"`
-	ServerCreated bool            `json:"server_created"`
-	UsedContext   bool            `json:"used_context"`
-	SSHInclude    bool            `json:"ssh_config_include_added"`
-	Steps         []ui.StepResult `json:"steps"`
-	Warnings      []string        `json:"warnings,omitempty"`
-	Seconds       float64         `json:"seconds"`
+	Agent         string `json:"agent,omitempty"`
+	Context       string `json:"context"`
+	ServerID      int64  `json:"server_id"`
+	ServerName    string `json:"server_name"`
+	IPv4          string `json:"ipv4"`
+	ServerType    string `json:"server_type"`
+	Location      string `json:"location"`
+	VolumeID      int64  `json:"volume_id"`
+	VolumeName    string `json:"volume_name"`
+	VolumeSizeGB  int    `json:"volume_size_gb"`
+	ServerCreated bool   `json:"server_created"`
+	UsedContext   bool   `json:"used_context"`
+	SSHInclude    bool   `json:"ssh_config_include_added"`
+	// Nodes are the servers of a multi-server environment (Swarm), node 1 first.
+	Nodes    []NodeUp        `json:"nodes,omitempty"`
+	Managers int             `json:"managers,omitempty"`
+	Steps    []ui.StepResult `json:"steps"`
+	Warnings []string        `json:"warnings,omitempty"`
+	Seconds  float64         `json:"seconds"`
+}
+
+// NodeUp is one node as `up` left it.
+type NodeUp struct {
+	Node          int    `json:"node"`
+	Role          string `json:"role"`
+	ServerID      int64  `json:"server_id"`
+	ServerName    string `json:"server_name"`
+	IPv4          string `json:"ipv4"`
+	PrivateIP     string `json:"private_ip"`
+	VolumeID      int64  `json:"volume_id"`
+	VolumeName    string `json:"volume_name"`
+	ServerCreated bool   `json:"server_created"`
 }
 
 var defaultAllowFrom = []string{"0.0.0.0/0", "::/0"}
 
+// upNode is one node while up brings it up.
+type upNode struct {
+	*plannedNode
+	st      *nodeState
+	srv     *hetzner.Server
+	created bool
+	remote  Remote
+}
+
 // Up brings an environment up, creating only what is missing. Run twice, the second run
-// changes nothing and spends one GET per resource (key, firewall, volume, server).
+// changes nothing and spends one GET per kind of resource (key, firewall, volumes, servers, and
+// for a multi-server environment the network).
+//
+// A multi-server environment (Nodes > 0, or one that has nodes) is a Docker Swarm: every node is
+// made as a single server is, in turn (their servers boot meanwhile), attached to the private
+// network at its fixed address, and then the swarm is formed, joined or repaired.
 func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	d.defaults()
 	d.newType, d.warnings = newServerType{}, nil
@@ -85,144 +121,128 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		res.Seconds = d.Now().Sub(start).Seconds()
 		err = d.explainAPI(err)
 	}()
-	if st.ServerID == 0 {
+
+	// 1. The data volumes say which nodes the environment has.
+	vols, err := d.API.Volumes(ctx, selector(o.Env, RoleDataRoot))
+	if err != nil {
+		return res, err
+	}
+	plan, err := planNodes(o.Env, vols, o.Nodes, o.Managers)
+	if err != nil {
+		return res, err
+	}
+	swarm := plan[0].Role != ""
+	nodes := make([]*upNode, len(plan))
+	newServer := false
+	for i, p := range plan {
+		nodes[i] = &upNode{plannedNode: p, st: st.node(p.N)}
+		newServer = newServer || nodes[i].st.ServerID == 0
+		if p.Role == SwarmManager {
+			res.Managers++
+		}
+	}
+	if newServer {
 		// A new server is likely: its type is chosen (or refused) before anything is created.
 		if _, err := d.serverTypeFor(ctx, d.Config.Location); err != nil {
 			return res, err
 		}
 	}
 
-	// 1. The user's key.
+	// 2. The user's key.
 	userKey, err := ensureUserKey(ctx, d, o.Env)
 	if err != nil {
 		return res, err
 	}
-	// 2. The firewall.
+	// 3. The firewall (port 22 only: Swarm's ports are on the private network, which Hetzner's
+	// firewalls do not filter and the public interface never carries).
 	fw, err := ensureFirewall(ctx, d, o.Env, o.AllowFrom)
 	if err != nil {
 		return res, err
 	}
-	// 3. The data volume.
-	vol, err := ensureVolume(ctx, d, o.Env)
-	if err != nil {
-		return res, err
-	}
-	res.VolumeID, res.VolumeName, res.VolumeSizeGB = vol.ID, vol.Name, vol.SizeGB
-
-	// 4-6. The server: adopted when it exists (with the pinned key), else created.
-	srv, created, err := ensureServer(ctx, d, o.Env, &st, userKey.key, fw, vol, o.Force)
-	if err != nil {
-		return res, err
-	}
-	res.ServerCreated = created
-	if st.addServer(srv.ID) {
-		if err := saveState(d.Paths, o.Env, st); err != nil {
-			return res, &ServerRunningError{Env: o.Env, Server: srv, Err: err}
+	// 4. The private network of a swarm.
+	var network *hetzner.Network
+	if swarm {
+		loc := d.Config.Location
+		for _, p := range plan {
+			if p.Vol != nil {
+				loc = p.Vol.Location // the servers go where the volumes are
+				break
+			}
+		}
+		if network, err = ensureNetwork(ctx, d, o.Env, loc); err != nil {
+			return res, err
 		}
 	}
-	res.ServerID, res.ServerName, res.IPv4, res.ServerType, res.Location = srv.ID, srv.Name, srv.IPv4, srv.ServerType, srv.Location
-	// From here on the server exists and is billed: every failure says so.
+	// 5. Every node's data volume and server: adopted when they exist (with the pinned key), else
+	// created; the server on the private network at its node's address.
+	servers, err := d.API.Servers(ctx, selector(o.Env, RoleServer))
+	if err != nil {
+		return res, err
+	}
+	var billed []*hetzner.Server
+	// From the first server on, every failure says which servers exist and are billed.
 	defer func() {
-		if err != nil && !errors.As(err, new(*ServerRunningError)) {
+		if err != nil && len(billed) > 0 && !errors.As(err, new(*ServerRunningError)) {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("up was interrupted: %w", err)
 			}
-			err = &ServerRunningError{Env: o.Env, Server: srv, Err: d.explainAPI(err)}
+			err = &ServerRunningError{Env: o.Env, Server: billed[0], More: billed[1:], Err: d.explainAPI(err)}
+		}
+	}()
+	for _, n := range nodes {
+		if n.Vol, err = ensureVolume(ctx, d, o.Env, n.plannedNode); err != nil {
+			return res, err
+		}
+		if n.srv, n.created, err = ensureServer(ctx, d, o.Env, &st, n, servers, userKey.key, fw, o.Force); err != nil {
+			return res, err
+		}
+		billed = append(billed, n.srv)
+		if st.addServer(n.srv.ID) {
+			if err := saveState(d.Paths, o.Env, st); err != nil {
+				return res, err
+			}
+		}
+		if network != nil {
+			if err := ensureOnNetwork(ctx, d, n, network); err != nil {
+				return res, err
+			}
+		}
+	}
+	first := nodes[0]
+	res.ServerID, res.ServerName, res.IPv4, res.ServerType, res.Location = first.srv.ID, first.srv.Name, first.srv.IPv4, first.srv.ServerType, first.srv.Location
+	res.VolumeID, res.VolumeName, res.VolumeSizeGB = first.Vol.ID, first.Vol.Name, first.Vol.SizeGB
+	res.ServerCreated = first.created
+	defer func() {
+		for _, n := range nodes {
+			if n.remote != nil {
+				n.remote.Close()
+			}
 		}
 	}()
 
-	// 7. SSH with the pinned host key, cloud-init, the user-data's host key retired, Docker's
-	// root dir on the volume.
-	hostKey, nextKey, err := st.pins()
-	if err != nil {
-		return res, err
-	}
-	target := Target{Addr: d.sshAddr(srv.IPv4), User: d.SSHUser, Signer: userKey.kp.Signer, HostKey: hostKey, NextHostKey: nextKey}
-	step := d.Progress.Start(fmt.Sprintf("Waiting for SSH on %s (pinned host key %s)", target.Addr, shortFP(hostKey)))
-	sshCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
-	remote, err := WaitForSSH(sshCtx, d.Dial, target, d.SSHPoll)
-	cancel()
-	step.End(&err)
-	if err != nil {
-		return res, err
-	}
-	defer func() { remote.Close() }()
-
-	step = d.Progress.Start("Waiting for cloud-init to finish the setup")
-	ciCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
-	err = waitCloudInit(ciCtx, remote)
-	cancel()
-	step.End(&err)
-	if err != nil {
-		return res, err
-	}
-
-	if st.CreatedHostKey == "" {
-		step = d.Progress.Start("Replacing the host key of the user-data (the metadata service serves it)")
-		remote, err = rotateHostKey(ctx, d, o.Env, &st, remote, target)
-		if k, perr := ParseAuthorizedKey(st.HostKey); err == nil && perr == nil {
-			step.Note("pinned the server's new key %s", shortFP(k))
-		}
-		step.End(&err)
-		if err != nil {
+	// 6. Each node: SSH with the pinned host key, cloud-init, the user-data's host key retired,
+	// Docker's root dir on the volume, the hetzner volume plugin.
+	for _, n := range nodes {
+		if err := finishNode(ctx, d, o, &st, n, userKey, plugin, swarm); err != nil {
 			return res, err
 		}
 	}
 
-	step = d.Progress.Start("Checking that Docker's root dir is on the data volume")
-	facts, err := verifyRootDir(ctx, remote, vol.ID)
-	if err == nil {
-		step.Note("%s on %s", facts.RootDir, facts.Device)
-		err = recordFSUUID(ctx, d, vol, facts.FSUUID)
-	}
-	step.End(&err)
-	if err != nil {
-		return res, err
-	}
-
-	// 8. The hetzner volume plugin.
-	if o.NoVolumePlugin {
-		step = d.Progress.Start("Volume plugin")
-		step.Note("skipped (--no-volume-plugin)")
-		step.Done()
-	} else {
-		step = d.Progress.Start("Installing the hetzner volume plugin")
-		note, perr := installPlugin(ctx, remote, plugin, d.Config.Token, d.Config.PluginEndpoint)
-		err = perr
-		step.Note("%s", note)
-		step.End(&err)
-		if err != nil {
+	// 7. The swarm: formed, joined, repaired.
+	if swarm {
+		if err := formSwarm(ctx, d, o.Env, &st, nodes); err != nil {
 			return res, err
 		}
 	}
 
-	// 9. Scheduled backups: the timer lives on the server's own disk, the schedules on the
-	// data volume; a new server gets the timer again here.
-	step = d.Progress.Start("Backup schedules")
-	note, err := ensureBackupTimer(ctx, remote, o.PluginDir)
-	if err != nil {
-		// The server works without its backup timer: say so loudly, do not fail up.
-		d.warnings = append(d.warnings, fmt.Sprintf("the backup schedules on the data volume are NOT running on this server: %v (run up again, or `docker dockbridge backup schedule ls%s`)", err, nameFlag(o.Env)))
-		note = "NOT installed: " + err.Error()
-		err = nil
-	}
-	step.Note("%s", note)
-	step.Done()
-
-	// 10. The server end of the laptop agent: port forwards, shared folders, the bind check.
-	step = d.Progress.Start("Port forwards and shared folders: the server's side")
-	lnote, lerr := installLinkServer(ctx, remote, o.PluginDir)
-	err = lerr
-	step.Note("%s", lnote)
-	step.End(&err)
-	if err != nil {
-		return res, err
-	}
-
-	// 11. SSH config and docker context.
-	step = d.Progress.Start(fmt.Sprintf("Docker context %s", res.Context))
+	// 8. SSH config and docker context (node 1: a manager).
+	step := d.Progress.Start(fmt.Sprintf("Docker context %s", res.Context))
 	err = func() error {
-		if err := WriteSSHConfig(d.Paths, SSHHost{Env: o.Env, Addr: srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: st.HostKey}); err != nil {
+		var hosts []SSHHost
+		for _, n := range nodes {
+			hosts = append(hosts, SSHHost{Env: o.Env, Node: n.N, Addr: n.srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: n.st.HostKey})
+		}
+		if err := WriteSSHConfig(d.Paths, hosts...); err != nil {
 			return err
 		}
 		added, err := EnsureInclude(d.Paths)
@@ -254,11 +274,109 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	st.ServerID, st.ServerIPv4, st.SSHPort = srv.ID, srv.IPv4, d.SSHPort
+	for _, n := range nodes {
+		n.st.ServerID, n.st.ServerIPv4, n.st.SSHPort = n.srv.ID, n.srv.IPv4, d.SSHPort
+		if swarm {
+			res.Nodes = append(res.Nodes, NodeUp{Node: n.N, Role: n.Role, ServerID: n.srv.ID, ServerName: n.srv.Name, IPv4: n.srv.IPv4,
+				PrivateIP: nodeIP(n.N), VolumeID: n.Vol.ID, VolumeName: n.Vol.Name, ServerCreated: n.created})
+		}
+	}
 	if err := saveState(d.Paths, o.Env, st); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// finishNode waits for a node's server (SSH with the pinned key, cloud-init), retires the
+// user-data's host key, checks Docker's root dir is on the data volume and installs the volume
+// plugin. The connection stays open in n.remote.
+func finishNode(ctx context.Context, d *Deps, o UpOptions, st *envState, n *upNode, userKey *userKey, plugin pluginSource, swarm bool) (err error) {
+	on := ""
+	if swarm {
+		on = fmt.Sprintf(" (node %d)", n.N)
+	}
+	hostKey, nextKey, err := n.st.pins()
+	if err != nil {
+		return err
+	}
+	target := Target{Addr: d.sshAddr(n.srv.IPv4), User: d.SSHUser, Signer: userKey.kp.Signer, HostKey: hostKey, NextHostKey: nextKey}
+	step := d.Progress.Start(fmt.Sprintf("Waiting for SSH on %s%s (pinned host key %s)", target.Addr, on, shortFP(hostKey)))
+	sshCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
+	n.remote, err = WaitForSSH(sshCtx, d.Dial, target, d.SSHPoll)
+	cancel()
+	step.End(&err)
+	if err != nil {
+		return err
+	}
+
+	step = d.Progress.Start("Waiting for cloud-init to finish the setup" + on)
+	ciCtx, cancel := context.WithTimeout(ctx, d.BootTimeout)
+	err = waitCloudInit(ciCtx, n.remote)
+	cancel()
+	step.End(&err)
+	if err != nil {
+		return err
+	}
+
+	if n.st.CreatedHostKey == "" {
+		step = d.Progress.Start("Replacing the host key of the user-data (the metadata service serves it)" + on)
+		n.remote, err = rotateHostKey(ctx, d, o.Env, st, n.st, n.remote, target)
+		if k, perr := ParseAuthorizedKey(n.st.HostKey); err == nil && perr == nil {
+			step.Note("pinned the server's new key %s", shortFP(k))
+		}
+		step.End(&err)
+		if err != nil {
+			return err
+		}
+	}
+
+	step = d.Progress.Start("Checking that Docker's root dir is on the data volume" + on)
+	facts, err := verifyRootDir(ctx, n.remote, n.Vol.ID)
+	if err == nil {
+		step.Note("%s on %s", facts.RootDir, facts.Device)
+		err = recordFSUUID(ctx, d, n.Vol, facts.FSUUID)
+	}
+	step.End(&err)
+	if err != nil {
+		return err
+	}
+
+	if o.NoVolumePlugin {
+		step = d.Progress.Start("Volume plugin" + on)
+		step.Note("skipped (--no-volume-plugin)")
+		step.Done()
+	} else {
+		step = d.Progress.Start("Installing the hetzner volume plugin" + on)
+		// On a swarm's nodes hetzner volumes follow their services: detached when their last
+		// container on a node stops, so another node may take them (the plugin's fence).
+		note, perr := installPlugin(ctx, n.remote, plugin, d.Config.Token, d.Config.PluginEndpoint, swarm)
+		err = perr
+		step.Note("%s", note)
+		step.End(&err)
+		if err != nil {
+			return err
+		}
+	}
+
+	// Scheduled backups: the timer lives on the server's own disk, the schedules on the data
+	// volume; a new server gets the timer again here.
+	step = d.Progress.Start("Backup schedules" + on)
+	note, err := ensureBackupTimer(ctx, n.remote, o.PluginDir)
+	if err != nil {
+		// The server works without its backup timer: say so loudly, do not fail up.
+		d.warnings = append(d.warnings, fmt.Sprintf("the backup schedules on the data volume%s are NOT running on this server: %v (run up again, or `docker dockbridge backup schedule ls%s`)", on, err, nameFlag(o.Env)))
+		note = "NOT installed: " + err.Error()
+	}
+	step.Note("%s", note)
+	step.Done()
+
+	// The server end of the laptop agent: port forwards, shared folders, the bind check.
+	step = d.Progress.Start("Port forwards and shared folders: the server's side" + on)
+	lnote, lerr := installLinkServer(ctx, n.remote, o.PluginDir)
+	err = lerr
+	step.Note("%s", lnote)
+	step.End(&err)
+	return err
 }
 
 type userKey struct {
@@ -366,32 +484,37 @@ func ensureFirewall(ctx context.Context, d *Deps, env string, allowFrom []string
 	return fw, nil
 }
 
-func ensureVolume(ctx context.Context, d *Deps, env string) (_ *hetzner.Volume, err error) {
-	step := d.Progress.Start("Data volume for /var/lib/docker")
+// ensureVolume finds node p's data volume (p.Vol, from the list up read) or creates it, and
+// brings its node labels up to date (a single server that becomes a swarm's node 1, a changed
+// role).
+func ensureVolume(ctx context.Context, d *Deps, env string, p *plannedNode) (_ *hetzner.Volume, err error) {
+	title := "Data volume for /var/lib/docker"
+	if p.Role != "" {
+		title += fmt.Sprintf(" (node %d, %s)", p.N, p.Role)
+	}
+	step := d.Progress.Start(title)
 	defer step.End(&err)
-	vols, err := d.API.Volumes(ctx, selector(env, RoleDataRoot))
-	if err != nil {
-		return nil, err
-	}
-	if len(vols) > 1 {
-		return nil, fmt.Errorf("%d volumes carry the labels of environment %q's data volume (ids %v): dockbridge won't guess which one holds your data; remove the label %s from all but one", len(vols), env, ids(vols, func(v *hetzner.Volume) int64 { return v.ID }), LabelRole)
-	}
-	if len(vols) == 1 {
-		v := vols[0]
-		if !ours(v.Labels, env, RoleDataRoot) {
-			return nil, fmt.Errorf("volume %d does not carry our labels: refusing to use it", v.ID)
-		}
+	want := nodeLabels(env, RoleDataRoot, p.N, p.Role)
+	if v := p.Vol; v != nil {
 		if v.Location != d.Config.Location {
 			d.Progress.Printf("note: the data volume is in %s, so the server goes there too (not %s)\n", v.Location, d.Config.Location)
+		}
+		if v.Labels[LabelNode] != want[LabelNode] || v.Labels[LabelSwarm] != want[LabelSwarm] {
+			l := maps.Clone(v.Labels)
+			maps.Copy(l, want)
+			if v, err = d.API.SetVolumeLabels(ctx, v.ID, l); err != nil {
+				return nil, fmt.Errorf("label the data volume %d as node %d (%s): %w", p.Vol.ID, p.N, p.Role, err)
+			}
 		}
 		step.Note("%q (id %d, %d GB, %s)", v.Name, v.ID, v.SizeGB, v.Location)
 		return v, nil
 	}
+	name := nodeVolumeName(env, p.N)
 	v, err := d.API.CreateVolume(ctx, hetzner.VolumeSpec{
-		Name: volumeName(env), SizeGB: d.Config.VolumeSizeGB, Location: d.Config.Location, Labels: labels(env, RoleDataRoot),
+		Name: name, SizeGB: d.Config.VolumeSizeGB, Location: d.Config.Location, Labels: want,
 	})
 	if errors.Is(err, hetzner.ErrAlreadyExists) {
-		return nil, fmt.Errorf("a volume named %q exists without dockbridge's labels: dockbridge never adopts a volume it did not make (it could hold someone's data); rename or delete it, or use another --name: %w", volumeName(env), err)
+		return nil, fmt.Errorf("a volume named %q exists without dockbridge's labels: dockbridge never adopts a volume it did not make (it could hold someone's data); rename or delete it, or use another --name: %w", name, err)
 	}
 	if err != nil {
 		return nil, err
@@ -400,23 +523,30 @@ func ensureVolume(ctx context.Context, d *Deps, env string) (_ *hetzner.Volume, 
 	return v, nil
 }
 
-// ensureServer finds the environment's server or creates it with a fresh host key, pinned in
-// st before the create request.
-func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *hetzner.SSHKey, fw *hetzner.Firewall, vol *hetzner.Volume, force bool) (srv *hetzner.Server, created bool, err error) {
-	step := d.Progress.Start("Server")
+// ensureServer finds node n's server among the environment's servers or creates it with a
+// fresh host key, pinned in the state before the create request.
+func ensureServer(ctx context.Context, d *Deps, env string, es *envState, n *upNode, all []*hetzner.Server, key *hetzner.SSHKey, fw *hetzner.Firewall, force bool) (srv *hetzner.Server, created bool, err error) {
+	title := "Server"
+	if n.Role != "" {
+		title = fmt.Sprintf("Server (node %d)", n.N)
+	}
+	step := d.Progress.Start(title)
 	defer step.End(&err)
-	servers, err := d.API.Servers(ctx, selector(env, RoleServer))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(servers) > 1 {
-		return nil, false, fmt.Errorf("%d servers carry the labels of environment %q (ids %v): delete the extra ones in the Hetzner console", len(servers), env, ids(servers, func(s *hetzner.Server) int64 { return s.ID }))
-	}
-	if len(servers) == 1 {
-		s := servers[0]
+	st, vol := n.st, n.Vol
+	var servers []*hetzner.Server
+	for _, s := range all {
 		if !ours(s.Labels, env, RoleServer) {
 			return nil, false, fmt.Errorf("server %d does not carry our labels: refusing to use it", s.ID)
 		}
+		if num, err := nodeOf(s.Labels); err == nil && num == n.N {
+			servers = append(servers, s)
+		}
+	}
+	if len(servers) > 1 {
+		return nil, false, fmt.Errorf("%d servers carry the labels of environment %q's node %d (ids %v): delete the extra ones in the Hetzner console", len(servers), env, n.N, ids(servers, func(s *hetzner.Server) int64 { return s.ID }))
+	}
+	if len(servers) == 1 {
+		s := servers[0]
 		var createdWith ssh.PublicKey
 		if st.HostKey != "" {
 			createdWith, _ = ParseAuthorizedKey(st.createdWith())
@@ -461,22 +591,26 @@ func ensureServer(ctx context.Context, d *Deps, env string, st *envState, key *h
 	}
 	st.forgetServer()
 	st.HostKey = hk.Public
-	if err := saveState(d.Paths, env, *st); err != nil {
+	if err := saveState(d.Paths, env, *es); err != nil {
 		return nil, false, err
 	}
-	userData, err := cloudinit.Render(cloudinit.Params{
+	params := cloudinit.Params{
 		EnvName:        env,
 		Volume:         cloudinit.Volume{ID: vol.ID, ExpectedUUID: vol.Labels[LabelFSUUID]},
 		AuthorizedKeys: []string{key.PublicKey},
 		HostKeys:       []cloudinit.HostKey{hk.CloudInitHostKey()},
-	})
+	}
+	if n.Role != "" {
+		params.PrivateIP = nodeIP(n.N)
+	}
+	userData, err := cloudinit.Render(params)
 	if err != nil {
 		return nil, false, fmt.Errorf("render the user-data: %w", err)
 	}
-	srvLabels := labels(env, RoleServer)
+	srvLabels := nodeLabels(env, RoleServer, n.N, n.Role)
 	srvLabels[LabelHostKey] = HostKeyLabel(hk.Signer.PublicKey())
 	spec := hetzner.ServerSpec{
-		Name: serverName(env), ServerType: serverType, Image: d.Config.Image, Location: vol.Location,
+		Name: nodeServerName(env, n.N), ServerType: serverType, Image: d.Config.Image, Location: vol.Location,
 		SSHKeyIDs: []int64{key.ID}, UserData: string(userData), VolumeIDs: []int64{vol.ID},
 		FirewallIDs: []int64{fw.ID}, Labels: srvLabels,
 	}
@@ -497,7 +631,7 @@ func createFailed(ctx context.Context, d *Deps, env string, s *hetzner.Server, e
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 			defer cancel()
 			if found, lerr := d.API.Servers(lctx, selector(env, RoleServer)); lerr == nil && len(found) > 0 {
-				return &ServerRunningError{Env: env, Server: found[0], Err: err}
+				return &ServerRunningError{Env: env, Server: found[0], More: found[1:], Err: err}
 			} else if lerr == nil {
 				return fmt.Errorf("%w\nNo server was created; run up again", err)
 			}

@@ -1,0 +1,115 @@
+package host
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+)
+
+func dataVol(id int64, node int, role string) *hetzner.Volume {
+	l := labels("e", RoleDataRoot)
+	if node > 0 {
+		l[LabelNode] = fmt.Sprint(node)
+	}
+	if role != "" {
+		l[LabelSwarm] = role
+	}
+	return &hetzner.Volume{ID: id, Name: nodeVolumeName("e", max(node, 1)), Labels: l, Location: "fsn1"}
+}
+
+func describePlan(p []*plannedNode) string {
+	var parts []string
+	for _, n := range p {
+		s := fmt.Sprintf("%d:%s", n.N, n.Role)
+		if n.Vol != nil {
+			s += fmt.Sprintf("(vol %d)", n.Vol.ID)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestPlanNodes(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		vols            []*hetzner.Volume
+		nodes, managers int
+		want            string // or the error's start
+	}{
+		{"new single server", nil, 0, 0, "1:"},
+		{"single server again", []*hetzner.Volume{dataVol(10, 0, "")}, 0, 0, "1:(vol 10)"},
+		{"new swarm of 3", nil, 3, 0, "1:manager 2:worker 3:worker"},
+		{"a single server grows into a swarm", []*hetzner.Volume{dataVol(10, 0, "")}, 3, 0, "1:manager(vol 10) 2:worker 3:worker"},
+		{"plain up keeps the nodes and roles", []*hetzner.Volume{dataVol(10, 1, SwarmManager), dataVol(11, 2, SwarmWorker), dataVol(12, 3, SwarmWorker)}, 0, 0,
+			"1:manager(vol 10) 2:worker(vol 11) 3:worker(vol 12)"},
+		{"plain up keeps three managers", []*hetzner.Volume{dataVol(10, 1, SwarmManager), dataVol(11, 2, SwarmManager), dataVol(12, 3, SwarmManager)}, 0, 0,
+			"1:manager(vol 10) 2:manager(vol 11) 3:manager(vol 12)"},
+		{"--managers 3", nil, 3, 3, "1:manager 2:manager 3:manager"},
+		{"a hole after node rm is kept, new nodes after it", []*hetzner.Volume{dataVol(10, 1, SwarmManager), dataVol(12, 3, SwarmWorker)}, 4, 0,
+			"1:manager(vol 10) 2:worker 3:worker(vol 12) 4:worker"},
+		{"fewer nodes than there are", []*hetzner.Volume{dataVol(10, 1, SwarmManager), dataVol(11, 2, SwarmWorker)}, 1, 0, "error: environment \"e\" has 2 nodes, more than --nodes 1"},
+		{"even managers", nil, 4, 2, "error: --managers 2: use an odd number"},
+		{"more managers than nodes", nil, 1, 3, "error: --managers 3 needs at least 3 nodes"},
+		{"two volumes of one node", []*hetzner.Volume{dataVol(10, 2, SwarmWorker), dataVol(11, 2, SwarmWorker), dataVol(12, 1, SwarmManager)}, 0, 0, "error: volumes 10 and 11 both carry the labels of node 2"},
+		{"too many nodes", nil, 300, 0, "error: --nodes 300"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := planNodes("e", c.vols, c.nodes, c.managers)
+			got := ""
+			if err != nil {
+				got = "error: " + err.Error()
+			} else {
+				got = describePlan(p)
+			}
+			if !strings.HasPrefix(got, c.want) {
+				t.Fatalf("planNodes = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestNodeNamesAndAddresses(t *testing.T) {
+	if got := []string{nodeServerName("e", 1), nodeServerName("e", 2), nodeVolumeName("e", 1), nodeVolumeName("e", 3), NodeAlias("e", 1), NodeAlias("e", 2)}; strings.Join(got, " ") !=
+		"dockbridge-e dockbridge-e-node2 dockbridge-e-data dockbridge-e-node3-data dockbridge-e dockbridge-e-node2" {
+		t.Fatalf("names: %v", got)
+	}
+	for n, want := range map[int]string{1: "10.0.0.2", 2: "10.0.0.3", 250: "10.0.0.251"} {
+		if got := nodeIP(n); got != want || !privateSubnet.Contains(mustAddr(t, got)) {
+			t.Errorf("nodeIP(%d) = %s, want %s in %s", n, got, want, privateSubnet)
+		}
+	}
+}
+
+// TestDownOrder: workers first by number, then managers from the highest number, node 1 last.
+func TestDownOrder(t *testing.T) {
+	srv := func(id int64, node int) *hetzner.Server {
+		l := labels("e", RoleServer)
+		l[LabelNode] = fmt.Sprint(node)
+		return &hetzner.Server{ID: id, Name: nodeServerName("e", node), Labels: l}
+	}
+	vols := []*hetzner.Volume{dataVol(1, 1, SwarmManager), dataVol(2, 2, SwarmManager), dataVol(3, 3, SwarmManager), dataVol(4, 4, SwarmWorker), dataVol(5, 5, SwarmWorker)}
+	got, swarm := downOrder("e", []*hetzner.Server{srv(101, 1), srv(105, 5), srv(102, 2), srv(104, 4), srv(103, 3)}, vols)
+	var ids []int64
+	for _, s := range got {
+		ids = append(ids, s.ID)
+	}
+	if !swarm || fmt.Sprint(ids) != "[104 105 103 102 101]" {
+		t.Fatalf("down order %v (swarm %v), want workers 4, 5, then managers 3, 2, node 1 last", ids, swarm)
+	}
+	single := &hetzner.Server{ID: 9, Labels: labels("e", RoleServer)}
+	if got, swarm := downOrder("e", []*hetzner.Server{single}, []*hetzner.Volume{dataVol(1, 0, "")}); swarm || len(got) != 1 {
+		t.Fatalf("single server: %v, swarm %v", got, swarm)
+	}
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
