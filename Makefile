@@ -71,6 +71,8 @@ setup-arm64: ## setup, plus qemu-user-static and its binfmt_misc registration: a
 .PHONY: test
 test: setup-tests ## run every test: real engine, loop devices, cloud-init, sshd, the simulator (root; restarts dockerd once, at the end)
 	$(GO) test $(TEST_TAGS) -count=1 -timeout 80m ./...
+	@echo "a Docker Swarm of three booted servers (alone: make test-swarm)"
+	DOCKBRIDGE_TEST_SWARM=1 $(GO) test -count=1 -timeout 60m -run '^TestSwarm$$' ./internal/swarmtest/
 	@echo "restarting dockerd under a running container on a hetzner volume (alone: it would disturb the tests above)"
 	DOCKBRIDGE_TEST_DOCKERD_RESTART=1 $(GO) test $(TEST_TAGS) -count=1 -timeout 15m -run '^TestPluginSurvivesDockerdRestart$$' ./internal/volumedriver/integration/
 
@@ -88,7 +90,7 @@ lint: ## go vet, gofmt and go mod tidy must be clean; vet for macOS too, and the
 
 # Each part keeps its targets beside its code; a fragment adds its benchmark to BENCH_TARGETS.
 BENCH_TARGETS :=
--include simimage/simimage.mk plugin/plugin.mk internal/host/host.mk internal/backup/backup.mk internal/boottest/boottest.mk internal/localagent/local.mk
+-include simimage/simimage.mk plugin/plugin.mk internal/host/host.mk internal/backup/backup.mk internal/boottest/boottest.mk internal/localagent/local.mk internal/swarmtest/swarmtest.mk
 
 .PHONY: bench
 bench: ## print every benchmark table (API requests per Docker operation, backup throughput) with ratios against baselines run in the same script
