@@ -320,7 +320,7 @@ func TestScheduledBackupsOnTheHost(t *testing.T) {
 		// A schedule of its own (its own prefix) that never fires by itself: run at fake times,
 		// every 4 days from 2026-01-01 to 2026-03-18, each run applying the retention then.
 		mustEnv(t, "dockbridge", "backup", "schedule", "--name", env, "appdata", "--id", "gfs", "--to", s3.Location("gfs"), "--cron", "0 0 1 1 *",
-			"--keep-daily", "3", "--keep-weekly", "2", "--keep-monthly", "2", "--s3-endpoint", proxy.URL)
+			"--keep-daily", "2", "--keep-weekly", "3", "--keep-monthly", "2", "--s3-endpoint", proxy.URL)
 		t0 := time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)
 		for k := range 20 {
 			now := t0.AddDate(0, 0, 4*k).Format(time.RFC3339)
@@ -331,9 +331,10 @@ func TestScheduledBackupsOnTheHost(t *testing.T) {
 		for _, b := range list {
 			got = append(got, b.Time.Format("01-02"))
 		}
-		// Mar 18 (Wed, week 12) and Mar 14 (Sat, week 11), Mar 10: daily 3; weekly 2: the same two;
+		// daily 2: Mar 18 (Wed) and Mar 14 (Sat); weekly 3: the newest of ISO weeks 12, 11 and 10:
+		// Mar 18, Mar 14 (not Mar 10, also week 11) and Mar 6 (Fri; not Mar 2, the Monday);
 		// monthly 2: Mar 18 and February's newest, Feb 26.
-		if want := "03-18 03-14 03-10 02-26"; strings.Join(got, " ") != want {
+		if want := "03-18 03-14 03-06 02-26"; strings.Join(got, " ") != want {
 			t.Errorf("after 20 runs the bucket holds %v, want %s", got, want)
 		}
 		w.must(t, "dockbridge", "backup", "schedule", "rm", "--name", env, "gfs")
