@@ -417,9 +417,13 @@ func TestScheduledBackupsOnTheHost(t *testing.T) {
 		if r := <-done; r.err == nil {
 			t.Errorf("the killed run succeeded: %s", r)
 		}
-		if ps := w.on(t, env, "ps", "--format", "{{.Names}}").stdout; strings.Contains(ps, "app") {
+		if ps := w.on(t, env, "ps", "--format", "{{.Names}}").stdout; slices.Contains(strings.Fields(ps), "app") {
 			t.Errorf("app is running after the kill: the run had not stopped it yet? %q", ps)
 		}
+		// The killed run's helper ends with its stream (it is never left holding the volume).
+		eventually(t, time.Minute, "the killed run's helper container to end", func() bool {
+			return !strings.Contains(w.on(t, env, "ps", "-a", "--format", "{{.Names}}").stdout, "dockbridge-helper-")
+		})
 		_, after := bucket(t, "e2e")
 		if len(after) != len(before) || after[0].Name != before[0].Name {
 			t.Errorf("the killed backup is listed: before %+v, after %+v", before, after)
