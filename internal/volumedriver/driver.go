@@ -126,32 +126,34 @@ func New(cfg Config) (*Driver, error) {
 	}, nil
 }
 
-// keyedMutex serialises operations on one volume while others proceed.
+// keyedMutex serialises operations on one volume while others proceed. Waiters are served in
+// the order they came (a buffered channel's blocked senders are), so a late Unmount is never
+// overtaken by the next Mount of the same container.
 type keyedMutex struct {
 	mu    sync.Mutex
 	locks map[string]*keyedEntry
 }
 
 type keyedEntry struct {
-	mu    sync.Mutex
+	held  chan struct{} // holds one token while locked
 	users int
 }
 
-func (k *keyedMutex) lock(key string) func() {
+// lock waits for key until ctx ends: a request must not wait past its bound for another
+// operation on the same volume and then carry on after Docker gave up on it.
+func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
 	k.mu.Lock()
 	if k.locks == nil {
 		k.locks = map[string]*keyedEntry{}
 	}
 	e := k.locks[key]
 	if e == nil {
-		e = &keyedEntry{}
+		e = &keyedEntry{held: make(chan struct{}, 1)}
 		k.locks[key] = e
 	}
 	e.users++
 	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
+	leave := func() {
 		k.mu.Lock()
 		e.users--
 		if e.users == 0 {
@@ -159,12 +161,71 @@ func (k *keyedMutex) lock(key string) func() {
 		}
 		k.mu.Unlock()
 	}
+	select {
+	case e.held <- struct{}{}:
+		return func() { <-e.held; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
 }
 
-// ctx makes the context of one Docker request: go-plugins-helpers gives none, and Docker
-// gives up on a volume request after two minutes.
-func (d *Driver) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d.s.RequestTimeout)
+// errVolumeBusy: a request gave up waiting for another operation on the same volume.
+var errVolumeBusy = errors.New("another operation on this volume is still running on this server")
+
+// lockVolume waits, within ctx, for the other operations on volume name here to end. Waiters
+// get the volume in the order they came (keyedMutex is first come, first served).
+func (d *Driver) lockVolume(ctx context.Context, op, name string) (func(), error) {
+	start := time.Now()
+	unlock, err := d.volLock.lock(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s volume %q: %w: gave up after %s, before Docker gives up on the request (%w); nothing was done, run the command again once it has ended",
+			op, name, errVolumeBusy, time.Since(start).Round(time.Second), err)
+	}
+	return unlock, nil
+}
+
+// Docker's own bounds on one request to a volume plugin (moby's volume/drivers/proxy.go, the
+// same from 20.10 to 28): 2 minutes for a Create or a Mount, 1 minute for any other; the
+// plugin must be enabled with a --timeout that does not cut them shorter
+// (dockbridge.PluginEnableTimeout). Docker does not tell the plugin when it gives up, so the
+// plugin answers requestMargin before it does: otherwise it would go on and complete what
+// Docker reported as failed (a Mount then stays counted for a container that never unmounts).
+const (
+	dockerLongRequest  = 2 * time.Minute
+	dockerShortRequest = time.Minute
+	requestMargin      = 10 * time.Second
+	// MaxRequestTimeout is the largest REQUEST_TIMEOUT, the bound of a Create or a Mount.
+	MaxRequestTimeout = dockerLongRequest - requestMargin
+	// shortRequestBound is the most a Get or a Remove may take, and an Unmount's work once
+	// it has the volume (see Unmount for why it waits for the volume without a bound).
+	shortRequestBound = dockerShortRequest - requestMargin
+)
+
+// request kinds, for ctx.
+const (
+	longRequest  = true // Create, Mount
+	shortRequest = false
+)
+
+// ctx makes the context of one Docker request, from its arrival (go-plugins-helpers gives
+// none): REQUEST_TIMEOUT for a Create or a Mount, at most shortRequestBound for any other.
+func (d *Driver) ctx(long bool) (context.Context, context.CancelFunc) {
+	bound := d.s.RequestTimeout
+	if !long {
+		bound = min(bound, shortRequestBound)
+	}
+	return context.WithTimeout(context.Background(), bound)
+}
+
+// outOfTime says, on a request that ran out of its bound, what that means: the plugin
+// stopped waiting, what it asked of Hetzner Cloud may still complete, and a retry picks that
+// up (Create adopts the volume, Mount uses the attachment). Deferred by every request that
+// does work.
+func outOfTime(err *error) {
+	if *err != nil && errors.Is(*err, context.DeadlineExceeded) && !errors.Is(*err, errVolumeBusy) {
+		*err = fmt.Errorf("%w (the plugin stopped waiting at its bound, before Docker's: what it asked of Hetzner Cloud may still complete; run the command again, which takes up what was done)", *err)
+	}
 }
 
 func (d *Driver) api() (Cloud, error) {
@@ -301,9 +362,10 @@ func created(v *VolumeState) string {
 // remembered for a minute.
 func (d *Driver) Get(req *volume.GetRequest) (resp *volume.GetResponse, err error) {
 	defer d.observe("get", time.Now(), &err)
+	defer outOfTime(&err)
 	v := d.get(req.Name)
 	if v == nil {
-		ctx, cancel := d.ctx()
+		ctx, cancel := d.ctx(shortRequest)
 		defer cancel()
 		if v, err = d.discover(ctx, req.Name); err != nil {
 			return nil, err
@@ -400,6 +462,9 @@ func (d *Driver) Path(req *volume.PathRequest) (resp *volume.PathResponse, err e
 // taken by a volume we created for the same Docker name, it adopts it.
 func (d *Driver) Create(req *volume.CreateRequest) (err error) {
 	defer d.observe("create", time.Now(), &err)
+	defer outOfTime(&err)
+	ctx, cancel := d.ctx(longRequest)
+	defer cancel()
 	if err := CheckVolumeName(req.Name); err != nil {
 		return err
 	}
@@ -407,13 +472,14 @@ func (d *Driver) Create(req *volume.CreateRequest) (err error) {
 	if err != nil {
 		return fmt.Errorf("create volume %q: %w", req.Name, err)
 	}
-	unlock := d.volLock.lock(req.Name)
+	unlock, err := d.lockVolume(ctx, "create", req.Name)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	if d.get(req.Name) != nil {
 		return nil
 	}
-	ctx, cancel := d.ctx()
-	defer cancel()
 	cloud, err := d.api()
 	if err != nil {
 		return err

@@ -32,10 +32,14 @@ var (
 // filesystem UUID proves the identity.
 func (d *Driver) Mount(req *volume.MountRequest) (resp *volume.MountResponse, err error) {
 	defer d.observe("mount", time.Now(), &err)
-	unlock := d.volLock.lock(req.Name)
-	defer unlock()
-	ctx, cancel := d.ctx()
+	defer outOfTime(&err)
+	ctx, cancel := d.ctx(longRequest)
 	defer cancel()
+	unlock, err := d.lockVolume(ctx, "mount", req.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	v := d.get(req.Name)
 	if v == nil {
 		if v, err = d.discover(ctx, req.Name); err != nil {
@@ -251,6 +255,7 @@ func mayTakeOver(ctx context.Context, cloud Cloud, h *hetzner.Volume) error {
 
 // waitDevice waits, with DEVICE_WAIT_TIMEOUT as the bound, for the volume's device link.
 func (d *Driver) waitDevice(ctx context.Context, name, dev string) error {
+	request := ctx
 	ctx, cancel := context.WithTimeout(ctx, d.s.DeviceWaitTimeout)
 	defer cancel()
 	t := time.NewTicker(100 * time.Millisecond)
@@ -258,6 +263,9 @@ func (d *Driver) waitDevice(ctx context.Context, name, dev string) error {
 	for !d.devOK(dev) {
 		select {
 		case <-ctx.Done():
+			if request.Err() != nil { // the request's bound came first
+				return fmt.Errorf("mount volume %q: the volume is attached, waiting for %s: %w", name, dev, request.Err())
+			}
 			return fmt.Errorf("mount volume %q: %w: the volume is attached but %s did not appear within %s (DEVICE_WAIT_TIMEOUT); check that the plugin sees the host's /dev and that udev runs, then retry", name, ErrDeviceMissing, dev, d.s.DeviceWaitTimeout)
 		case <-t.C:
 		}
@@ -371,10 +379,27 @@ func modeBits(m uint64) os.FileMode {
 // references that the next start removes, never a reference without a container. An Unmount
 // for a container that never mounted the volume here (its Mount failed, e.g. the fence refused
 // it) changes nothing.
+//
+// Unlike every other request, an Unmount waits for its turn on the volume however long another
+// operation takes (a slow attach of another container's Mount: at most REQUEST_TIMEOUT), and
+// is done even when Docker gave up on it meanwhile: Docker goes on as if it had been (the
+// container is stopped, the error only logged) and does not send it again, so an Unmount that
+// gave up would leave the volume counted here for a container that is gone: mounted for good,
+// never released to another server, refused by `docker volume rm`. Done late, the count is
+// right again (the next start of that container Mounts again). Its own work is bounded once it
+// has the volume.
 func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
 	defer d.observe("unmount", time.Now(), &err)
-	unlock := d.volLock.lock(req.Name)
+	defer outOfTime(&err)
+	start := time.Now()
+	unlock, _ := d.volLock.lock(context.Background(), req.Name) // never fails without a deadline
 	defer unlock()
+	if waited := time.Since(start); waited > shortRequestBound {
+		d.log.WithFields(logrus.Fields{"volume": req.Name, "container": req.ID, "waited": waited.Round(time.Second).String()}).
+			Warn("unmount waited that long for another operation on the volume: Docker may have given up on it and logged an error for the container's stop; it is done now all the same")
+	}
+	ctx, cancel := d.ctx(shortRequest)
+	defer cancel()
 	v := d.get(req.Name)
 	if v == nil {
 		return fmt.Errorf("unmount: no volume %q", req.Name)
@@ -392,8 +417,6 @@ func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
 	if err := d.put(v); err != nil {
 		return err
 	}
-	ctx, cancel := d.ctx()
-	defer cancel()
 	if mp != "" {
 		if err := d.m.Unmount(ctx, mp); err != nil {
 			return fmt.Errorf("unmount volume %q: %w", v.Name, err)
@@ -517,7 +540,11 @@ func (d *Driver) ReleaseAll(ctx context.Context) (released []string, err error) 
 			errs = append(errs, fmt.Errorf("release volume %q: %w", name, ctx.Err()))
 			continue
 		}
-		unlock := d.volLock.lock(name)
+		unlock, err := d.lockVolume(ctx, "release", name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		v := d.get(name)
 		if v != nil && v.Labels[labelHolder] == me && len(v.Refs) == 0 && v.Mountpoint == "" {
 			if _, h, err := d.recordRelease(ctx, v); err != nil {
@@ -560,10 +587,14 @@ func (d *Driver) ServeUntilStopped(serve func() error) error {
 // holds it, and when delete protection is on (saying how to lift it).
 func (d *Driver) Remove(req *volume.RemoveRequest) (err error) {
 	defer d.observe("remove", time.Now(), &err)
-	unlock := d.volLock.lock(req.Name)
-	defer unlock()
-	ctx, cancel := d.ctx()
+	defer outOfTime(&err)
+	ctx, cancel := d.ctx(shortRequest)
 	defer cancel()
+	unlock, err := d.lockVolume(ctx, "remove", req.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	v := d.get(req.Name)
 	if v == nil {
 		if v, err = d.discover(ctx, req.Name); err != nil {

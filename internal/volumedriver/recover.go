@@ -63,7 +63,10 @@ func (d *Driver) Recover(ctx context.Context) error {
 }
 
 func (d *Driver) recoverOne(ctx context.Context, name string) error {
-	unlock := d.volLock.lock(name)
+	unlock, err := d.lockVolume(ctx, "recover", name)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	v := d.get(name)
 	if v == nil {

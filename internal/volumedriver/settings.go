@@ -32,7 +32,7 @@ type Settings struct {
 	MetricsAddr string // METRICS_ADDR, "" disables metrics
 
 	DeviceWaitTimeout time.Duration // DEVICE_WAIT_TIMEOUT: bound on waiting for /dev/disk/by-id/... after attach
-	RequestTimeout    time.Duration // REQUEST_TIMEOUT: bound of one Docker request (Docker gives up after 2m)
+	RequestTimeout    time.Duration // REQUEST_TIMEOUT: bound of a Create or a Mount (others: at most 50s), within Docker's
 	DetachOnUnmount   bool          // DETACH_ON_UNMOUNT: release (detach) a volume when its last container stops
 
 	MountRoot string // MOUNT_ROOT: the propagatedMount of config.json
@@ -61,7 +61,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		LogLevel:          "info",
 		MetricsAddr:       strings.TrimSpace(getenv("METRICS_ADDR")),
 		DeviceWaitTimeout: time.Minute,
-		RequestTimeout:    110 * time.Second,
+		RequestTimeout:    MaxRequestTimeout,
 		MountRoot:         "/mnt/volumes",
 		DeviceDir:         "/dev/disk/by-id",
 	}
@@ -135,6 +135,9 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 			continue
 		}
 		*d.dst = dur
+	}
+	if s.RequestTimeout > MaxRequestTimeout {
+		bad("REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), fmt.Sprintf("at most %s: Docker gives up on a Create or a Mount after %s and does not tell the plugin, which must answer before", MaxRequestTimeout, dockerLongRequest))
 	}
 	for _, p := range []struct {
 		name string

@@ -126,9 +126,9 @@ func TestPluginSlowOperationsSucceed(t *testing.T) {
 	})
 }
 
-// waitQuiet is waitFor without failing: whether cond became true within 20 s.
+// waitQuiet is waitFor without failing: whether cond became true within 10 s.
 func waitQuiet(cond func() bool) bool {
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if cond() {
 			return true
@@ -136,4 +136,32 @@ func waitQuiet(cond func() bool) bool {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return false
+}
+
+// TestPluginRemoveOutlastingDockersBound holds a Remove's detach for longer than the minute
+// Docker gives a Remove whatever the enable's --timeout. The plugin must answer first, with its
+// own error, and stop: Docker then reports a failure for a remove that did not happen (the
+// volume is still there once the detach completed), and `docker volume rm` again removes it.
+// Carrying on past Docker's bound, the plugin deleted a volume Docker said it failed to remove.
+func TestPluginRemoveOutlastingDockersBound(t *testing.T) {
+	hold := time.Minute + 10*time.Second
+	name := volName(t)
+	createVolume(t, name)
+	run(t, name, "echo x > /data/x")
+	v := simVolume(t, name)
+	r := heldDockerCommand(t, "detach_volume", fmt.Sprintf("volume:%d", v.ID), hold, "volume", "rm", name)
+	if r.err == nil {
+		t.Fatalf("`docker volume rm` succeeded while its detach was held for %s:\n%s", hold, r.out)
+	}
+	if waitQuiet(func() bool { return simVolume(t, name) == nil }) {
+		t.Fatalf("Docker reported the remove failed, and the plugin deleted the volume anyway:\n%s", r.out)
+	}
+	if !strings.Contains(r.out, "the plugin stopped waiting at its bound") {
+		t.Fatalf("the failed remove does not carry the plugin's own error (Docker gave up first?):\n%s", r.out)
+	}
+	t.Logf("the held remove failed with: %s", r.out)
+	docker(t, "volume", "rm", name)
+	if simVolume(t, name) != nil {
+		t.Fatal("the second `docker volume rm` did not delete the volume")
+	}
 }
