@@ -1,6 +1,7 @@
 // Package mount is the only place in dockbridge that runs disk tools: blkid and wipefs to see
 // what a device holds, mkfs to format a blank one, mount/umount, resize2fs and xfs_growfs to
-// grow a filesystem online, and statfs for usage.
+// grow a filesystem (online, or ext4 before it is mounted), e2fsck and xfs_repair to check and
+// repair one, and statfs for usage.
 //
 // Its first rule is to never destroy data: Format refuses any device on which blkid or wipefs
 // sees a signature of any kind, and never forces mkfs.
@@ -60,6 +61,14 @@ type Mounter interface {
 	MountedDevice(target string) (device string, mounted bool, err error)
 	// Grow grows the filesystem mounted from device on target to the size of the device.
 	Grow(ctx context.Context, device, target, fstype string) error
+	// GrowUnmounted grows an unmounted ext4 filesystem to the size of its device, if smaller.
+	GrowUnmounted(ctx context.Context, device, fstype string) (Sizes, bool, error)
+	// Sizes reports the device's size and its filesystem's, from the superblock.
+	Sizes(ctx context.Context, device, fstype string) (Sizes, error)
+	// Check checks (and with repair, repairs) the filesystem on an unmounted device.
+	Check(ctx context.Context, device, fstype string, repair bool) (FsckReport, error)
+	// MountsOf lists where device is mounted.
+	MountsOf(device string) ([]string, error)
 	// Usage reports the filesystem's size and use at target.
 	Usage(target string) (Usage, error)
 }
