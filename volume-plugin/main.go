@@ -6,9 +6,12 @@
 // package's init runs the helper instead (internal/volumeops/helper). And on a dockbridge host
 // it runs the scheduled backups: `hetzner-volume-plugin backup run-due` (internal/schedule;
 // installed as /var/lib/docker/dockbridge/bin/dockbridge-server, started by a systemd timer),
-// and, copied to the host's root disk as /usr/local/lib/dockbridge/dockbridge-server, the idle
-// agent: `dockbridge-server idle run|status` (internal/idleagent). The CLI carries this one
-// static Linux binary per server architecture (internal/serverbin) for all four jobs.
+// `dockbridge-server disk grow|fsck ...`, run as root over SSH, grows or checks a volume's
+// filesystem there (internal/volumefs), and, copied to the host's root disk as
+// /usr/local/lib/dockbridge/dockbridge-server, the idle agent: `dockbridge-server idle run|status`
+// (internal/idleagent), and the laptop agent's server end: `dockbridge-server local ...`
+// (internal/linkserver). The CLI carries this one static Linux binary per server architecture
+// (internal/serverbin) for all these jobs.
 package main
 
 import (
@@ -27,6 +30,7 @@ import (
 	"github.com/dockbridge/dockbridge/internal/mount"
 	"github.com/dockbridge/dockbridge/internal/schedule"
 	"github.com/dockbridge/dockbridge/internal/volumedriver"
+	"github.com/dockbridge/dockbridge/internal/volumefs"
 	_ "github.com/dockbridge/dockbridge/internal/volumeops/helper" // DOCKBRIDGE_HELPER=1: the backup helper
 )
 
@@ -39,6 +43,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "local" {
 		os.Exit(linkserver.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "disk" {
+		os.Exit(volumefs.Main(os.Args[2:], os.Stdout))
 	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: false, FullTimestamp: true})

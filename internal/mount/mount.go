@@ -17,6 +17,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -382,4 +384,45 @@ func kernelName(major, minor uint32) (string, bool) {
 		return "", false
 	}
 	return filepath.Base(link), true
+}
+
+// UnmountTree unmounts target and every mount below it, deepest first, and returns the mount
+// points it unmounted (none if nothing is mounted there).
+func (l *Linux) UnmountTree(ctx context.Context, target string) ([]string, error) {
+	resolved, err := filepath.EvalSymlinks(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unmount %s: %w", target, err)
+	}
+	entries, err := mountinfo.Read()
+	if err != nil {
+		return nil, fmt.Errorf("unmount %s: read mount table: %w", target, err)
+	}
+	var below []string
+	for i := len(entries) - 1; i >= 0; i-- { // the latest first: mounts stacked later go first
+		mp := entries[i].MountPoint
+		if (mp == resolved || strings.HasPrefix(mp, resolved+"/")) && !slices.Contains(below, mp) {
+			below = append(below, mp)
+		}
+	}
+	sort.SliceStable(below, func(i, j int) bool { return strings.Count(below[i], "/") > strings.Count(below[j], "/") })
+	var done []string
+	for _, mp := range below {
+		for {
+			_, mounted, err := l.MountedDevice(mp)
+			if err != nil {
+				return done, fmt.Errorf("unmount %s: %w", mp, err)
+			}
+			if !mounted {
+				break
+			}
+			if _, err := cmdrun.Run(ctx, "umount", mp); err != nil {
+				return done, fmt.Errorf("unmount %s: %w", mp, err)
+			}
+		}
+		done = append(done, mp)
+	}
+	return done, nil
 }
