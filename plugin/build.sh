@@ -3,8 +3,10 @@
 # NO_CREATE=1, (re)creates the plugin hetzner:latest on the local engine, left disabled.
 #
 # rootfs holds the static plugin binary and the real disk tools of this machine (blkid, wipefs,
-# mkfs.ext4, mkfs.xfs, resize2fs, xfs_growfs, mount, umount) with the shared libraries ldd
-# lists for them.
+# mkfs.ext4, mkfs.xfs, resize2fs, xfs_growfs, e2fsck, mount, umount) with the shared libraries
+# ldd lists for them. resize2fs and e2fsck grow an ext4 at its next mount after a resize (the
+# check resize2fs requires first), xfs_growfs an xfs; fsck and online growth run outside the
+# plugin, as root on the server (internal/volumefs), with the server's own tools.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +15,7 @@ name=${PLUGIN_NAME:-hetzner:latest}
 go=${GO:-go}
 version=${VERSION:-$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo dev)}
 
-tools=(blkid wipefs mkfs.ext4 mkfs.xfs resize2fs xfs_growfs mount umount)
+tools=(blkid wipefs mkfs.ext4 mkfs.xfs resize2fs xfs_growfs e2fsck mount umount)
 
 rm -rf "$out"
 rootfs=$out/rootfs

@@ -51,6 +51,8 @@ type Mounter interface {
 	Unmount(ctx context.Context, target string) error
 	MountedDevice(target string) (device string, mounted bool, err error)
 	Usage(target string) (mount.Usage, error)
+	GrowUnmounted(ctx context.Context, device, fstype string) (mount.Sizes, bool, error)
+	Grow(ctx context.Context, device, target, fstype string) error
 }
 
 var _ Mounter = (*mount.Linux)(nil)
@@ -398,6 +400,10 @@ func (d *Driver) status(v *VolumeState) map[string]any {
 		st["holder"] = h
 	}
 	if v.Mountpoint != "" {
+		// A volume resized while mounted: its device already shows the new size.
+		if n, err := mount.DeviceSize(d.devicePath(v.ID)); err == nil && int(n>>30) > v.SizeGB {
+			st["size_gb"] = int(n >> 30)
+		}
 		st["mounted"] = true
 		st["containers"] = len(v.Refs)
 		if u, err := d.m.Usage(v.Mountpoint); err == nil {

@@ -299,12 +299,16 @@ type fakeMounter struct {
 	mounts  map[string]string          // target -> device
 	formats int                        // Format calls, refused ones included
 	uuidSeq int
+	// devBytes and fsBytes are device and filesystem sizes a test set (default 10 GiB each);
+	// grows records every growth, "unmounted DEV" or "mounted DEV".
+	devBytes, fsBytes map[string]int64
+	grows             []string
 }
 
 var _ Mounter = (*fakeMounter)(nil)
 
 func newFakeMounter() *fakeMounter {
-	return &fakeMounter{devices: map[string]mount.Signature{}, mounts: map[string]string{}}
+	return &fakeMounter{devices: map[string]mount.Signature{}, mounts: map[string]string{}, devBytes: map[string]int64{}, fsBytes: map[string]int64{}}
 }
 
 func (m *fakeMounter) exists(path string) bool {
@@ -381,6 +385,47 @@ func (m *fakeMounter) MountedDevice(target string) (string, bool, error) {
 
 func (m *fakeMounter) Usage(string) (mount.Usage, error) {
 	return mount.Usage{SizeBytes: 10 << 30, UsedBytes: 1 << 20}, nil
+}
+
+// GrowUnmounted reports the device's size (growTo, else 10 GiB) and, when it is larger than the
+// filesystem, grows an ext4 (counted in grows) and asks for an xfs to be mounted first.
+func (m *fakeMounter) GrowUnmounted(_ context.Context, device, fstype string) (mount.Sizes, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dev, fs := m.size(device)
+	sizes := mount.Sizes{DeviceBytes: dev, FilesystemBytes: fs}
+	if !sizes.NeedsGrow() {
+		return sizes, false, nil
+	}
+	if fstype == "xfs" {
+		return sizes, false, mount.ErrNotMounted
+	}
+	m.fsBytes[device] = dev
+	m.grows = append(m.grows, "unmounted "+device)
+	return sizes, true, nil
+}
+
+func (m *fakeMounter) Grow(_ context.Context, device, target, _ string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mounts[target] != device {
+		return mount.ErrNotMounted
+	}
+	m.fsBytes[device], _ = m.size(device)
+	m.grows = append(m.grows, "mounted "+device)
+	return nil
+}
+
+// size is a device's size and its filesystem's: 10 GiB each unless a test resized the device.
+func (m *fakeMounter) size(device string) (dev, fs int64) {
+	dev, fs = 10<<30, 10<<30
+	if n, ok := m.devBytes[device]; ok {
+		dev = n
+	}
+	if n, ok := m.fsBytes[device]; ok {
+		fs = n
+	}
+	return dev, fs
 }
 
 func (m *fakeMounter) mounted(target string) bool {

@@ -66,8 +66,15 @@ func (d *Driver) Mount(req *volume.MountRequest) (resp *volume.MountResponse, er
 		return nil, err
 	}
 	mp := d.mountpoint(v.Name)
+	growMounted := false
+	if !fresh {
+		growMounted = d.growBeforeMount(ctx, v, dev)
+	}
 	if err := d.m.Mount(ctx, dev, mp, v.FSType(), v.MountOpts()); err != nil {
 		return nil, fmt.Errorf("mount volume %q: %w", v.Name, err)
+	}
+	if growMounted {
+		d.growAfterMount(ctx, v, dev, mp)
 	}
 	if fresh {
 		if err := applyOwnership(mp, v.Labels); err != nil {
@@ -83,6 +90,38 @@ func (d *Driver) Mount(req *volume.MountRequest) (resp *volume.MountResponse, er
 	}
 	d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "server": d.serverField(), "device": dev, "mountpoint": mp}).Info("mounted volume")
 	return &volume.MountResponse{Mountpoint: mp}, nil
+}
+
+// growBeforeMount grows the filesystem when the volume was resized since it was last grown
+// (`docker dockbridge volume resize` while no container used it, or a resize in the console):
+// an ext4 now, unmounted (mount.GrowUnmounted: no CAP_SYS_RESOURCE needed); for an xfs, which
+// grows only mounted, it returns true and growAfterMount grows it. A failed growth is logged and
+// the volume mounts as it is: its data matters more than its new size.
+func (d *Driver) growBeforeMount(ctx context.Context, v *VolumeState, dev string) (growMounted bool) {
+	log := d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "device": dev})
+	sizes, grown, err := d.m.GrowUnmounted(ctx, dev, v.FSType())
+	if sizes.DeviceBytes>>30 > int64(v.SizeGB) {
+		v.SizeGB = int(sizes.DeviceBytes >> 30) // resized since the state last heard from the API
+	}
+	switch {
+	case errors.Is(err, mount.ErrNotMounted):
+		return true
+	case err != nil:
+		log.WithError(err).Warn("the device is larger than its filesystem, and growing it failed: mounting it as it is")
+	case grown:
+		log.WithFields(logrus.Fields{"filesystem_bytes": sizes.FilesystemBytes, "device_bytes": sizes.DeviceBytes}).Info("grew the filesystem to the resized volume before mounting it")
+	}
+	return false
+}
+
+// growAfterMount grows a just-mounted xfs to its resized device.
+func (d *Driver) growAfterMount(ctx context.Context, v *VolumeState, dev, mp string) {
+	log := d.log.WithFields(logrus.Fields{"volume": v.Name, "id": v.ID, "device": dev})
+	if err := d.m.Grow(ctx, dev, mp, v.FSType()); err != nil {
+		log.WithError(err).Warn("the device is larger than its filesystem, and growing it failed: it stays mounted as it is")
+		return
+	}
+	log.Info("grew the filesystem to the resized volume after mounting it")
 }
 
 func addRef(refs map[string]time.Time, id string) map[string]time.Time {
