@@ -18,7 +18,11 @@ func TestUnknownCommandsFail(t *testing.T) {
 	}{
 		{[]string{"bakcup"}, []string{"docker: unknown command: docker dockbridge bakcup", "Did you mean this?\n\tbackup", "Run 'docker dockbridge --help'"}},
 		{[]string{"nosuch"}, []string{"docker: unknown command: docker dockbridge nosuch"}},
-		{[]string{"volume", "resize", "x", "20"}, []string{"docker: unknown command: docker dockbridge volume resize", "Run 'docker dockbridge volume --help'"}},
+		{[]string{"volume", "shrink", "x", "20"}, []string{"docker: unknown command: docker dockbridge volume shrink", "Run 'docker dockbridge volume --help'"}},
+		{[]string{"volume", "resize", "x"}, []string{"'docker dockbridge volume resize' requires 2 arguments"}},
+		{[]string{"volume", "resize", "--data", "x", "20"}, []string{"'docker dockbridge volume resize' requires 1 argument"}},
+		{[]string{"volume", "fsck"}, []string{"'docker dockbridge volume fsck' requires 1 argument"}},
+		{[]string{"volume", "fsck", "--data", "x"}, []string{"'docker dockbridge volume fsck' accepts no arguments"}},
 		{[]string{"volume", "inspct", "x"}, []string{"unknown command: docker dockbridge volume inspct", "Did you mean this?\n\tinspect"}},
 		{[]string{"settings", "shwo"}, []string{"unknown command: docker dockbridge settings shwo", "Did you mean this?\n\tshow"}},
 		{[]string{"volume", "ls", "extra"}, []string{"'docker dockbridge volume ls' accepts no arguments"}},

@@ -17,10 +17,10 @@ import (
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-// volumeCmd is `docker dockbridge volume ls|inspect|check`.
+// volumeCmd is `docker dockbridge volume ls|inspect|check|resize|fsck`.
 func volumeCmd(d deps) *cobra.Command {
-	return group("volume", "List, inspect and check the volumes of the current docker context",
-		volumeLsCmd(d), volumeInspectCmd(d), volumeCheckCmd(d))
+	return group("volume", "List, inspect, check, resize and repair the volumes of the current docker context",
+		volumeLsCmd(d), volumeInspectCmd(d), volumeCheckCmd(d), volumeResizeCmd(d), volumeFsckCmd(d))
 }
 
 func volumeLsCmd(d deps) *cobra.Command {

@@ -28,6 +28,9 @@ type API interface {
 	DeleteFirewall(ctx context.Context, id int64) error
 
 	Volumes(ctx context.Context, selector string) ([]*hetzner.Volume, error)
+	Volume(ctx context.Context, id int64) (*hetzner.Volume, error)
+	ResizeVolume(ctx context.Context, volumeID int64, sizeGB int) error
+	VolumePricing(ctx context.Context) (hetzner.VolumePricing, error)
 	CreateVolume(ctx context.Context, spec hetzner.VolumeSpec) (*hetzner.Volume, error)
 	SetVolumeLabels(ctx context.Context, volumeID int64, labels map[string]string) (*hetzner.Volume, error)
 	DetachVolume(ctx context.Context, volumeID int64) error

@@ -47,6 +47,19 @@ func ContextName(env string) string {
 	return "dockbridge-" + env
 }
 
+// EnvOfContext is the environment whose docker context is name ("dockbridge" is the default
+// environment's), if name is one of dockbridge's context names.
+func EnvOfContext(name string) (string, bool) {
+	if name == "dockbridge" {
+		return DefaultEnv, true
+	}
+	env, ok := strings.CutPrefix(name, "dockbridge-")
+	if !ok || env == DefaultEnv || ValidateEnvName(env) != nil {
+		return "", false
+	}
+	return env, true
+}
+
 // SSHConfigFile is an environment's ssh_config.
 func (p Paths) SSHConfigFile(env string) string { return filepath.Join(p.EnvDir(env), "ssh_config") }
 

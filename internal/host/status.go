@@ -136,6 +136,15 @@ func GetStatus(ctx context.Context, d *Deps, env string) (res *Status, err error
 	return res, nil
 }
 
+// dialServer connects to the environment's running server s with the pinned host key.
+func dialServer(ctx context.Context, d *Deps, env string, s *hetzner.Server) (Remote, error) {
+	t, err := serverTarget(d, env, s)
+	if err != nil {
+		return nil, err
+	}
+	return d.Dial(ctx, t)
+}
+
 func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, res *Status) error {
 	t, err := serverTarget(d, env, s)
 	if err != nil {

@@ -1,0 +1,109 @@
+package volumefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dockbridge/dockbridge/internal/hetzner"
+)
+
+// Cloud is what a resize needs from the Hetzner Cloud API (*hetzner.Client).
+type Cloud interface {
+	Volume(ctx context.Context, id int64) (*hetzner.Volume, error)
+	ResizeVolume(ctx context.Context, volumeID int64, sizeGB int) error
+	VolumePricing(ctx context.Context) (hetzner.VolumePricing, error)
+}
+
+var _ Cloud = (*hetzner.Client)(nil)
+
+// Target is the volume a resize is about and how to reach its filesystem.
+type Target struct {
+	Name      string // the Docker volume, or the data volume's Hetzner name
+	HetznerID int64
+	Data      bool // the data volume of a dockbridge host
+	// Server reaches the server that has the filesystem mounted, as root; nil when none can be
+	// reached (or it is not mounted): then it grows at its next mount, and NoServer says why.
+	Server   Server
+	Grow     GrowRequest
+	NoServer string
+}
+
+// Resized is the result of `volume resize`.
+type Resized struct {
+	Volume       string `json:"volume"`
+	HetznerID    int64  `json:"hetzner_id"`
+	Data         bool   `json:"data,omitempty"`
+	SizeGBBefore int    `json:"size_gb_before"`
+	SizeGB       int    `json:"size_gb"`
+	// Resized: the API resized the volume. False: it already had that size (a no-op).
+	Resized bool `json:"resized"`
+	// Filesystem is what happened on the server; nil when it was not reached.
+	Filesystem *GrowResult `json:"filesystem,omitempty"`
+	GrownOn    string      `json:"grown_on,omitempty"`
+	// GrowsAtNextMount: the filesystem was not grown now; it grows when it is next mounted.
+	GrowsAtNextMount bool   `json:"grows_at_next_mount"`
+	Note             string `json:"note,omitempty"`
+	// MonthlyCost is what the volume costs per month at its new size (from /pricing).
+	MonthlyCost float64 `json:"monthly_cost,omitempty"`
+	Currency    string  `json:"currency,omitempty"`
+}
+
+// Resize grows the Hetzner volume to size ("50", "+10G"; hetzner.ParseVolumeSize) with the
+// API's resize action (retried while the volume is locked by another action), then its
+// filesystem on the server that has it mounted. The size it already has is a no-op for the
+// API (and still makes sure the filesystem fills the device); a smaller size is sent, and
+// the API's refusal is the error. After the API resized the volume, an error of the growth
+// comes with the result.
+func Resize(ctx context.Context, cloud Cloud, t Target, size string) (*Resized, error) {
+	v, err := cloud.Volume(ctx, t.HetznerID)
+	if err != nil {
+		return nil, fmt.Errorf("resize volume %s: %w", t.Name, err)
+	}
+	want, err := hetzner.ParseVolumeSize(size, v.SizeGB)
+	if err != nil {
+		return nil, err
+	}
+	res := &Resized{Volume: t.Name, HetznerID: v.ID, Data: t.Data, SizeGBBefore: v.SizeGB, SizeGB: v.SizeGB}
+	if want != v.SizeGB {
+		if err := cloud.ResizeVolume(ctx, v.ID, want); err != nil {
+			if want < v.SizeGB {
+				return nil, fmt.Errorf("resize volume %s from %d GB to %d GB: Hetzner volumes only grow, and the API refused: %w\nTo move the data to a smaller volume, back it up and restore it into a new one (docker dockbridge backup, restore --volume NEW)", t.Name, v.SizeGB, want, err)
+			}
+			return nil, fmt.Errorf("resize volume %s to %d GB: %w", t.Name, want, err)
+		}
+		res.Resized, res.SizeGB = true, want
+	}
+	if p, err := cloud.VolumePricing(ctx); err == nil {
+		res.MonthlyCost, res.Currency = p.Monthly(res.SizeGB), p.Currency
+	}
+	if t.Server == nil {
+		res.GrowsAtNextMount, res.Note = true, t.NoServer
+		return res, nil
+	}
+	res.GrownOn = t.Server.Where()
+	g, err := t.Server.Grow(ctx, t.Grow)
+	res.Filesystem = g
+	switch {
+	case err != nil:
+		res.GrowsAtNextMount = true
+		return res, fmt.Errorf("the volume is %d GB now, but growing its filesystem on %s failed (it grows at its next mount): %w", res.SizeGB, res.GrownOn, err)
+	case !g.Mounted:
+		res.GrowsAtNextMount, res.Note = true, "the filesystem is not mounted: it grows at its next mount"
+	case g.Deferred != "":
+		res.GrowsAtNextMount, res.Note = true, g.Deferred
+	}
+	return res, nil
+}
+
+// ErrInUse: fsck refuses a volume that running containers use.
+var ErrInUse = errors.New("volume in use")
+
+// Checked is the result of `volume fsck`.
+type Checked struct {
+	Volume    string `json:"volume"`
+	HetznerID int64  `json:"hetzner_id"`
+	Data      bool   `json:"data,omitempty"`
+	CheckedOn string `json:"checked_on"`
+	FsckResult
+}
