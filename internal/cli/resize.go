@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,9 +12,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/ui"
 	"github.com/dockbridge/dockbridge/internal/volumefs"
+	"github.com/dockbridge/dockbridge/internal/volumeops"
 )
 
 // dataArgs checks the positional arguments of a command that takes n of them, or n-1 with --data.
@@ -264,4 +267,82 @@ func (d deps) diskServer(ctx context.Context, device string) (volumefs.Server, f
 		return volumefs.Local(), func() {}, ""
 	}
 	return nil, func() {}, "the engine's server is neither a dockbridge host nor this machine, so nothing here can reach it as root: the filesystem grows at its next mount (restart the containers that use it)"
+}
+
+// adviseResizes sets the resize that would bring each warning or critical volume under target
+// (the warning threshold): a hetzner volume's own, and for the local volumes of a dockbridge
+// host, whose usage is the data volume's, the data volume's. Prices come from /pricing when
+// the API can be reached; without it the advice says why there is no price.
+func (d deps) adviseResizes(ctx context.Context, res []volumeops.CheckResult, target float64) {
+	var (
+		hd       *host.Deps
+		pricing  *hetzner.VolumePricing
+		priceErr error
+		asked    bool
+	)
+	price := func() {
+		if asked {
+			return
+		}
+		asked = true
+		if d.cli == nil {
+			priceErr = errors.New("no API access in this context")
+			return
+		}
+		if hd, priceErr = d.host(hostFlags{env: host.DefaultEnv}, host.Flags{}, true); priceErr == nil {
+			p, err := hd.API.VolumePricing(ctx)
+			if pricing, priceErr = &p, err; err != nil {
+				pricing = nil
+			}
+		}
+	}
+	for i := range res {
+		r := &res[i]
+		if r.Status == volumeops.StatusOK || r.ProbeFailed || r.TotalBytes == 0 {
+			continue
+		}
+		used := r.TotalBytes - min(r.FreeBytes, r.TotalBytes)
+		switch {
+		case r.Hetzner != nil && r.Hetzner.SizeGB > 0:
+			price()
+			r.Resize = volumefs.Advise(r.Volume, false, "", int(r.Hetzner.SizeGB), used, r.TotalBytes, target, pricing, priceErr)
+		case r.SharedFS && d.cli != nil:
+			env, ok := host.EnvOfContext(d.cli.CurrentContext())
+			if !ok {
+				continue
+			}
+			price()
+			if hd == nil {
+				continue
+			}
+			v, err := host.DataVolume(ctx, hd, env)
+			if err != nil {
+				continue
+			}
+			r.Resize = volumefs.Advise(v.Name, true, nameFlagText(env), v.SizeGB, used, r.TotalBytes, target, pricing, priceErr)
+		}
+	}
+}
+
+// printResizeAdvice prints each distinct resize advice under the check's table.
+func printResizeAdvice(w io.Writer, res []volumeops.CheckResult, warnPct float64) error {
+	seen := map[string]bool{}
+	for _, r := range res {
+		a := r.Resize
+		if a == nil || seen[a.Command] {
+			continue
+		}
+		if len(seen) == 0 {
+			fmt.Fprintf(w, "\nTo bring usage under %.0f %%:\n", warnPct)
+		}
+		seen[a.Command] = true
+		cost := "price unknown: " + a.PriceError
+		if a.Currency != "" {
+			cost = fmt.Sprintf("%d GB: %.2f %s/month, %.2f more than now", a.SizeGB, a.MonthlyCost, a.Currency, a.MonthlyIncrease)
+		}
+		if _, err := fmt.Fprintf(w, "  %s    # %s\n", a.Command, cost); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -163,6 +163,7 @@ func volumeCheckCmd(d deps) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
+			d.adviseResizes(ctx, res, warn/100)
 			critical := 0
 			for _, r := range res {
 				if r.Status == volumeops.StatusCritical {
@@ -190,7 +191,10 @@ func volumeCheckCmd(d deps) *cobra.Command {
 				rows = append(rows, []string{r.Volume, strings.ToUpper(string(r.Status)), usage, humanBytes(r.UsedBytes),
 					yesNo(r.Mounted), yesNo(r.Writable), strings.Join(r.Problems, "; ")})
 			}
-			return ui.Table(w, []string{"volume", "status", "usage", "used", "mounted", "writable", "problems"}, rows)
+			if err := ui.Table(w, []string{"volume", "status", "usage", "used", "mounted", "writable", "problems"}, rows); err != nil {
+				return err
+			}
+			return printResizeAdvice(w, res, warn)
 		},
 	}.build(d.out)
 }

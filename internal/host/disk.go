@@ -101,6 +101,11 @@ func DiskServer(ctx context.Context, d *Deps, env string) (volumefs.Server, func
 	return &remoteDisk{r: r, where: fmt.Sprintf("server %s (over SSH, as root)", s.Name)}, func() { r.Close() }, nil
 }
 
+// DataVolume is the environment's data volume.
+func DataVolume(ctx context.Context, d *Deps, env string) (*hetzner.Volume, error) {
+	return dataVolume(ctx, d, env)
+}
+
 // dataVolume is the environment's data volume.
 func dataVolume(ctx context.Context, d *Deps, env string) (*hetzner.Volume, error) {
 	vols, err := d.API.Volumes(ctx, selector(env, RoleDataRoot))

@@ -107,3 +107,48 @@ type Checked struct {
 	CheckedOn string `json:"checked_on"`
 	FsckResult
 }
+
+// Advice is the resize that brings a volume's usage under a target, with its price.
+type Advice struct {
+	Command string `json:"command"`
+	SizeGB  int    `json:"size_gb"`
+	// MonthlyCost is the volume's price per month at SizeGB, MonthlyIncrease what it adds to
+	// today's; both unset when the price could not be read (PriceError says why).
+	MonthlyCost     float64 `json:"monthly_cost,omitempty"`
+	MonthlyIncrease float64 `json:"monthly_increase,omitempty"`
+	Currency        string  `json:"currency,omitempty"`
+	PriceError      string  `json:"price_error,omitempty"`
+}
+
+// SizeFor is the smallest whole GB size at which usedBytes fill less than target (0.70) of a
+// volume of sizeGB whose filesystem has fsBytes: the filesystem grows in proportion to the
+// volume. It is at least sizeGB+1 and at most the API's largest volume.
+func SizeFor(sizeGB int, usedBytes, fsBytes uint64, target float64) int {
+	if sizeGB <= 0 || fsBytes == 0 || target <= 0 {
+		return 0
+	}
+	need := float64(usedBytes) * float64(sizeGB) / (target * float64(fsBytes))
+	n := int(need) + 1
+	return min(max(n, sizeGB+1), hetzner.MaxVolumeSizeGB)
+}
+
+// Advise is the advice for a volume of sizeGB at usedBytes of fsBytes: `volume resize NAME N`
+// (or `--data N` for the data volume, with envFlag such as " --name dev"), priced with p when
+// it is not nil.
+func Advise(name string, data bool, envFlag string, sizeGB int, usedBytes, fsBytes uint64, target float64, p *hetzner.VolumePricing, priceErr error) *Advice {
+	n := SizeFor(sizeGB, usedBytes, fsBytes, target)
+	if n == 0 || n <= sizeGB {
+		return nil
+	}
+	a := &Advice{SizeGB: n, Command: fmt.Sprintf("docker dockbridge volume resize %s %d", name, n)}
+	if data {
+		a.Command = fmt.Sprintf("docker dockbridge volume resize --data%s %d", envFlag, n)
+	}
+	switch {
+	case p != nil:
+		a.MonthlyCost, a.MonthlyIncrease, a.Currency = p.Monthly(n), p.Monthly(n)-p.Monthly(sizeGB), p.Currency
+	case priceErr != nil:
+		a.PriceError = priceErr.Error()
+	}
+	return a
+}

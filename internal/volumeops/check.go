@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/dockbridge/dockbridge/internal/volumefs"
 	"github.com/dockbridge/dockbridge/internal/volumeops/helper"
 )
 
@@ -48,11 +49,16 @@ type CheckResult struct {
 	Problems    []string `json:"problems,omitempty"`
 	SharedFS    bool     `json:"shared_filesystem,omitempty"` // a local volume: usage is the engine's disk
 	ProbeFailed bool     `json:"probe_failed,omitempty"`
+	// Hetzner: the Hetzner volume of a hetzner volume.
+	Hetzner *HetznerInfo `json:"hetzner,omitempty"`
+	// Resize is the resize that brings a warning or critical volume under the warning
+	// threshold, and its price (set by the command, which can reach the API).
+	Resize *volumefs.Advice `json:"resize,omitempty"`
 }
 
 // Evaluate turns a probe into a verdict.
 func Evaluate(vol Volume, p helper.ProbeResult, probeErr error, t Thresholds) CheckResult {
-	r := CheckResult{Volume: vol.Name, Driver: vol.Driver, Status: StatusOK, SharedFS: vol.Driver == "local"}
+	r := CheckResult{Volume: vol.Name, Driver: vol.Driver, Status: StatusOK, SharedFS: vol.Driver == "local", Hetzner: vol.Hetzner}
 	worse := func(s Status, msg string) {
 		r.Problems = append(r.Problems, msg)
 		if s == StatusCritical || r.Status == StatusOK {
