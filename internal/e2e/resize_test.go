@@ -473,7 +473,9 @@ func TestVolumeResizeAndFsckOnAHost(t *testing.T) {
 		docker: func(ctx context.Context, args ...string) result {
 			return w.run(ctx, nil, nil, append([]string{"--context", "dockbridge"}, args...)...)
 		},
-		onServer:    func(t testing.TB, script string) string { return w.must(t, "dockbridge", "ssh", "--name", env, "--", script).stdout },
+		onServer: func(t testing.TB, script string) string {
+			return w.must(t, "dockbridge", "ssh", "--name", env, "--", script).stdout
+		},
 		volumeImage: w.sim.VolumeImage,
 	}
 	for _, fstype := range []string{"ext4", "xfs"} {
