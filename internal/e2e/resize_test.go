@@ -139,6 +139,10 @@ func growScenario(t *testing.T, s *scene, fstype string) {
 	if r.err != nil || res == nil || !res.Resized || res.SizeGBBefore != 10 || res.SizeGB != 15 || res.MonthlyCost <= 0 {
 		t.Fatalf("resize +5G while a container writes: %+v\n%s", res, r)
 	}
+	// The server sees the grown device at once, without a detach, as on Hetzner.
+	if res.Filesystem == nil || res.Filesystem.DeviceBytes != 15<<30 {
+		t.Fatalf("the device on the server after the resize to 15 GB: %+v", res.Filesystem)
+	}
 	online := fstype == "xfs" || s.capSysResource
 	if online {
 		if res.GrowsAtNextMount || res.Filesystem == nil || !res.Filesystem.Grown {
