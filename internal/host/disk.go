@@ -139,7 +139,7 @@ func ResizeData(ctx context.Context, d *Deps, env, size string) (res *volumefs.R
 	}
 	switch {
 	case len(servers) == 0 || servers[0].Status != "running" || v.ServerID != servers[0].ID:
-		t.NoServer = fmt.Sprintf("no server runs with it: its filesystem grows when `docker dockbridge up%s` next mounts it, before Docker starts", nameFlag(env))
+		t.NoServer = fmt.Sprintf("no server runs with it: its filesystem grows at the next `docker dockbridge up%s`", nameFlag(env))
 	default:
 		srv, closeSrv, err := DiskServer(ctx, d, env)
 		if err != nil {
@@ -173,4 +173,22 @@ func FsckData(ctx context.Context, d *Deps, env string, repair bool) (res *volum
 		return nil, err
 	}
 	return &volumefs.Checked{Volume: v.Name, HetznerID: v.ID, Data: true, CheckedOn: srv.Where(), FsckResult: *r}, err
+}
+
+// growDataVolume grows the data volume's filesystem on a server that has just come up, when
+// the volume was resized while no server ran (`volume resize --data`): online, as root, with
+// the plugin's binary as disk tool. The note says what happened; "" when there was nothing to
+// grow.
+func growDataVolume(ctx context.Context, r Remote, volumeID int64) (string, error) {
+	rd := &remoteDisk{r: r, where: "the server"}
+	g, err := rd.Grow(ctx, volumefs.GrowRequest{Device: fmt.Sprintf("%s%d", cloudinit.DeviceByIDPrefix, volumeID), Mountpoint: cloudinit.DefaultMountPoint})
+	switch {
+	case err != nil:
+		return "", err
+	case g.Grown:
+		return fmt.Sprintf("%s grown to the volume's %d GB: %d -> %d bytes", g.FSType, g.DeviceBytes>>30, g.FilesystemBytesBefore, g.FilesystemBytesAfter), nil
+	case g.Deferred != "":
+		return "not grown: " + g.Deferred + ". `docker dockbridge volume fsck --data` unmounts it and grows it (Docker stops meanwhile)", nil
+	}
+	return "", nil
 }

@@ -358,6 +358,18 @@ func finishNode(ctx context.Context, d *Deps, o UpOptions, st *envState, n *upNo
 		}
 	}
 
+	// A data volume resized while no server ran grows now (the plugin's binary grows it).
+	if !o.NoVolumePlugin {
+		if note, gerr := growDataVolume(ctx, n.remote, n.Vol.ID); gerr != nil || note != "" {
+			step = d.Progress.Start("Growing the data volume's filesystem to the resized volume" + on)
+			if gerr != nil {
+				note = "not grown: " + gerr.Error()
+			}
+			step.Note("%s", note)
+			step.Done()
+		}
+	}
+
 	// Scheduled backups: the timer lives on the server's own disk, the schedules on the data
 	// volume; a new server gets the timer again here.
 	step = d.Progress.Start("Backup schedules" + on)

@@ -148,6 +148,9 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 			rootDev = d.rootDev
 		}
 		return []byte("root=/var/lib/docker\nrootdev=" + rootDev + "\nvoldev=8:10\ndevice=/dev/sdb\nuuid=" + d.uuid + "\n"), nil
+	case strings.Contains(cmd, "/run/dockbridge/disk-tool") && strings.Contains(cmd, " disk 'grow' "):
+		// The data volume's filesystem fills it: nothing to grow.
+		return []byte(`{"grow":{"device":"/dev/sdb","mountpoint":"/var/lib/docker","fs_type":"ext4","device_bytes":21474836480,"mounted":true}}` + "\n"), nil
 	case strings.Contains(cmd, "docker plugin set"):
 		d.pluginSettings, d.pluginEnabled = cmd, true
 		return nil, nil

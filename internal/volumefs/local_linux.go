@@ -96,6 +96,7 @@ func (l *local) Fsck(ctx context.Context, req FsckRequest) (res *FsckResult, err
 		}
 		res.DockerStopped = true
 	}
+	growMounted := false // an xfs to grow once mounted again
 	// The mount comes back, and Docker with it, whatever happened in between.
 	defer func() {
 		if len(res.Unmounted) > 0 {
@@ -107,6 +108,9 @@ func (l *local) Fsck(ctx context.Context, req FsckRequest) (res *FsckResult, err
 				err = errors.Join(err, fmt.Errorf("mount %s at %s again: %w", req.Device, target, merr))
 			} else {
 				res.Remounted = true
+				if growMounted && l.m.Grow(context.WithoutCancel(ctx), req.Device, target, res.FSType) == nil {
+					res.Grown = true
+				}
 			}
 		}
 		if req.Data {
@@ -139,6 +143,12 @@ func (l *local) Fsck(ctx context.Context, req FsckRequest) (res *FsckResult, err
 	res.Clean, res.Findings, res.Repaired = rep.Clean, rep.Findings, rep.Repaired
 	for _, r := range rep.Runs {
 		res.Runs = append(res.Runs, ToolRun(r))
+	}
+	// Its next mount is now: a resize not yet grown into is grown (only a sound filesystem).
+	if cerr == nil && (rep.Clean || rep.Repaired) && len(res.Unmounted) > 0 {
+		_, grown, gerr := l.m.GrowUnmounted(ctx, req.Device, res.FSType)
+		res.Grown = grown
+		growMounted = errors.Is(gerr, mount.ErrNotMounted)
 	}
 	return res, cerr
 }

@@ -83,6 +83,9 @@ type FsckResult struct {
 	// mounted there again.
 	Unmounted []string `json:"unmounted"`
 	Remounted bool     `json:"remounted"`
+	// Grown: the device was larger than its filesystem (a resize not yet grown into), and the
+	// filesystem was grown while it was unmounted (ext4) or right after mounting it again (xfs).
+	Grown bool `json:"grown,omitempty"`
 	// DockerStopped and DockerStarted: for the data volume.
 	DockerStopped bool `json:"docker_stopped,omitempty"`
 	DockerStarted bool `json:"docker_started,omitempty"`

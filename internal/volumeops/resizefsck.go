@@ -49,13 +49,17 @@ func (e *Engine) FsckTarget(ctx context.Context, name string, repair bool) (volu
 	if err != nil {
 		return volumefs.FsckRequest{}, v, err
 	}
-	users, err := e.runningUsers(ctx, v.Name)
+	users, helpers, err := e.runningMounters(ctx, v.Name)
 	if err != nil {
 		return volumefs.FsckRequest{}, v, err
 	}
 	if len(users) > 0 {
 		return volumefs.FsckRequest{}, v, fmt.Errorf("check volume %s: %w by running containers: %s. Stop them first (docker stop %s), then check it, then start them again",
 			v.Name, volumefs.ErrInUse, strings.Join(users, ", "), strings.Join(users, " "))
+	}
+	if len(helpers) > 0 {
+		return volumefs.FsckRequest{}, v, fmt.Errorf("check volume %s: %w by dockbridge's helper %s: a backup or restore of it is running; check it when that has ended",
+			v.Name, volumefs.ErrInUse, strings.Join(helpers, ", "))
 	}
 	if v.Hetzner.Device == "" {
 		return volumefs.FsckRequest{}, v, fmt.Errorf("check volume %s: it is not attached to this engine's server (%s). Run a container with it once (docker run --rm -v %s:/v IMAGE true) so the plugin attaches it here, then check it",
@@ -64,14 +68,13 @@ func (e *Engine) FsckTarget(ctx context.Context, name string, repair bool) (volu
 	return volumefs.FsckRequest{Device: v.Hetzner.Device, FSType: str(v.Status["fstype"]), Repair: repair}, v, nil
 }
 
-// runningUsers names the running containers that mount vol, dockbridge's own helpers included
-// (a backup in progress).
-func (e *Engine) runningUsers(ctx context.Context, vol string) ([]string, error) {
+// runningMounters names the running containers that mount vol, and apart from them
+// dockbridge's own helpers that do (a backup or restore in progress).
+func (e *Engine) runningMounters(ctx context.Context, vol string) (users, helpers []string, err error) {
 	res, err := e.API.ContainerList(ctx, client.ContainerListOptions{Filters: make(client.Filters).Add("volume", vol)})
 	if err != nil {
-		return nil, fmt.Errorf("list containers using %s: %w", vol, err)
+		return nil, nil, fmt.Errorf("list containers using %s: %w", vol, err)
 	}
-	var out []string
 	for _, c := range res.Items {
 		if !isRunning(string(c.State)) {
 			continue
@@ -81,9 +84,10 @@ func (e *Engine) runningUsers(ctx context.Context, vol string) ([]string, error)
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
 		if c.Labels[helperLabel] != "" {
-			name += " (a dockbridge helper: a backup or restore is running)"
+			helpers = append(helpers, name)
+		} else {
+			users = append(users, name)
 		}
-		out = append(out, name)
 	}
-	return out, nil
+	return users, helpers, nil
 }
