@@ -75,7 +75,7 @@ func TestLocalFsck(t *testing.T) {
 		t.Run(fstype, func(t *testing.T) {
 			ctx := t.Context()
 			m := mount.New()
-			dev := loopdevtest.New(t, 512*mib)
+			dev, img := loopdevtest.NewWithImage(t, 512*mib)
 			if _, err := m.Format(ctx, dev, fstype, mount.FormatOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -102,6 +102,26 @@ func TestLocalFsck(t *testing.T) {
 			}
 			if got, err := os.ReadFile(filepath.Join(target, "keep")); err != nil || string(got) != "kept" {
 				t.Errorf("after Fsck the mount shows %q, %v", got, err)
+			}
+			if res.Grown {
+				t.Errorf("Fsck grew a filesystem that fills its device: %+v", res)
+			}
+
+			// A resize not yet grown into: its next mount is the one after the check.
+			small, err := m.Usage(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grow(t, img, dev, 1024*mib)
+			res, err = s.Fsck(ctx, FsckRequest{Device: dev})
+			if err != nil || !res.Clean || !res.Remounted || !res.Grown {
+				t.Fatalf("Fsck of a mounted volume whose device grew = %+v, %v; want it grown", res, err)
+			}
+			if big, err := m.Usage(target); err != nil || big.SizeBytes < small.SizeBytes+400*mib {
+				t.Errorf("after Fsck the filesystem is %d bytes (was %d), %v; want about 512 MiB more", big.SizeBytes, small.SizeBytes, err)
+			}
+			if got, err := os.ReadFile(filepath.Join(target, "keep")); err != nil || string(got) != "kept" {
+				t.Errorf("after Fsck and the growth the mount shows %q, %v", got, err)
 			}
 
 			// Something holding the device (here: a second mount in another namespace, as a
