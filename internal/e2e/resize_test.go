@@ -58,8 +58,9 @@ func (s *scene) must(t testing.TB, args ...string) result {
 // resize runs `volume resize ... -o json` and decodes what it printed.
 func (s *scene) resize(t testing.TB, args ...string) (*volumefs.Resized, result) {
 	t.Helper()
+	before := s.sim.Stats().Total
 	r := s.docker(t.Context(), append([]string{"dockbridge", "volume", "resize", "-o", "json"}, args...)...)
-	t.Logf("volume resize %s: %s", strings.Join(args, " "), r)
+	t.Logf("volume resize %s on %s: %.2fs, %d API requests (the plugins' included): %s", strings.Join(args, " "), s.name, r.took.Seconds(), s.sim.Stats().Total-before, r)
 	var res volumefs.Resized
 	if r.stdout != "" {
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
@@ -74,7 +75,7 @@ func (s *scene) resize(t testing.TB, args ...string) (*volumefs.Resized, result)
 func (s *scene) fsck(t testing.TB, args ...string) (*volumefs.Checked, result) {
 	t.Helper()
 	r := s.docker(t.Context(), append([]string{"dockbridge", "volume", "fsck", "-o", "json"}, args...)...)
-	t.Logf("volume fsck %s: %s", strings.Join(args, " "), r)
+	t.Logf("volume fsck %s on %s: %.2fs: %s", strings.Join(args, " "), s.name, r.took.Seconds(), r)
 	var res volumefs.Checked
 	if r.stdout != "" {
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
@@ -415,8 +416,9 @@ func TestVolumeResizeAndFsckLocal(t *testing.T) {
 			c.Env = environ
 			var out, errb strings.Builder
 			c.Stdout, c.Stderr = &out, &errb
+			start := time.Now()
 			err := c.Run()
-			return result{stdout: out.String(), stderr: errb.String(), err: err}
+			return result{stdout: out.String(), stderr: errb.String(), err: err, took: time.Since(start)}
 		},
 		onServer: func(t testing.TB, script string) string {
 			out, err := exec.CommandContext(t.Context(), "sh", "-c", script).CombinedOutput()
