@@ -588,3 +588,26 @@ func TestMountGrowsAResizedVolume(t *testing.T) {
 		})
 	}
 }
+
+// Docker mounts a running container's volumes again with the container's own ID for docker cp
+// (and export) and unmounts once afterwards: the container keeps its mount, and the plugin must
+// still count it as used (else it unmounts, and with DETACH_ON_UNMOUNT detaches, a volume a
+// running container writes to).
+func TestMountAgainWithTheSameIDKeepsTheMount(t *testing.T) {
+	h := newHarness(t)
+	h.create("data", nil)
+	mp := h.mount("data", "c1")
+	h.mount("data", "c1") // docker cp into the running container
+	h.unmount("data", "c1")
+	if !h.m.mounted(mp) {
+		t.Fatal("the Unmount after docker cp unmounted the volume of a running container")
+	}
+	if v := h.d.get("data"); v.Mountpoint == "" || len(v.Refs) != 1 {
+		t.Fatalf("after docker cp the plugin's state is %+v; want it mounted with one container", v)
+	}
+	h.d = h.newDriver() // the count survives a plugin restart
+	h.unmount("data", "c1") // the container stops
+	if h.m.mounted(mp) {
+		t.Error("the container's own Unmount left the volume mounted")
+	}
+}

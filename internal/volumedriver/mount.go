@@ -51,7 +51,7 @@ func (d *Driver) Mount(req *volume.MountRequest) (resp *volume.MountResponse, er
 		if ok, err := d.mountedHere(v.Mountpoint, dev); err != nil {
 			return nil, fmt.Errorf("mount volume %q: %w", v.Name, err)
 		} else if ok {
-			v.Refs = addRef(v.Refs, req.ID)
+			addRef(v, req.ID)
 			if err := d.put(v); err != nil {
 				return nil, err
 			}
@@ -83,7 +83,7 @@ func (d *Driver) Mount(req *volume.MountRequest) (resp *volume.MountResponse, er
 		}
 	}
 	v.Mountpoint, v.Device = mp, dev
-	v.Refs = addRef(v.Refs, req.ID)
+	addRef(v, req.ID)
 	if err := d.put(v); err != nil {
 		_ = d.m.Unmount(ctx, mp)
 		return nil, err
@@ -124,14 +124,31 @@ func (d *Driver) growAfterMount(ctx context.Context, v *VolumeState, dev, mp str
 	log.Info("grew the filesystem to the resized volume after mounting it")
 }
 
-func addRef(refs map[string]time.Time, id string) map[string]time.Time {
-	if refs == nil {
-		refs = map[string]time.Time{}
+// addRef counts a Mount of id: the first in Refs, a repeated one (docker cp of a running
+// container) in Again.
+func addRef(v *VolumeState, id string) {
+	if v.Refs == nil {
+		v.Refs = map[string]time.Time{}
 	}
-	if _, ok := refs[id]; !ok {
-		refs[id] = time.Now().UTC()
+	if _, ok := v.Refs[id]; !ok {
+		v.Refs[id] = time.Now().UTC()
+		return
 	}
-	return refs
+	if v.Again == nil {
+		v.Again = map[string]int{}
+	}
+	v.Again[id]++
+}
+
+// dropRef counts an Unmount of id: a repeated Mount's first, then the ID itself.
+func dropRef(v *VolumeState, id string) {
+	if v.Again[id] > 0 {
+		if v.Again[id]--; v.Again[id] == 0 {
+			delete(v.Again, id)
+		}
+		return
+	}
+	delete(v.Refs, id)
 }
 
 // mountedHere reports whether dev is what is mounted on mp.
@@ -447,7 +464,7 @@ func (d *Driver) Unmount(req *volume.UnmountRequest) (err error) {
 		d.log.WithFields(logrus.Fields{"volume": v.Name, "container": req.ID}).Debug("unmount of a volume not mounted here: nothing to do")
 		return nil
 	}
-	delete(v.Refs, req.ID)
+	dropRef(v, req.ID)
 	if len(v.Refs) > 0 {
 		return d.put(v)
 	}

@@ -30,6 +30,10 @@ type VolumeState struct {
 	Device     string `json:"device,omitempty"`
 	// Refs holds the Docker mount IDs using the mount, with when each was added.
 	Refs map[string]time.Time `json:"refs,omitempty"`
+	// Again counts the Mounts of an ID already in Refs: Docker mounts a running container's
+	// volumes again with the container's own ID for docker cp (and export), then unmounts
+	// once; that Unmount must not end the container's use.
+	Again map[string]int `json:"again,omitempty"`
 }
 
 // FSType is the filesystem the volume holds (or gets at first format).
@@ -53,6 +57,12 @@ func (v *VolumeState) clone() *VolumeState {
 		c.Refs = make(map[string]time.Time, len(v.Refs))
 		for k, t := range v.Refs {
 			c.Refs[k] = t
+		}
+	}
+	if v.Again != nil {
+		c.Again = make(map[string]int, len(v.Again))
+		for k, n := range v.Again {
+			c.Again[k] = n
 		}
 	}
 	return &c
