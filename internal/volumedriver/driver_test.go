@@ -605,7 +605,7 @@ func TestMountAgainWithTheSameIDKeepsTheMount(t *testing.T) {
 	if v := h.d.get("data"); v.Mountpoint == "" || len(v.Refs) != 1 {
 		t.Fatalf("after docker cp the plugin's state is %+v; want it mounted with one container", v)
 	}
-	h.d = h.newDriver() // the count survives a plugin restart
+	h.d = h.newDriver()     // the count survives a plugin restart
 	h.unmount("data", "c1") // the container stops
 	if h.m.mounted(mp) {
 		t.Error("the container's own Unmount left the volume mounted")
