@@ -78,7 +78,7 @@ up when no server runs.`,
 			if err != nil {
 				return nil, err
 			}
-			if t.Grow.Mountpoint == "" {
+			if !t.Mounted {
 				t.NoServer = "no container uses it: its filesystem grows at its next mount (the plugin grows it before the container starts)"
 			} else {
 				srv, closeSrv, why := d.diskServer(ctx, t.Grow.Device)

@@ -36,10 +36,12 @@ func (l *local) Grow(ctx context.Context, req GrowRequest) (*GrowResult, error) 
 	}
 	mp := ""
 	switch {
-	case req.Mountpoint == "" && len(mps) > 0:
-		mp = mps[0]
 	case req.Mountpoint != "" && slices.Contains(mps, filepath.Clean(req.Mountpoint)):
 		mp = filepath.Clean(req.Mountpoint)
+	case len(mps) > 0:
+		// Any mount of the filesystem grows it. Docker may report a managed plugin's volume at
+		// the path inside the plugin (/mnt/volumes/NAME), which is not a path on the server.
+		mp = mps[0]
 	}
 	if mp == "" {
 		return res, nil // not mounted: it grows at its next mount

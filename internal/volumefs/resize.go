@@ -22,6 +22,7 @@ type Target struct {
 	Name      string // the Docker volume, or the data volume's Hetzner name
 	HetznerID int64
 	Data      bool // the data volume of a dockbridge host
+	Mounted   bool // its filesystem is mounted (a container uses it)
 	// Server reaches the server that has the filesystem mounted, as root; nil when none can be
 	// reached (or it is not mounted): then it grows at its next mount, and NoServer says why.
 	Server   Server

@@ -34,7 +34,8 @@ var ErrUnsupported = errors.New("growing and checking filesystems runs only on L
 // GrowRequest asks to grow the filesystem of one device.
 type GrowRequest struct {
 	Device string `json:"device"` // e.g. /dev/disk/by-id/scsi-0HC_Volume_42
-	// Mountpoint is where the filesystem is mounted on the server; "" means wherever it is.
+	// Mountpoint is where the filesystem is mounted on the server, if known; any mount of the
+	// device serves when it is not one of them ("" included).
 	Mountpoint string `json:"mountpoint,omitempty"`
 	FSType     string `json:"fs_type,omitempty"` // "" probes it
 }

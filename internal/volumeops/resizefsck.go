@@ -35,8 +35,8 @@ func (e *Engine) ResizeTarget(ctx context.Context, name string) (volumefs.Target
 	}
 	t := volumefs.Target{Name: v.Name, HetznerID: v.Hetzner.ID,
 		Grow: volumefs.GrowRequest{Device: v.Hetzner.Device, FSType: str(v.Status["fstype"])}}
-	if mounted, _ := v.Status["mounted"].(bool); mounted && v.Mountpoint != "" {
-		t.Grow.Mountpoint = v.Mountpoint
+	if mounted, _ := v.Status["mounted"].(bool); mounted {
+		t.Mounted, t.Grow.Mountpoint = true, v.Mountpoint
 	}
 	return t, nil
 }
