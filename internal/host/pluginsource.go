@@ -38,7 +38,7 @@ type pluginUpload struct {
 // inside it, and creates the plugin. Stdin: a gzip-compressed tar of config.json and
 // rootfs/hetzner-volume-plugin.
 const assembleScript = `set -eu
-tools="blkid wipefs mkfs.ext4 mkfs.xfs resize2fs xfs_growfs mount umount"
+tools="blkid wipefs mkfs.ext4 mkfs.xfs resize2fs xfs_growfs e2fsck mount umount"
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 d=$(mktemp -d /tmp/dockbridge-plugin.XXXXXX)
 trap 'rm -rf "$d"' EXIT
