@@ -135,13 +135,13 @@ func fileSHA256(t testing.TB, p string) string {
 
 // pluginAssembledOnServer checks that the server's hetzner plugin is the carried binary of
 // the server's architecture (serverBin) in a root filesystem made from the server's own disk
-// tools.
+// tools, those that grow a resized volume at its next mount among them.
 func pluginAssembledOnServer(t *testing.T, w *world, env, serverBin string) {
 	t.Helper()
 	script := `set -e; id=$(docker plugin inspect -f '{{.ID}}' hetzner:latest); r=/var/lib/docker/plugins/$id/rootfs
 echo "enabled=$(docker plugin inspect -f '{{.Enabled}}' hetzner:latest)"
 echo "plugin=$(sha256sum $r/hetzner-volume-plugin | cut -d' ' -f1)"
-for t in mkfs.ext4 mkfs.xfs blkid mount; do echo "$t=$(sha256sum $r/usr/sbin/$t | cut -d' ' -f1) $(sha256sum $(command -v $t) | cut -d' ' -f1)"; done`
+for t in mkfs.ext4 mkfs.xfs blkid mount resize2fs e2fsck xfs_growfs; do echo "$t=$(sha256sum $r/usr/sbin/$t | cut -d' ' -f1) $(sha256sum $(command -v $t) | cut -d' ' -f1)"; done`
 	r := w.must(t, "dockbridge", "ssh", "--name", env, "--", "sh", "-c", script)
 	kv := map[string]string{}
 	for _, l := range strings.Split(r.stdout, "\n") {
@@ -155,7 +155,7 @@ for t in mkfs.ext4 mkfs.xfs blkid mount; do echo "$t=$(sha256sum $r/usr/sbin/$t 
 	if want := fileSHA256(t, serverBin); kv["plugin"] != want {
 		t.Errorf("the plugin's binary on the server is %s, want the carried %s (%s)", kv["plugin"], filepath.Base(serverBin), want)
 	}
-	for _, tool := range []string{"mkfs.ext4", "mkfs.xfs", "blkid", "mount"} {
+	for _, tool := range []string{"mkfs.ext4", "mkfs.xfs", "blkid", "mount", "resize2fs", "e2fsck", "xfs_growfs"} {
 		in, own, _ := strings.Cut(kv[tool], " ")
 		if in == "" || in != own {
 			t.Errorf("%s in the plugin is %q, the server's own is %q: the root filesystem is not the server's tools", tool, in, own)
