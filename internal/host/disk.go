@@ -70,7 +70,7 @@ func (rd *remoteDisk) Fsck(ctx context.Context, req volumefs.FsckRequest) (*volu
 	return f, err
 }
 
-// runningServer is the environment's server, which must exist and run.
+// runningServer is the environment's server (node 1's in a swarm), which must exist and run.
 func runningServer(ctx context.Context, d *Deps, env string) (*hetzner.Server, error) {
 	servers, err := d.API.Servers(ctx, selector(env, RoleServer))
 	if err != nil {
@@ -79,7 +79,7 @@ func runningServer(ctx context.Context, d *Deps, env string) (*hetzner.Server, e
 	if len(servers) == 0 {
 		return nil, fmt.Errorf("environment %s has no server: start it with `docker dockbridge up%s`", env, nameFlag(env))
 	}
-	s := servers[0]
+	s := nodeOne(servers, func(s *hetzner.Server) map[string]string { return s.Labels })
 	if s.Status != "running" {
 		return nil, fmt.Errorf("server %s of environment %s is %s, not running: `docker dockbridge up%s` starts it", s.Name, env, s.Status, nameFlag(env))
 	}
@@ -101,12 +101,12 @@ func DiskServer(ctx context.Context, d *Deps, env string) (volumefs.Server, func
 	return &remoteDisk{r: r, where: fmt.Sprintf("server %s (over SSH, as root)", s.Name)}, func() { r.Close() }, nil
 }
 
-// DataVolume is the environment's data volume.
+// DataVolume is the environment's data volume (node 1's in a swarm: the docker context's server).
 func DataVolume(ctx context.Context, d *Deps, env string) (*hetzner.Volume, error) {
 	return dataVolume(ctx, d, env)
 }
 
-// dataVolume is the environment's data volume.
+// dataVolume is the environment's data volume (node 1's in a swarm).
 func dataVolume(ctx context.Context, d *Deps, env string) (*hetzner.Volume, error) {
 	vols, err := d.API.Volumes(ctx, selector(env, RoleDataRoot))
 	if err != nil {
@@ -115,7 +115,18 @@ func dataVolume(ctx context.Context, d *Deps, env string) (*hetzner.Volume, erro
 	if len(vols) == 0 {
 		return nil, fmt.Errorf("environment %s has no data volume (`docker dockbridge up%s` makes one)", env, nameFlag(env))
 	}
-	return vols[0], nil
+	return nodeOne(vols, func(v *hetzner.Volume) map[string]string { return v.Labels }), nil
+}
+
+// nodeOne is node 1's among an environment's servers or data volumes (a swarm has one per
+// node; node 1's server is the one the docker context reaches), else the first.
+func nodeOne[T any](items []T, labels func(T) map[string]string) T {
+	for _, it := range items {
+		if n, err := nodeOf(labels(it)); err == nil && n == 1 {
+			return it
+		}
+	}
+	return items[0]
 }
 
 // ResizeData is `volume resize --data`: it grows the environment's data volume (Docker's data
@@ -137,8 +148,12 @@ func ResizeData(ctx context.Context, d *Deps, env, size string) (res *volumefs.R
 	if err != nil {
 		return nil, err
 	}
+	var srv *hetzner.Server
+	if len(servers) > 0 {
+		srv = nodeOne(servers, func(s *hetzner.Server) map[string]string { return s.Labels })
+	}
 	switch {
-	case len(servers) == 0 || servers[0].Status != "running" || v.ServerID != servers[0].ID:
+	case srv == nil || srv.Status != "running" || v.ServerID != srv.ID:
 		t.NoServer = fmt.Sprintf("no server runs with it: its filesystem grows at the next `docker dockbridge up%s`", nameFlag(env))
 	default:
 		srv, closeSrv, err := DiskServer(ctx, d, env)
