@@ -92,7 +92,7 @@ func BenchmarkLocal(b *testing.B) {
 		if r := w.run(b.Context(), nil, nil, "dockbridge", "share", "add", "--name", env, project); r.err != nil {
 			b.Fatalf("share add: %s", r)
 		}
-		w.on(b, env, "run", "-d", "--name", "dev", "-v", project+":/app", "bb:1", "sleep", "2147483647")
+		w.on(b, env, "run", "-d", "--name", "dev", "-v", project+":/app", "bb:1", "busybox", "sleep", "2147483647")
 		onServer := server.path(project)
 		toServer, toLaptop := []time.Duration{}, []time.Duration{}
 		for i := range 40 {

@@ -62,9 +62,10 @@ type Syncer struct {
 	Log *log.Logger
 	mgr *synchronization.Manager
 
-	mu     sync.Mutex
-	shares map[string]*share
-	ctx    context.Context
+	mu       sync.Mutex
+	attachMu sync.Mutex
+	shares   map[string]*share
+	ctx      context.Context
 }
 
 type share struct {
@@ -136,14 +137,15 @@ func (s *Syncer) sessions() map[string]*synchronization.State {
 // copy on the server is the server's business: share rm).
 func (s *Syncer) Configure(cfg []ShareConfig) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	want := map[string]ShareConfig{}
 	for _, c := range cfg {
 		want[c.Path] = c
 	}
+	var gone []*share
 	for p, sh := range s.shares {
 		if _, ok := want[p]; !ok {
-			s.drop(p, sh)
+			gone = append(gone, sh)
+			delete(s.shares, p)
 		}
 	}
 	for p, c := range want {
@@ -153,22 +155,33 @@ func (s *Syncer) Configure(cfg []ShareConfig) {
 		}
 		s.shares[p] = &share{cfg: c, kick: make(chan struct{}, 1)}
 	}
+	s.mu.Unlock()
+	for _, sh := range gone {
+		s.end(sh)
+	}
 }
 
-func (s *Syncer) drop(p string, sh *share) {
-	if sh.cancel != nil {
-		sh.cancel()
+// end stops a share that is no longer in s.shares: its watch and its session. Not under s.mu:
+// ending a session waits for its loop, which may be connecting (laptopPath takes s.mu).
+func (s *Syncer) end(sh *share) {
+	s.mu.Lock()
+	cancel, id, p := sh.cancel, sh.id, sh.cfg.Path
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
-	if sh.id != "" {
-		if err := s.mgr.Terminate(s.ctx, &selection.Selection{Specifications: []string{sh.id}}, ""); err != nil {
+	if id != "" {
+		if err := s.mgr.Terminate(s.ctx, &selection.Selection{Specifications: []string{id}}, ""); err != nil {
 			s.Log.Printf("share %s: end its synchronization: %v", p, err)
 		}
 	}
-	delete(s.shares, p)
 }
 
-// Attached starts (or resumes) every share's session over the link that just came up.
+// Attached starts (or resumes) every share's session over the link that just came up. One at a
+// time: the engine's start and a reload may both ask, and a folder must get one session.
 func (s *Syncer) Attached(ctx context.Context, ls *linkSession) {
+	s.attachMu.Lock()
+	defer s.attachMu.Unlock()
 	existing := s.sessions()
 	s.mu.Lock()
 	paths := make([]string, 0, len(s.shares))
@@ -219,8 +232,10 @@ func (s *Syncer) attachShare(ctx context.Context, ls *linkSession, p string, st 
 		st = nil
 	}
 	if st != nil {
+		s.mu.Lock()
 		sh.id = st.Session.Identifier
-		if err := s.mgr.Resume(ctx, &selection.Selection{Specifications: []string{sh.id}}, ""); err != nil {
+		s.mu.Unlock()
+		if err := s.mgr.Resume(ctx, &selection.Selection{Specifications: []string{st.Session.Identifier}}, ""); err != nil {
 			setErr(fmt.Errorf("resume its synchronization: %w", err))
 			return
 		}
@@ -238,7 +253,9 @@ func (s *Syncer) attachShare(ctx context.Context, ls *linkSession, p string, st 
 			setErr(fmt.Errorf("start its synchronization: %w", err))
 			return
 		}
+		s.mu.Lock()
 		sh.id = id
+		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	sh.err = ""
@@ -312,11 +329,14 @@ func (s *Syncer) loop(ctx context.Context, p string, sh *share) {
 		case <-time.After(5 * time.Minute):
 		}
 		ls := s.a.currentLink()
-		if ls == nil || sh.id == "" {
+		s.mu.Lock()
+		id := sh.id
+		s.mu.Unlock()
+		if ls == nil || id == "" {
 			continue
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := s.mgr.Flush(fctx, &selection.Selection{Specifications: []string{sh.id}}, "", false)
+		err := s.mgr.Flush(fctx, &selection.Selection{Specifications: []string{id}}, "", false)
 		cancel()
 		s.mu.Lock()
 		sh.cycleAt = time.Now()
@@ -335,7 +355,10 @@ func (s *Syncer) loop(ctx context.Context, p string, sh *share) {
 			continue
 		}
 		retry, lastErr = 0, ""
-		if !sh.ready {
+		s.mu.Lock()
+		ready := sh.ready
+		s.mu.Unlock()
+		if !ready {
 			st := s.sessions()[p]
 			if st != nil && st.SuccessfulCycles > 0 && st.LastError == "" {
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -410,10 +433,11 @@ func (s *Syncer) Status(attached bool) []ShareStatus {
 func (s *Syncer) Unshare(ctx context.Context, ls *linkSession, p string, keepCopy bool) error {
 	s.mu.Lock()
 	sh, ok := s.shares[p]
-	if ok {
-		s.drop(p, sh)
-	}
+	delete(s.shares, p)
 	s.mu.Unlock()
+	if ok {
+		s.end(sh)
+	}
 	if ls == nil {
 		return errors.New("the server is not up: run `docker dockbridge up` first (its copy of the folder is on the data volume)")
 	}
