@@ -28,7 +28,9 @@ import (
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/dockbridge/dockbridge/internal/boottest"
+	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/testenv"
+	"github.com/dockbridge/dockbridge/internal/testproc"
 )
 
 // Built once per test binary: the CLI plugin and the volume plugin's folder.
@@ -116,6 +118,8 @@ type world struct {
 	config    string // DOCKER_CONFIG
 	environ   []string
 	envs      []string // dockbridge environments used, for cleanup
+	// controlPaths are the shared SSH connections' sockets the environments had, for cleanup.
+	controlPaths []string
 	// requests counts the API requests of the CLI (not those of the volume plugins inside
 	// the servers, which reach the simulator directly).
 	requests *counter
@@ -261,7 +265,17 @@ func newWorldWith(t testing.TB, install func(pluginsDir string), pluginDir strin
 	})
 	t.Cleanup(func() {
 		// The laptop agents (ports, shared folders) and the shared SSH connections would
-		// outlive the test.
+		// outlive the test (and hold whatever they inherited): agent stop and ssh -O exit end
+		// them, and what is left after that is ended here, process group and all (a
+		// surviving agent is an error: agent stop must end it).
+		defer func() {
+			for _, p := range testproc.End(append(slices.Clone(w.controlPaths), w.root+"/")...) {
+				t.Logf("ended a process the test left running: pid %d: %s", p.PID, p.Command)
+			}
+		}()
+		for _, env := range w.envs {
+			w.noteControlPath(env)
+		}
 		for _, env := range w.envs {
 			if t.Failed() {
 				if b, err := os.ReadFile(filepath.Join(w.config, "dockbridge", "envs", env, "agent.log")); err == nil {
@@ -274,6 +288,11 @@ func newWorldWith(t testing.TB, install func(pluginsDir string), pluginDir strin
 			cmd := exec.Command("ssh", "-F", filepath.Join(w.home, ".ssh", "config"), "-O", "exit", "dockbridge-"+env)
 			cmd.Env = w.environ
 			_ = cmd.Run()
+		}
+		for _, p := range testproc.Find(w.root + "/") {
+			if strings.Contains(p.Command, " agent run ") {
+				t.Errorf("a laptop agent outlived `agent stop`: pid %d: %s", p.PID, p.Command)
+			}
 		}
 	})
 	return w
@@ -301,6 +320,18 @@ func uncleanDeletes(t testing.TB, base string) int64 {
 func (w *world) use(env string) {
 	if !slices.Contains(w.envs, env) {
 		w.envs = append(w.envs, env)
+	}
+}
+
+// noteControlPath remembers env's shared connection's socket as it is now (each server has its
+// own), for the cleanup.
+func (w *world) noteControlPath(env string) {
+	paths, err := host.NewPaths(w.config)
+	if err != nil {
+		return
+	}
+	if _, cp, err := host.SSHOptions(paths, env); err == nil && cp != "" && !slices.Contains(w.controlPaths, cp) {
+		w.controlPaths = append(w.controlPaths, cp)
 	}
 }
 
@@ -380,6 +411,7 @@ func (w *world) up(t testing.TB, env string, extra ...string) (upResult, request
 	spent := w.requests.spent(func() {
 		r = w.must(t, append([]string{"dockbridge", "up", "--name", env, "-o", "json"}, extra...)...)
 	})
+	w.noteControlPath(env)
 	var res upResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("up -o json is not JSON: %v\n%s", err, r.stdout)

@@ -20,6 +20,7 @@ import (
 	"github.com/dockbridge/dockbridge/internal/link"
 	"github.com/dockbridge/dockbridge/internal/linkserver"
 	"github.com/dockbridge/dockbridge/internal/sshmux/sshmuxtest"
+	"github.com/dockbridge/dockbridge/internal/testproc"
 )
 
 // The agent against a real sshd on this machine, through a real ControlMaster, with the server
@@ -184,6 +185,9 @@ func newRigVia(t testing.TB, sshd *sshmuxtest.Server, port int) *rig {
 		KeyFile: filepath.Join(sshd.Dir, "user"), HostKey: string(hostKey)}); err != nil {
 		t.Fatal(err)
 	}
+	// After the agent's stop (registered later, so run before): any ssh master of its
+	// ControlPath, and anything started with this rig's folder, is ended.
+	testproc.Cleanup(t, dir+"/", r.controlPath())
 	sock := filepath.Join(dir, "docker.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dockbridge/dockbridge/internal/testenv"
+	"github.com/dockbridge/dockbridge/internal/testproc"
 )
 
 // Server is an sshd on 127.0.0.1 that lets root in with a key made for the test, and a client
@@ -47,6 +48,9 @@ func Start(t testing.TB, extra ...string) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	// Masters (their title names their ControlPath, in dir) and anything else started with
+	// dir, left after the other cleanups, are ended before it is removed.
+	testproc.Cleanup(t, dir+"/")
 	for _, k := range []string{"host", "user"} {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
 			t.Fatalf("ssh-keygen: %v: %s", err, out)
