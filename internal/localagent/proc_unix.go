@@ -3,10 +3,23 @@
 package localagent
 
 import (
+	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 )
 
 // detach starts the agent in its own session: it outlives the command that started it, and the
-// terminal's Ctrl-C does not reach it.
-func detach(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} }
+// terminal's Ctrl-C does not reach it. It keeps none of the descriptors this command inherited
+// beyond stdin, stdout and stderr (a child inherits every one not marked close-on-exec): a lock
+// the caller held (flock(1) without -o, a script's `exec 9>lock`) or a pipe the caller reads
+// until its end would otherwise be held as long as the agent runs.
+func detach(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	entries, _ := os.ReadDir("/dev/fd")
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
