@@ -97,6 +97,26 @@ func TestPortsFollowContainersAndComeBackAfterDownUp(t *testing.T) {
 		return err == nil && strings.TrimSpace(body) == "hello-from-the-server"
 	})
 
+	// What went through the forward reaches the server's record, which its idle agent reads as
+	// activity (internal/idleagent's Forwards source).
+	forwarded := func() (conns int64) {
+		r := w.run(t.Context(), nil, nil, "dockbridge", "ssh", "--name", env, "--", "cat /run/dockbridge/forwards.json")
+		var rec struct {
+			Connections int64 `json:"connections"`
+		}
+		if r.err == nil && json.Unmarshal([]byte(r.stdout), &rec) == nil {
+			return rec.Connections
+		}
+		return -1
+	}
+	before := forwarded()
+	for range 3 {
+		if _, err := httpGet(addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "three forwarded connections in the server's record", func() bool { return forwarded() >= before+3 })
+
 	w.on(t, env, "stop", "web")
 	eventually(t, 20*time.Second, "the forward gone after the container stopped", func() bool {
 		return w.ports(t, env).localAddr(port) == ""
