@@ -293,6 +293,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				continue
 			}
 			if pid, err = m.Alive(); err != nil {
+				// ssh ran but no master answers (it gave up multiplexing): not in a tight loop.
+				a.setState(StateConnecting, err.Error())
+				a.sleep(ctx, backoff)
+				backoff = min(2*backoff, 30*time.Second)
 				continue
 			}
 		}

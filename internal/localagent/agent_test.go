@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dockbridge/dockbridge/internal/host"
 	"github.com/dockbridge/dockbridge/internal/link"
 	"github.com/dockbridge/dockbridge/internal/linkserver"
+	"github.com/dockbridge/dockbridge/internal/sshmux"
 	"github.com/dockbridge/dockbridge/internal/sshmux/sshmuxtest"
 	"github.com/dockbridge/dockbridge/internal/testproc"
 )
@@ -356,6 +358,31 @@ func TestPortsFollowContainersThroughTheSharedConnection(t *testing.T) {
 	r.eventually(5*time.Second, "the agent noticed", func() bool { return r.status().State != StateAttached || len(r.status().Ports) == 0 })
 	r.eventually(30*time.Second, "attached again", func() bool { return r.status().State == StateAttached && len(r.status().Ports) == 1 })
 	r.eventually(10*time.Second, "the port answers again", func() bool {
+		st := r.status().Ports
+		if len(st) != 1 || st[0].Local == "" {
+			return false
+		}
+		body, err := get("127.0.0.1:" + strings.TrimPrefix(st[0].Local, "localhost:"))
+		return err == nil && body == "hello from the server"
+	})
+
+	// A laptop that sleeps through its connection: the master hangs (SIGSTOP, as everything on
+	// a sleeping laptop), then dies without cleaning up (SIGKILL: its socket stays behind, as
+	// after a crash). The agent makes the connection again (its ssh, ControlMaster auto from the
+	// environment's options, finds the socket stale and takes its place), and the port answers.
+	mpid, err := (&sshmux.Master{Path: r.controlPath()}).Alive()
+	must(t, err)
+	must(t, syscall.Kill(mpid, syscall.SIGSTOP))
+	time.Sleep(3 * time.Second)
+	must(t, syscall.Kill(mpid, syscall.SIGKILL))
+	if _, err := os.Stat(r.controlPath()); err != nil {
+		t.Fatalf("the killed master's socket: %v (the test needs it left behind)", err)
+	}
+	r.eventually(30*time.Second, "attached again after the sleep, through a new master", func() bool {
+		pid, err := (&sshmux.Master{Path: r.controlPath(), Timeout: time.Second}).Alive()
+		return err == nil && pid != mpid && r.status().State == StateAttached && len(r.status().Ports) == 1
+	})
+	r.eventually(10*time.Second, "the port answers after the sleep", func() bool {
 		st := r.status().Ports
 		if len(st) != 1 || st[0].Local == "" {
 			return false
