@@ -83,6 +83,8 @@ func TestLaptopAgentLink(t *testing.T) {
 	sess = r.ssh(true, "exec "+bin+" local session")
 	in, err = sess.StdinPipe()
 	must(t, err)
+	out, err = sess.StdoutPipe()
+	must(t, err)
 	must(t, sess.Start())
 	defer in.Close()
 	waitFor(t, "the link again", func() bool {
@@ -92,6 +94,10 @@ func TestLaptopAgentLink(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := s.s.CloseIdle(); n != 1 {
 		t.Fatalf("CloseIdle closed %d connections, want the one with the link only", n)
+	}
+	// Its link session was told first, and the laptop got what it said before the end.
+	if said, _ := io.ReadAll(out); string(said) != "going-down\n" {
+		t.Fatalf("the link session said %q before its connection closed, want going-down", said)
 	}
 
 	// The forwards' reports.

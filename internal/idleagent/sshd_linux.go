@@ -534,9 +534,39 @@ func markConnection(procRoot, probeDir string) (string, error) {
 	return "", fmt.Errorf("not inside an SSH connection")
 }
 
+// linkGoingDown is the signal a link session takes as "the server goes down"
+// (internal/linkserver's GoingDownSignal: that package imports this one).
+const linkGoingDown = syscall.SIGUSR1
+
+// tellLinks tells the laptop agents' link sessions on a connection about to be closed that the
+// server goes down (they pass it on to the laptop, whose agent then waits for the next server
+// rather than making the connection again), and waits up to 2 s for them to end.
+func tellLinks(pids []int) {
+	if len(pids) == 0 {
+		return
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, linkGoingDown)
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		alive := false
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				alive = true
+			}
+		}
+		if !alive {
+			break
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // sshd sends what the session wrote last
+}
+
 // CloseIdle ends every authenticated connection that has no session (idle ControlPersist
 // masters, an idle `ssh -N`), with SIGTERM to its monitor process: the client sees the
-// connection close at once. It returns how many it ended.
+// connection close at once. A connection with only the laptop agent's link is idle too: its link
+// session is told first (tellLinks), so the laptop learns the server goes. It returns how many it
+// ended.
 func (s *SSHD) CloseIdle() int {
 	s.defaults()
 	procs, err := readProcs(s.Proc)
@@ -557,6 +587,7 @@ func (s *SSHD) CloseIdle() int {
 				continue
 			}
 			authed, busy := false, false
+			var links []int
 			var walk func(p proc)
 			walk = func(p proc) {
 				if t := readCmdline(s.Proc, p.pid); len(t) > 0 && authedTitle(t[0]) {
@@ -565,14 +596,19 @@ func (s *SSHD) CloseIdle() int {
 				for _, ch := range children[p.pid] {
 					if isSSHD(ch.comm) {
 						walk(ch)
-					} else if argv := readCmdline(s.Proc, ch.pid); !isProbe(argv) && !link.IsSession(argv) {
-						busy = true // the laptop agent's link alone is an idle connection
+					} else if argv := readCmdline(s.Proc, ch.pid); link.IsSession(argv) {
+						links = append(links, ch.pid) // the laptop agent's link alone is an idle connection
+					} else if !isProbe(argv) {
+						busy = true
 					}
 				}
 			}
 			walk(c)
-			if authed && !busy && syscall.Kill(c.pid, syscall.SIGTERM) == nil {
-				n++
+			if authed && !busy {
+				tellLinks(links)
+				if syscall.Kill(c.pid, syscall.SIGTERM) == nil {
+					n++
+				}
 			}
 		}
 	}

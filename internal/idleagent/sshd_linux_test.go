@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,11 +23,23 @@ import (
 // session as `dockbridge-server local session` (TestLaptopAgentLink).
 func TestMain(m *testing.M) {
 	if link.IsSession(os.Args) {
-		// The laptop agent's link session: marks its login, then echoes (traffic both ways).
-		if mark, err := MarkLink(""); err == nil {
-			defer os.Remove(mark)
-		}
+		// The laptop agent's link session: marks its login, then echoes (traffic both ways);
+		// told the server goes down (linkGoingDown), says so and ends.
+		mark, err := MarkLink("")
+		goingDown := make(chan os.Signal, 1)
+		signal.Notify(goingDown, linkGoingDown)
+		go func() {
+			<-goingDown
+			_, _ = os.Stdout.WriteString("going-down\n")
+			if err == nil {
+				os.Remove(mark)
+			}
+			os.Exit(0)
+		}()
 		_, _ = io.Copy(os.Stdout, os.Stdin)
+		if err == nil {
+			os.Remove(mark)
+		}
 		return
 	}
 	if len(os.Args) >= 5 && isProbe(os.Args) {

@@ -39,6 +39,10 @@ const (
 // by an older docker-dockbridge): the user-data's docker.service drop-in runs the same script.
 const SharesDropInContent = "[Service]\nExecStartPre=-/bin/sh " + Root + "/boot.sh\n"
 
+// GoingDownSignal is what the idle agent sends a link session before it closes the laptop's
+// connection to stop the server (Server.GoingDown).
+const GoingDownSignal = syscall.SIGUSR1
+
 // Main is `dockbridge-server local session|authz|install`.
 func Main(args []string, stdout, stderr io.Writer) int {
 	logger := log.New(stderr, "", 0)
@@ -54,8 +58,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		// Mutagen's staging and caches beside the copies, on the data volume.
 		_ = os.Setenv("MUTAGEN_DATA_DIRECTORY", shares.MutagenDir())
 		logger.SetPrefix("dockbridge-server local session: ")
+		goingDown := make(chan os.Signal, 1)
+		signal.Notify(goingDown, GoingDownSignal)
 		s := &Server{Shares: shares, DockerSocket: DockerSocket, IdleState: IdleStateFile, Forwards: link.ForwardsFile, Log: logger,
-			InUse: func(ctx context.Context, p string) []string { return containersUsing(ctx, DockerSocket, p) }}
+			InUse: func(ctx context.Context, p string) []string { return containersUsing(ctx, DockerSocket, p) }, GoingDown: goingDown}
 		if err := s.Serve(ctx, stdio{}); err != nil {
 			logger.Print(err)
 			return 1

@@ -41,6 +41,13 @@ type Server struct {
 	// those); nil: none.
 	InUse func(ctx context.Context, path string) []string
 
+	// GoingDown fires when the idle agent is about to close the laptop's connection and stop
+	// the server (it sends GoingDownSignal to the session first): the laptop is told, so that its
+	// agent waits for the next server instead of making the connection again, and the session
+	// ends. (The session's own look at the idle agent's phase, once a second, can miss a stop
+	// that closes the connection sooner.)
+	GoingDown <-chan os.Signal
+
 	mu       sync.Mutex
 	watches  map[string]context.CancelFunc
 	streams  map[io.Closer]bool // the folders' synchronization streams being served
@@ -103,6 +110,21 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser) error {
 	}
 	go WatchPorts(ctx, s.DockerSocket, send)
 	go s.watchIdle(ctx, send)
+	if s.GoingDown != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-s.GoingDown:
+				s.Log.Print("the idle agent closes this connection: the laptop is told the server goes down")
+				_ = send(link.Message{Type: link.TypeGoingDown})
+				// Let the multiplexer write it out, then end: the idle agent closes the
+				// connection once this process has ended.
+				time.Sleep(300 * time.Millisecond)
+				cancel()
+				mux.Close()
+			}
+		}()
+	}
 	go func() {
 		for {
 			st, err := mux.AcceptStream(ctx)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -55,7 +56,10 @@ func TestMain(m *testing.M) {
 func helperServer() int {
 	linkserver.DockerPIDFile = os.Getenv("HELPER_DOCKER_PID")
 	_ = os.Setenv("MUTAGEN_DATA_DIRECTORY", filepath.Join(os.Getenv("HELPER_ROOT"), "mutagen"))
+	goingDown := make(chan os.Signal, 1)
+	signal.Notify(goingDown, linkserver.GoingDownSignal)
 	s := &linkserver.Server{
+		GoingDown:    goingDown,
 		Shares:       &linkserver.Shares{Root: os.Getenv("HELPER_ROOT"), Mounter: shownAlready{}},
 		DockerSocket: os.Getenv("HELPER_DOCKER_SOCKET"),
 		IdleState:    os.Getenv("HELPER_IDLE"),
@@ -416,6 +420,33 @@ func TestPortsFollowContainersThroughTheSharedConnection(t *testing.T) {
 		t.Fatalf("a master as docker's ssh makes it: %v: %s", err, out)
 	}
 	r.eventually(10*time.Second, "attached after the wake", func() bool { return r.status().State == StateAttached && len(r.status().Ports) == 1 })
+}
+
+// The server's idle agent, about to close the laptop's connection and stop the server, tells
+// the link session first (linkserver.GoingDownSignal): the agent drops its forwards and waits for
+// the next server, neither through the connection it has nor by making one.
+func TestServerGoingDownReachesTheAgent(t *testing.T) {
+	r := newRig(t)
+	r.start()
+	r.eventually(20*time.Second, "attached", func() bool { return r.status().State == StateAttached })
+	r.engine.set(publishing("web", backend(t, "hello")))
+	r.eventually(10*time.Second, "the port forwarded", func() bool { return len(r.status().Ports) == 1 })
+	sessions := testproc.Find("HELPER_ROOT=" + r.root + "\x00")
+	if len(sessions) != 1 {
+		t.Fatalf("the server end's link sessions: %+v, want one", sessions)
+	}
+	must(t, syscall.Kill(sessions[0].PID, linkserver.GoingDownSignal))
+	r.eventually(10*time.Second, "waiting with no forwards", func() bool {
+		st := r.status()
+		return st.State == StateWaiting && len(st.Ports) == 0
+	})
+	time.Sleep(2500 * time.Millisecond)
+	if st := r.status(); st.State != StateWaiting {
+		t.Fatalf("the agent left waiting by itself: %+v", st)
+	}
+	if !strings.Contains(r.logBuf.String(), "the server is going down") {
+		t.Fatalf("the agent did not log the server's going down:\n%s", r.logBuf.String())
+	}
 }
 
 func TestSharedFolderBothWaysDeletesAndConflicts(t *testing.T) {
