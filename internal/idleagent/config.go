@@ -149,6 +149,18 @@ type State struct {
 	Note string `json:"note,omitempty"`
 }
 
+// ProbeReport is what `dockbridge-server idle status` prints.
+type ProbeReport struct {
+	State
+	// StateError says why there is no State (the agent has not run).
+	StateError   string `json:"state_error,omitempty"`
+	AgentRunning bool   `json:"agent_running"`
+	// The data volume's filesystem (/var/lib/docker) and the last line of the health log.
+	DiskTotalBytes int64  `json:"disk_total_bytes,omitempty"`
+	DiskUsedBytes  int64  `json:"disk_used_bytes,omitempty"`
+	HealthLastLine string `json:"health_last_line,omitempty"`
+}
+
 // Phases of State.
 const (
 	PhaseWatching  = "watching"

@@ -102,26 +102,28 @@ func runServerStop(ctx context.Context, verb string) (bool, string, error) {
 	return rep.OK, summary, err
 }
 
-// probe prints the agent's last state and marks this SSH connection as a probe (no activity).
+// probe prints the agent's last state, the data volume's usage and the last health line (all
+// that `docker dockbridge status` asks the server), and marks this SSH connection as a probe:
+// no activity.
 func probe(stdout, stderr io.Writer) int {
 	if err := MarkProbe("", ""); err != nil {
 		fmt.Fprintf(stderr, "note: %v\n", err)
 	}
-	b, err := os.ReadFile(StatePath)
-	if err != nil {
-		fmt.Fprintf(stderr, "the idle agent has written no state (%v): `systemctl status %s`\n", err, UnitName)
-		return 1
+	out := ProbeReport{AgentRunning: exec.Command("systemctl", "is-active", "-q", UnitName).Run() == nil}
+	if b, err := os.ReadFile(StatePath); err != nil {
+		out.StateError = fmt.Sprintf("the idle agent has written no state (%v): `systemctl status %s`", err, UnitName)
+	} else if err := json.Unmarshal(b, &out.State); err != nil {
+		out.StateError = fmt.Sprintf("the idle agent's state %s: %v", StatePath, err)
 	}
-	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
-		fmt.Fprintf(stderr, "the idle agent's state %s: %v\n", StatePath, err)
-		return 1
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(cloudinit.DefaultMountPoint, &fs); err == nil {
+		out.DiskTotalBytes = int64(fs.Blocks) * int64(fs.Bsize)
+		out.DiskUsedBytes = int64(fs.Blocks-fs.Bfree) * int64(fs.Bsize)
 	}
-	running := exec.Command("systemctl", "is-active", "-q", UnitName).Run() == nil
-	out := struct {
-		State
-		AgentRunning bool `json:"agent_running"`
-	}{st, running}
+	if b, err := os.ReadFile(cloudinit.HealthLogPath); err == nil {
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		out.HealthLastLine = lines[len(lines)-1]
+	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {

@@ -41,8 +41,9 @@ import (
 //
 // Not activity: a connection that has not authenticated (port scans), an idle shared connection
 // (ControlPersist: no session, no forward, no traffic) and the connections of dockbridge's own
-// probes (`status`, the wake): the probe command (ProbeCommand) records its connection in
-// ProbeDir and is itself not counted.
+// probes (`status`, the wake): the probe (`dockbridge-server idle status`, MarkProbe) records
+// its connection in ProbeDir, and nothing on that connection counts, the probe itself before
+// its mark is written included.
 type SSHD struct {
 	// Proc is the proc filesystem (default /proc).
 	Proc string
@@ -353,6 +354,12 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 		if c.client != "" {
 			from = " from " + c.client
 		}
+		if c.probe {
+			// A probe's connection is dockbridge's own (status's, the wake's): nothing on it is
+			// activity, neither the probe nor what status asks after it (the backups' state).
+			nowSeen[key] = connSeen{client: c.client}
+			continue
+		}
 		for _, sp := range sessions {
 			look.ongoing(fmt.Sprintf("session:%s", sp.key()), describeSession(s.Proc, sp, c, from))
 		}
@@ -360,12 +367,6 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 			kind, rest, _ := strings.Cut(f, ":")
 			_, target, _ := strings.Cut(rest, ":")
 			look.ongoing("forward:"+key+":"+f, fmt.Sprintf("port forward to %s (%s)%s", target, kind, from))
-		}
-		if c.probe {
-			// A probe's connection: its own session is left out above; neither its opening nor
-			// the end of the probe is activity.
-			nowSeen[key] = connSeen{client: c.client}
-			continue
 		}
 		prev, known := s.seen[key]
 		// Counters: a session that ended, traffic since the previous look.
