@@ -119,7 +119,7 @@ func completeSettingKeys(_ *cobra.Command, args []string, toComplete string) ([]
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	var out []cobra.Completion
-	for _, k := range host.SettingKeys {
+	for _, k := range append(slices.Clone(host.SettingKeys), host.EnvSettingKeys...) {
 		if strings.HasPrefix(k, toComplete) {
 			out = append(out, k)
 		}

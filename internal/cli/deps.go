@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 
 	"github.com/docker/cli/cli/command"
@@ -119,6 +120,10 @@ func (d deps) host(f hostFlags, extra host.Flags, needAPI bool) (*host.Deps, err
 		Interactive: dockerCli.In().IsTerminal(),
 		Stdout:      dockerCli.Out(),
 		Stderr:      dockerCli.Err(),
+	}
+	if runtime.GOOS != "windows" {
+		// ssh runs the wake with /bin/sh (Windows: no wake yet; the server is brought up by up).
+		hd.WakeBinary, _ = os.Executable()
 	}
 	if cs := dockerCli.ContextStore(); cs != nil {
 		hd.Contexts = cs

@@ -17,7 +17,7 @@ func NewRootCommand(dockerCli command.Cli) *cobra.Command {
 func rootCmd(d deps) *cobra.Command {
 	cmd := group("dockbridge", "Docker on Hetzner Cloud that costs money only while you use it",
 		upCmd(d), downCmd(d), statusCmd(d), nodeCmd(d), sshCmd(d), destroyCmd(d), settingsCmd(d),
-		volumeCmd(d), backupCmd(d), restoreCmd(d), metricsCmd(d), portsCmd(d), shareCmd(d), agentCmd(d), versionCmd(d))
+		volumeCmd(d), backupCmd(d), restoreCmd(d), metricsCmd(d), portsCmd(d), shareCmd(d), agentCmd(d), versionCmd(d), wakeCmd(d))
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	cmd.Version = version.Get().String()
 	cmd.SetVersionTemplate("docker dockbridge version {{.Version}}\n")

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
 	"github.com/dockbridge/dockbridge/internal/host"
@@ -16,7 +18,14 @@ import (
 )
 
 func settingsCmd(d deps) *cobra.Command {
-	show := func(ctx context.Context, _ *cobra.Command, _ []string) (*[][2]string, error) { return settingsShown() }
+	var env string
+	nameFlag := func(cmd *cobra.Command, _ *pflag.FlagSet) {
+		cmd.Flags().StringVar(&env, "name", host.DefaultEnv, "environment whose own settings (idle_timeout, idle_margin) to show or change")
+		completeFlag(cmd, "name", completeEnvs)
+	}
+	show := func(ctx context.Context, _ *cobra.Command, _ []string) (*[][2]string, error) {
+		return settingsShown(env)
+	}
 	printKV := func(w io.Writer, _ string, kv *[][2]string) error { return ui.KeyValues(w, *kv) }
 	cmd := spec[*[][2]string]{
 		Use:   "settings",
@@ -27,8 +36,15 @@ The environment overrides them, and command-line flags override both:
   endpoint         --endpoint, then $HCLOUD_ENDPOINT, then the setting (default ` + hetzner.DefaultEndpoint + `)
   plugin_endpoint  the API endpoint as the server's volume plugin reaches it: $DOCKBRIDGE_PLUGIN_ENDPOINT,
                    then the setting, then the endpoint above
-Keys: ` + strings.Join(host.SettingKeys, ", "),
+Keys: ` + strings.Join(host.SettingKeys, ", ") + `
+
+Each environment (--name) has its own, in $DOCKER_CONFIG/dockbridge/envs/NAME/settings.json:
+  idle_timeout     how long its server may be idle before it deletes itself, shortly before its
+                   paid hour ends (default 30m; off: never by itself); also up --idle-timeout
+  idle_margin      how long before the paid hour ends it goes down (default 5m)
+A change reaches the running server at once.`,
 		Args:  unknownCommand,
+		Flags: nameFlag,
 		Run:   show,
 		Print: printKV,
 	}.build(d.out)
@@ -36,6 +52,7 @@ Keys: ` + strings.Join(host.SettingKeys, ", "),
 		spec[*[][2]string]{
 			Use:   "show",
 			Short: "Show the settings (never the token)",
+			Flags: nameFlag,
 			Run:   show,
 			Print: printKV,
 		}.build(d.out),
@@ -43,7 +60,9 @@ Keys: ` + strings.Join(host.SettingKeys, ", "),
 			Use:   "set KEY [VALUE]",
 			Short: "Set a setting; `set token` reads the token from stdin so it stays out of your shell history",
 			Example: `  docker dockbridge settings set token < token.txt
-  docker dockbridge settings set location nbg1`,
+  docker dockbridge settings set location nbg1
+  docker dockbridge settings set idle_timeout 45m --name dev`,
+			Flags:    nameFlag,
 			Args:     cli.RequiresRangeArgs(1, 2),
 			Complete: completeSettingKeys,
 			Run: func(ctx context.Context, _ *cobra.Command, args []string) (*string, error) {
@@ -66,6 +85,9 @@ Keys: ` + strings.Join(host.SettingKeys, ", "),
 				default:
 					return nil, fmt.Errorf("settings set %s needs a value (use `settings unset %s` to remove it)", key, key)
 				}
+				if slices.Contains(host.EnvSettingKeys, key) {
+					return changeEnvSetting(ctx, d, env, key, value)
+				}
 				return changeSetting(key, value)
 			},
 			Print: printChanged,
@@ -73,9 +95,13 @@ Keys: ` + strings.Join(host.SettingKeys, ", "),
 		spec[*string]{
 			Use:      "unset KEY",
 			Short:    "Remove a setting (its default applies again)",
+			Flags:    nameFlag,
 			Args:     cli.ExactArgs(1),
 			Complete: completeSettingKeys,
-			Run: func(_ context.Context, _ *cobra.Command, args []string) (*string, error) {
+			Run: func(ctx context.Context, _ *cobra.Command, args []string) (*string, error) {
+				if slices.Contains(host.EnvSettingKeys, args[0]) {
+					return changeEnvSetting(ctx, d, env, args[0], "")
+				}
 				return changeSetting(args[0], "")
 			},
 			Print: printChanged,
@@ -109,8 +135,12 @@ func changeSetting(key, value string) (*string, error) {
 	return &line, nil
 }
 
-// settingsShown is every setting (the token only as "(set)") and the file's path.
-func settingsShown() (*[][2]string, error) {
+// settingsShown is every setting (the token only as "(set)") and the file's path, then the
+// environment's own.
+func settingsShown(env string) (*[][2]string, error) {
+	if err := host.ValidateEnvName(env); err != nil {
+		return nil, fmt.Errorf("--name: %w", err)
+	}
 	paths, s, err := loadSettings()
 	if err != nil {
 		return nil, err
@@ -121,5 +151,49 @@ func settingsShown() (*[][2]string, error) {
 		kv = append(kv, [2]string{k, v})
 	}
 	kv = append(kv, [2]string{"file", paths.SettingsFile()})
+	es, err := host.LoadEnvSettings(paths, env)
+	if err != nil {
+		return nil, err
+	}
+	keys := host.EnvSettingKeys
+	if es.BillingPeriod != "" {
+		keys = append(slices.Clone(keys), "billing_period")
+	}
+	for _, k := range keys {
+		v, err := es.Get(k)
+		if err != nil {
+			return nil, err
+		}
+		kv = append(kv, [2]string{k + " (" + env + ")", v})
+	}
+	kv = append(kv, [2]string{"file (" + env + ")", paths.EnvSettingsFile(env)})
 	return &kv, nil
+}
+
+// changeEnvSetting sets one of an environment's own settings and tells its running server.
+func changeEnvSetting(ctx context.Context, d deps, env, key, value string) (*string, error) {
+	hd, err := d.host(hostFlags{env: env}, host.Flags{}, false)
+	if err != nil {
+		return nil, err
+	}
+	es, err := host.LoadEnvSettings(hd.Paths, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := es.Set(key, value); err != nil {
+		return nil, err
+	}
+	if err := host.SaveEnvSettings(hd.Paths, env, es); err != nil {
+		return nil, err
+	}
+	shown, _ := es.Get(key)
+	if value == "" {
+		shown += " (the default)"
+	}
+	applied, err := host.ApplyIdleSettings(ctx, hd, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s = %s is saved, but the running server did not take it: %w", key, shown, err)
+	}
+	line := fmt.Sprintf("%s = %s for environment %q (in %s); %s", key, shown, env, hd.Paths.EnvSettingsFile(env), applied)
+	return &line, nil
 }

@@ -67,6 +67,7 @@ func printStatus(w io.Writer, st *host.Status) error {
 			kv = append(kv, [2]string{"Backup " + v, "no schedule (docker dockbridge backup schedule --help)"})
 		}
 	}
+	kv = append(kv, idleRows(st, time.Now())...)
 	for _, n := range st.Notes {
 		kv = append(kv, [2]string{"Note", n})
 	}
@@ -94,4 +95,37 @@ func backupSummary(now time.Time, v schedule.VolumeStatus) string {
 		parts = append(parts, "restore verified "+ago(now, v.LastRestoreVerified)+" ago")
 	}
 	return strings.Join(parts, ", ") + fmt.Sprintf("; schedule %s, %s to %s", v.Schedule, v.When, v.To)
+}
+
+// idleRows say whether the server is idle, since when, what keeps it up and when it goes down.
+func idleRows(st *host.Status, now time.Time) [][2]string {
+	ago := func(t time.Time) string {
+		return fmt.Sprintf("%s (%s ago)", t.Local().Format("15:04:05"), now.Sub(t).Round(time.Second))
+	}
+	in := func(t time.Time) string {
+		return fmt.Sprintf("%s (in %s)", t.Local().Format("15:04:05"), t.Sub(now).Round(time.Second))
+	}
+	timeout := "idle timeout " + st.IdleTimeout
+	if st.Server == nil {
+		return [][2]string{{"Idle", "no server (" + timeout + ")"}}
+	}
+	var rows [][2]string
+	switch {
+	case len(st.KeepingUp) > 0:
+		rows = append(rows, [2]string{"Idle", "no (" + timeout + ")"})
+		for _, r := range st.KeepingUp {
+			rows = append(rows, [2]string{"  Kept up by", r})
+		}
+	case st.IdleSince != nil:
+		rows = append(rows, [2]string{"Idle", "since " + ago(*st.IdleSince) + " (" + timeout + ")"})
+	default:
+		rows = append(rows, [2]string{"Idle", "unknown (" + timeout + ")"})
+	}
+	switch {
+	case st.DownAt != nil:
+		rows = append(rows, [2]string{"Goes down", in(*st.DownAt) + ", before its paid hour ends, if nothing happens until then"})
+	case st.IdleTimeout == "off":
+		rows = append(rows, [2]string{"Goes down", "never by itself (idle timeout off): `docker dockbridge down`"})
+	}
+	return rows
 }

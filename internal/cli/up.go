@@ -28,14 +28,20 @@ func upCmd(d deps) *cobra.Command {
 		fwdAddress    string
 		nodes         int
 		managers      int
+		idleTimeout   string
+		billingPeriod string
 	)
 	return spec[*host.UpResult]{
 		Use:   "up [OPTIONS]",
 		Short: "Create or resume the remote Docker host and its docker context",
 		Long: `Create what is missing of the environment, in order: your SSH key, a firewall (port 22
 only), the data volume that holds /var/lib/docker, a server with a freshly generated and pinned
-SSH host key, the hetzner volume plugin on it, and a docker context over SSH.
-Running it again changes nothing; after an interruption it resumes.`,
+SSH host key, the hetzner volume plugin on it, the idle agent, and a docker context over SSH.
+Running it again changes nothing; after an interruption it resumes.
+
+The server deletes itself after it has been idle for --idle-timeout (default 30m; the setting
+idle_timeout), shortly before its paid hour ends; the next docker command through the context
+brings a new one up with the same data volume.`,
 		Formats: tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			hf.add(cmd)
@@ -53,6 +59,9 @@ Running it again changes nothing; after an interruption it resumes.`,
 			f.IntVar(&nodes, "nodes", 0, "make the environment a Docker Swarm of this many servers (nodes), each with its own data volume; a later plain up keeps the number")
 			f.IntVar(&managers, "managers", 0, "Swarm managers among the nodes: 1 (default) or 3 for a raft quorum that survives a node's loss")
 			f.BoolVar(&force, "force", false, "when a new server's creation fails, delete it without stopping it first even if it runs: "+host.ForceRisk)
+			f.StringVar(&idleTimeout, "idle-timeout", "", "how long the server may be idle before it deletes itself (shortly before its paid hour ends), e.g. 20s, 45m, or off; kept in the environment's settings (default: the setting idle_timeout, then 30m)")
+			f.StringVar(&billingPeriod, "billing-period", "", "the billing period the server's idle policy counts in (Hetzner's is 1h; for the simulator and tests); kept in the environment's settings")
+			_ = f.MarkHidden("billing-period")
 			completeFlag(cmd, "ssh-key", completeFiles)
 			completeFlag(cmd, "plugin-dir", completeDirs)
 		},
@@ -68,10 +77,13 @@ Running it again changes nothing; after an interruption it resumes.`,
 			if cmd.Flags().Changed("nodes") && nodes < 1 {
 				return nil, fmt.Errorf("--nodes %d: want at least 1", nodes)
 			}
-			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use, Force: force, Nodes: nodes, Managers: managers}
-			if !noPlugin {
-				opts.PluginDir = pluginDir(pluginDirFlag)
-			}
+			flags := extra
+			flags.Endpoint, flags.TokenFile = hf.endpoint, hf.tokenFile
+			opts := host.UpOptions{Env: hf.env, AllowFrom: af, NoVolumePlugin: noPlugin, Use: use, Force: force, Nodes: nodes, Managers: managers,
+				IdleTimeout: idleTimeout, BillingPeriod: billingPeriod, Flags: flags}
+			// A developer's plugin folder also holds the servers' binary the idle agent runs when
+			// this build carries none.
+			opts.PluginDir = pluginDir(pluginDirFlag)
 			if cmd.Flags().Changed("forward-address") {
 				if err := localagent.ValidateAddress(fwdAddress); err != nil {
 					return nil, fmt.Errorf("--forward-address: %w", err)

@@ -37,13 +37,17 @@ type Deps struct {
 	Interactive bool
 	Stdout      io.Writer
 	Stderr      io.Writer
+	// WakeBinary is the docker-dockbridge that ssh runs to wake the server before it connects
+	// (wake.go); "" sets up no wake.
+	WakeBinary string
 	// ServerBinary returns the server binary for an architecture (uname -m): the volume
 	// plugin that up assembles on the server. Default: the one this CLI carries
 	// (serverbin.Load); tests fake it.
 	ServerBinary func(arch string) (*serverbin.Binary, error)
 
-	newType  newServerType // the server type of a new server, chosen once (servertype.go)
-	warnings []string      // said on stderr, and returned in results
+	newType  newServerType                // the server type of a new server, chosen once (servertype.go)
+	binaries map[string]*serverbin.Binary // ServerBinary's answers, by Go architecture
+	warnings []string                     // said on stderr, and returned in results
 }
 
 func (d *Deps) defaults() {
@@ -128,4 +132,29 @@ func nameFlag(env string) string {
 		return ""
 	}
 	return " --name " + env
+}
+
+// loadServerBinary is ServerBinary (default serverbin.Load) for arch, loaded once: the plugin
+// and the idle agent take the same binary.
+func (d *Deps) loadServerBinary(arch string) (*serverbin.Binary, error) {
+	goarch, err := serverbin.GoArch(arch)
+	if err != nil {
+		return nil, err
+	}
+	if b := d.binaries[goarch]; b != nil {
+		return b, nil
+	}
+	load := d.ServerBinary
+	if load == nil {
+		load = serverbin.Load
+	}
+	b, err := load(arch)
+	if err != nil {
+		return nil, err
+	}
+	if d.binaries == nil {
+		d.binaries = map[string]*serverbin.Binary{}
+	}
+	d.binaries[goarch] = b
+	return b, nil
 }

@@ -61,12 +61,15 @@ func TestSSHConfigPerOS(t *testing.T) {
 		"  UserKnownHostsFile /home/jo/.docker/dockbridge/envs/web/known_hosts\n",
 		"  StrictHostKeyChecking yes\n",
 		"  ControlMaster auto\n",
-		"  ControlPath " + unix.ControlPath(h) + "\n",
 		"  ControlPersist 10m\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("macOS ssh_config lacks %q:\n%s", want, got)
 		}
+	}
+	// The server's part (the wake may rewrite it) holds the address and the connection's path.
+	if got := string(unix.renderSSHServer(h)); !strings.Contains(got, "  ControlPath "+unix.ControlPath(h)+"\n") || !strings.Contains(got, "  HostName 203.0.113.7\n") {
+		t.Errorf("macOS ssh_server.conf:\n%s", got)
 	}
 
 	win := Paths{Root: `C:\Users\Jo Doe\.docker\dockbridge`, OS: "windows"}

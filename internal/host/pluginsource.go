@@ -177,7 +177,7 @@ func (d *Deps) pluginSourceFor(dir string) (pluginSource, error) {
 		return pluginSource{dir: dir}, pluginFolder(dir)
 	}
 	if d.ServerBinary != nil {
-		return pluginSource{load: d.ServerBinary}, nil
+		return pluginSource{load: d.loadServerBinary}, nil
 	}
 	if len(serverbin.Embedded()) == 0 {
 		return pluginSource{}, fmt.Errorf("%w: it cannot install the volume plugin on the server. Install a release or build with `make build`; or assemble the plugin here with `make plugin` and pass --plugin-dir build/plugin; or skip it with --no-volume-plugin", serverbin.ErrNotEmbedded)

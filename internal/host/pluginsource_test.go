@@ -168,7 +168,10 @@ func TestUpRefusesAnImageOfTheOtherArchitecture(t *testing.T) {
 	var n int64
 	var by map[string]int64
 	var err error
-	n, by = e.requests(func() { _, err = Up(t.Context(), e.deps, UpOptions{Env: "default", NoVolumePlugin: true}) })
+	// (Without the plugin and the idle agent, this CLI of a plain go build needs no server binary.)
+	n, by = e.requests(func() {
+		_, err = Up(t.Context(), e.deps, UpOptions{Env: "default", NoVolumePlugin: true, IdleTimeout: "off"})
+	})
 	if err == nil || !strings.Contains(err.Error(), "exists only for x86") {
 		t.Fatalf("rocky-9 on cax11: %v", err)
 	}
@@ -179,7 +182,7 @@ func TestUpRefusesAnImageOfTheOtherArchitecture(t *testing.T) {
 	}
 	// The same image on an x86 type goes ahead.
 	e.deps.Config.ServerType = "cx23"
-	if _, err := Up(t.Context(), e.deps, UpOptions{Env: "default", NoVolumePlugin: true}); err != nil {
+	if _, err := Up(t.Context(), e.deps, UpOptions{Env: "default", NoVolumePlugin: true, IdleTimeout: "off"}); err != nil {
 		t.Fatalf("rocky-9 on cx23: %v", err)
 	}
 }

@@ -232,13 +232,13 @@ type Env func(string) string
 
 // Flags are the command-line overrides of the settings; empty means "not given".
 type Flags struct {
-	Endpoint   string
-	TokenFile  string
-	Location   string
-	ServerType string
-	Image      string
-	VolumeSize int
-	SSHKey     string
+	Endpoint   string `json:"endpoint,omitempty"`
+	TokenFile  string `json:"token_file,omitempty"`
+	Location   string `json:"location,omitempty"`
+	ServerType string `json:"server_type,omitempty"`
+	Image      string `json:"image,omitempty"`
+	VolumeSize int    `json:"volume_size,omitempty"`
+	SSHKey     string `json:"ssh_key,omitempty"`
 }
 
 // Config is the resolved configuration of one command.

@@ -98,10 +98,37 @@ type SSHHost struct {
 	HostKey string // authorized_keys form of the pinned host key
 	// NoControlMaster turns connection sharing off (a baseline for measurements).
 	NoControlMaster bool
+	// Wake is the docker-dockbridge that wakes the server when it is down (wake.go), run by
+	// ssh before it connects; "" writes no wake (ssh then connects to the last address).
+	Wake string
 }
+
+// SSHServerFile is the part of a single-server environment's ssh configuration that changes
+// with each new server (address, port, connection path): ssh_config includes it after the
+// wake has run.
+func (p Paths) SSHServerFile(env string) string {
+	return filepath.Join(p.EnvDir(env), "ssh_server.conf")
+}
+
+// WakeScript is what ssh runs before it connects to an environment's server (ssh_config's
+// Match exec line).
+func (p Paths) WakeScript(env string) string { return filepath.Join(p.EnvDir(env), "wake.sh") }
 
 // WriteSSHConfig writes the environment's known_hosts and ssh_config (0600): one Host block
 // and one pinned key per server (node), all of one environment.
+//
+// A single-server environment also gets ssh_server.conf and, with a wake, wake.sh (0700).
+// Its ssh_config:
+//
+//	Host dockbridge-<env>
+//	  User, IdentityFile, HostKeyAlias, the pinned known_hosts, ControlMaster, ... (fixed)
+//	Match originalhost dockbridge-<env> exec "/bin/sh '.../wake.sh'"
+//	  Include .../ssh_server.conf          (HostName, Port, ControlPath: this server's)
+//
+// OpenSSH runs the exec while it reads the file, before it connects, and reads the Include
+// only after it: the wake may replace the server and rewrite ssh_server.conf, and ssh connects
+// to the new one. The context, the alias and the known_hosts file stay the same. A
+// multi-server environment (Swarm) has no wake yet: each Host block holds its server's address.
 func WriteSSHConfig(p Paths, hosts ...SSHHost) error {
 	if len(hosts) == 0 {
 		return errors.New("write ssh config: no host")
@@ -122,25 +149,68 @@ func WriteSSHConfig(p Paths, hosts ...SSHHost) error {
 	if err := writePrivate(p.KnownHostsFile(env), known.Bytes()); err != nil {
 		return err
 	}
+	if len(hosts) == 1 {
+		h := hosts[0]
+		if err := writePrivate(p.SSHServerFile(env), p.renderSSHServer(h)); err != nil {
+			return err
+		}
+		if p.wakes(h) {
+			if err := writePrivate(p.WakeScript(env), p.renderWakeScript(h)); err != nil {
+				return err
+			}
+			if err := os.Chmod(p.WakeScript(env), 0o700); err != nil {
+				return err
+			}
+		} else if err := os.Remove(p.WakeScript(env)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else {
+		// Node 1's address is in its Host block now: nothing stale may be read after it.
+		for _, f := range []string{p.SSHServerFile(env), p.WakeScript(env)} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
 	return writePrivate(p.SSHConfigFile(env), p.renderSSHConfig(hosts...))
 }
 
-// renderSSHConfig is the text of an environment's ssh_config: a Host block per server.
+// wakes says whether ssh wakes the server: there is a wake to run, and /bin/sh to run it
+// (Windows has none: there `up` brings the server up).
+func (p Paths) wakes(h SSHHost) bool { return h.Wake != "" && p.goos() != "windows" }
+
+// renderSSHConfig is the text of an environment's ssh_config: a Host block per server, and for
+// a single server the Match line that runs the wake and includes ssh_server.conf.
 func (p Paths) renderSSHConfig(hosts ...SSHHost) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by `docker dockbridge up` for environment %q; rewritten on every up, do not edit.\n", hosts[0].Env)
+	single := len(hosts) == 1
 	for _, h := range hosts {
-		p.hostBlock(&b, h)
+		p.hostBlock(&b, h, !single)
+	}
+	if single {
+		h := hosts[0]
+		match := "Match originalhost " + NodeAlias(h.Env, h.Node)
+		if p.wakes(h) {
+			fmt.Fprintf(&b, "# Before it connects, ssh runs the wake (nothing to do while the shared connection lives),\n# then reads the server's address from ssh_server.conf, which the wake may have rewritten.\n")
+			// ssh expands %-tokens in the command: a % of the path is written %%.
+			match += fmt.Sprintf(` exec "/bin/sh %s"`, strings.ReplaceAll(shellQuote(p.WakeScript(h.Env)), "%", "%%"))
+		}
+		fmt.Fprintf(&b, "%s\n  Include %s\n", match, p.sshPath(p.SSHServerFile(h.Env)))
 	}
 	return b.Bytes()
 }
 
-func (p Paths) hostBlock(b *bytes.Buffer, h SSHHost) {
+// hostBlock writes one server's Host block; inline puts its address, port and connection path
+// in it (else they are in ssh_server.conf).
+func (p Paths) hostBlock(b *bytes.Buffer, h SSHHost, inline bool) {
 	alias := NodeAlias(h.Env, h.Node)
 	fmt.Fprintf(b, "Host %s\n", alias)
-	kv := [][2]string{
-		{"HostName", h.Addr},
-		{"Port", strconv.Itoa(h.Port)},
+	var kv [][2]string
+	if inline {
+		kv = append(kv, [2]string{"HostName", h.Addr}, [2]string{"Port", strconv.Itoa(h.Port)})
+	}
+	kv = append(kv, [][2]string{
 		{"User", h.User},
 		{"IdentityFile", p.sshPath(h.KeyFile)},
 		{"IdentitiesOnly", "yes"},
@@ -153,10 +223,15 @@ func (p Paths) hostBlock(b *bytes.Buffer, h SSHHost) {
 		{"CheckHostIP", "no"},
 		{"BatchMode", "yes"},
 		{"PasswordAuthentication", "no"},
-	}
+	}...)
 	if cp := p.ControlPath(h); cp != "" && !h.NoControlMaster {
-		// One connection shared by every docker command (buildx #315).
-		kv = append(kv, [2]string{"ControlMaster", "auto"}, [2]string{"ControlPath", p.sshPath(cp)}, [2]string{"ControlPersist", "10m"})
+		// One connection shared by every docker command (buildx #315); a single server's
+		// path is in ssh_server.conf.
+		kv = append(kv, [2]string{"ControlMaster", "auto"})
+		if inline {
+			kv = append(kv, [2]string{"ControlPath", p.sshPath(cp)})
+		}
+		kv = append(kv, [2]string{"ControlPersist", "10m"})
 	} else {
 		// Windows' OpenSSH has no connection sharing: every docker command opens its own.
 		kv = append(kv, [2]string{"ControlMaster", "no"}, [2]string{"ControlPath", "none"})
@@ -170,6 +245,35 @@ func (p Paths) hostBlock(b *bytes.Buffer, h SSHHost) {
 	for _, e := range kv {
 		fmt.Fprintf(b, "  %s %s\n", e[0], e[1])
 	}
+}
+
+// renderSSHServer is ssh_server.conf: what changes with each server.
+func (p Paths) renderSSHServer(h SSHHost) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Written by `docker dockbridge up` (and its wake) for environment %q: the server now. Do not edit.\n", h.Env)
+	kv := [][2]string{{"HostName", h.Addr}, {"Port", strconv.Itoa(h.Port)}}
+	if cp := p.ControlPath(h); cp != "" && !h.NoControlMaster {
+		kv = append(kv, [2]string{"ControlPath", p.sshPath(cp)})
+	}
+	for _, e := range kv {
+		fmt.Fprintf(&b, "  %s %s\n", e[0], e[1])
+	}
+	return b.Bytes()
+}
+
+// renderWakeScript is wake.sh: ssh runs it before it connects.
+func (p Paths) renderWakeScript(h SSHHost) []byte {
+	return []byte(fmt.Sprintf(`#!/bin/sh
+# Written by docker dockbridge up for environment %[1]q: ssh runs it before it connects to
+# %[2]s (the Match line of ssh_config). While the shared connection lives, the server is up
+# and this is all it does; else docker-dockbridge wake brings the server up when it is down.
+[ -n "$DOCKBRIDGE_NO_WAKE" ] && exit 0
+[ -S %[3]s ] && exit 0
+# When a CLI plugin (docker compose, docker dockbridge ssh) runs ssh, docker's variables for
+# that plugin would make docker-dockbridge believe docker started it.
+unset DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND DOCKER_CLI_PLUGIN_SOCKET
+DOCKER_CONFIG=%[4]s exec %[5]s wake --name %[1]s
+`, h.Env, SSHAlias(h.Env), shellQuote(p.ControlPath(h)), shellQuote(filepath.Dir(p.Root)), shellQuote(h.Wake)))
 }
 
 func quoteSSH(s string) string {
@@ -268,6 +372,7 @@ func StopControlMaster(ctx context.Context, p Paths, env string) {
 	for _, line := range strings.Split(string(b), "\n") {
 		if alias, ok := strings.CutPrefix(line, "Host "); ok {
 			cmd := exec.CommandContext(ctx, "ssh", "-F", p.SSHConfigFile(env), "-O", "exit", strings.TrimSpace(alias))
+			cmd.Env = append(os.Environ(), "DOCKBRIDGE_NO_WAKE=1") // ending a connection wakes nothing
 			_ = cmd.Run()
 		}
 	}

@@ -3,6 +3,8 @@ package host
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,5 +198,55 @@ func TestSSHOptionsResolveToTheServer(t *testing.T) {
 	out, _ = exec.Command("ssh", append(append([]string{"-F", os.DevNull}, opts...), "-G", SSHAlias("opt"))...).Output()
 	if !strings.Contains(string(out), "hostname 203.0.113.7\n") && !strings.Contains(string(out), "hostname 198.51.100.9\n") {
 		t.Errorf("hostname:\n%s", out)
+	}
+}
+
+// TestWakeRunsBeforeSSHConnects: ssh runs the wake (the Match exec line) before it connects and
+// reads the server's address only afterwards, so a wake that replaced the server (here: a fake
+// that points ssh_server.conf at the real sshd instead of a dead port) is what ssh connects to;
+// while the shared connection lives the wake does not run, and ending the connection
+// (StopControlMaster) wakes nothing.
+func TestWakeRunsBeforeSSHConnects(t *testing.T) {
+	s := startSSHD(t)
+	p := testPaths(t)
+	dir := t.TempDir()
+	count := filepath.Join(dir, "wakes")
+	fake := filepath.Join(dir, "docker-dockbridge")
+	must(t, os.WriteFile(fake, []byte(fmt.Sprintf(`#!/bin/sh
+[ "$1 $2 $3" = "wake --name wk" ] || { echo "unexpected arguments: $*" >&2; exit 2; }
+echo "$DOCKER_CONFIG" >> %s
+sed -i 's/^ *Port .*/  Port %d/' %s
+`, count, s.Port, p.SSHServerFile("wk"))), 0o755))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	dead := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	must(t, WriteSSHConfig(p, SSHHost{Env: "wk", Addr: "127.0.0.1", Port: dead, User: "root", KeyFile: s.UserKeyFile, HostKey: s.HostKey.Public, Wake: fake}))
+	t.Cleanup(func() { StopControlMaster(context.Background(), p, "wk") })
+	wakes := func() int {
+		b, _ := os.ReadFile(count)
+		return strings.Count(string(b), "\n")
+	}
+	var out, errb bytes.Buffer
+	if err := SSH(t.Context(), p, "wk", []string{"echo", "ok"}, nil, &out, &errb); err != nil || out.String() != "ok\n" {
+		t.Fatalf("ssh after the wake: %v %q: %s", err, out.String(), errb.String())
+	}
+	if b, _ := os.ReadFile(count); wakes() != 1 || strings.TrimSpace(string(b)) != filepath.Dir(p.Root) {
+		t.Fatalf("wakes: %q (want one, with DOCKER_CONFIG=%s)", b, filepath.Dir(p.Root))
+	}
+	for range 3 {
+		if err := SSH(t.Context(), p, "wk", []string{"true"}, nil, &out, &errb); err != nil {
+			t.Fatalf("ssh over the shared connection: %v: %s", err, errb.String())
+		}
+	}
+	if n := wakes(); n != 1 {
+		t.Fatalf("%d wakes while the shared connection lived, want 1", n)
+	}
+	StopControlMaster(t.Context(), p, "wk")
+	if n := wakes(); n != 1 {
+		t.Fatalf("StopControlMaster woke the server (%d wakes)", n)
+	}
+	if err := SSH(t.Context(), p, "wk", []string{"true"}, nil, &out, &errb); err != nil || wakes() != 2 {
+		t.Fatalf("without the shared connection: %v, %d wakes (want 2): %s", err, wakes(), errb.String())
 	}
 }

@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/dockbridge/dockbridge/cloudinit"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/idleagent"
 	"github.com/dockbridge/dockbridge/internal/schedule"
 )
 
@@ -21,6 +24,14 @@ type Status struct {
 	Server  *ServerStatus `json:"server"`
 	Volume  *VolumeStatus `json:"volume"`
 	Health  string        `json:"health_last_line,omitempty"`
+	// What the server's idle agent decided at its last look: idle (nothing keeps the server
+	// up), since when, when it goes down (null: not while busy, or the timeout is off) and
+	// what keeps it up. Without a server: idle, and nothing more.
+	Idle        bool       `json:"idle"`
+	IdleSince   *time.Time `json:"idle_since"`
+	DownAt      *time.Time `json:"down_at"`
+	KeepingUp   []string   `json:"keeping_up"`
+	IdleTimeout string     `json:"idle_timeout"`
 	// Backups is every volume's backup state on the server (its schedules), when it has any.
 	Backups *schedule.Status `json:"backups,omitempty"`
 	// Nodes are the servers of a multi-server environment (Swarm); Server and Volume are then
@@ -67,7 +78,10 @@ func GetStatus(ctx context.Context, d *Deps, env string) (res *Status, err error
 		return nil, err
 	}
 	defer func() { err = d.explainAPI(err) }()
-	res = &Status{Env: env, Context: ContextName(env), Host: ContextHost(env)}
+	res = &Status{Env: env, Context: ContextName(env), Host: ContextHost(env), KeepingUp: []string{}}
+	if es, err := LoadEnvSettings(d.Paths, env); err == nil {
+		res.IdleTimeout, _ = es.Get("idle_timeout")
+	}
 	servers, err := d.API.Servers(ctx, selector(env, RoleServer))
 	if err != nil {
 		return res, err
@@ -94,9 +108,14 @@ func GetStatus(ctx context.Context, d *Deps, env string) (res *Status, err error
 		}
 	}
 	if s == nil {
-		note := "no server: nothing is billed for compute; `docker dockbridge up" + nameFlag(env) + "` starts one"
-		if len(servers) > 0 {
+		res.Idle = true
+		note := "no server: nothing is billed for compute; the next docker command through the context " + ContextName(env) + " starts one (or `docker dockbridge up" + nameFlag(env) + "`)"
+		switch {
+		case len(servers) > 0:
+			res.Idle = false
 			note = "node 1 has no server"
+		case res.Nodes != nil: // a swarm has no wake (yet)
+			note = "no server: nothing is billed for compute; `docker dockbridge up" + nameFlag(env) + "` starts them"
 		}
 		res.Notes = append(res.Notes, note)
 		return res, nil
@@ -157,7 +176,29 @@ func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, r
 		return err
 	}
 	defer r.Close()
-	out, err := r.Run(ctx, fmt.Sprintf(`echo "df=$(df -B1 --output=size,used %s 2>/dev/null | tail -n 1)"; echo "health=$(tail -n 1 %s 2>/dev/null)"`, cloudinit.DefaultMountPoint, cloudinit.HealthLogPath), nil)
+	// The idle agent's probe says it all and is no activity (any other command would be).
+	out, err := r.Run(ctx, idleagent.BinaryPath+" idle status", nil)
+	var re *RemoteError
+	if err == nil || (errors.As(err, &re) && re.ExitCode != 127) {
+		var p idleagent.ProbeReport
+		if jerr := json.Unmarshal(out, &p); jerr != nil {
+			return fmt.Errorf("the idle agent's report: %v (%v)", jerr, err)
+		}
+		applyProbe(d, res, p)
+		// The probe marked this connection as dockbridge's own: this is no activity either.
+		if bs, err := backupStatus(ctx, r); err != nil {
+			res.Notes = append(res.Notes, err.Error())
+		} else {
+			res.Backups = bs
+		}
+		return nil
+	}
+	if res.Nodes != nil {
+		res.Notes = append(res.Notes, "a multi-server environment (Swarm) does not go down by itself yet: `docker dockbridge down"+nameFlag(env)+"` stops it")
+	} else {
+		res.Notes = append(res.Notes, "no idle agent on the server (it was set up by an older docker dockbridge): it will not go down by itself; `docker dockbridge up"+nameFlag(env)+"` installs it")
+	}
+	out, err = r.Run(ctx, fmt.Sprintf(`echo "df=$(df -B1 --output=size,used %s 2>/dev/null | tail -n 1)"; echo "health=$(tail -n 1 %s 2>/dev/null)"`, cloudinit.DefaultMountPoint, cloudinit.HealthLogPath), nil)
 	if err != nil {
 		return err
 	}
@@ -177,4 +218,39 @@ func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, r
 		}
 	}
 	return nil
+}
+
+// applyProbe puts what the server's probe said into the status.
+func applyProbe(d *Deps, res *Status, p idleagent.ProbeReport) {
+	res.Health = p.HealthLastLine
+	if p.DiskTotalBytes > 0 {
+		res.Volume.TotalBytes, res.Volume.UsedBytes = p.DiskTotalBytes, p.DiskUsedBytes
+		res.Volume.UsedPct = math.Round(float64(p.DiskUsedBytes)*1000/float64(p.DiskTotalBytes)) / 10
+	}
+	if p.StateError != "" {
+		res.Notes = append(res.Notes, "idle agent: "+p.StateError)
+		return
+	}
+	res.Idle, res.KeepingUp, res.IdleTimeout = p.Idle, p.KeepingUp, p.Timeout
+	if res.KeepingUp == nil {
+		res.KeepingUp = []string{}
+	}
+	if !p.IdleSince.IsZero() {
+		t := p.IdleSince.UTC()
+		res.IdleSince = &t
+	}
+	if !p.DownAt.IsZero() {
+		t := p.DownAt.UTC()
+		res.DownAt = &t
+	}
+	if !p.AgentRunning || d.Now().Sub(p.Updated) > time.Minute {
+		res.Notes = append(res.Notes, fmt.Sprintf("the idle agent is not running (last look %s): the server will not go down by itself; `docker dockbridge ssh -- journalctl -u %s` says why, `docker dockbridge up` starts it again",
+			p.Updated.UTC().Format(time.RFC3339), idleagent.UnitName))
+	}
+	if p.Phase != "" && p.Phase != idleagent.PhaseWatching {
+		res.Notes = append(res.Notes, "the server is "+p.Phase+" (idle, deleting itself)")
+	}
+	if p.Note != "" {
+		res.Notes = append(res.Notes, "idle agent: "+p.Note)
+	}
 }

@@ -34,6 +34,11 @@ type UpOptions struct {
 	Nodes int
 	// Managers is the number of Swarm managers (odd; 0 keeps it, 1 for a new swarm).
 	Managers int
+	// IdleTimeout and BillingPeriod, when not "", change the environment's settings
+	// (EnvSettings) before anything else.
+	IdleTimeout, BillingPeriod string
+	// Flags are the command line's overrides, remembered for the wake (EnvSettings.Up).
+	Flags Flags
 }
 
 // UpResult is what `up` reports.
@@ -110,6 +115,10 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 			return nil, err
 		}
 	}
+	es, err := upEnvSettings(d.Paths, o)
+	if err != nil {
+		return nil, err
+	}
 	st, err := loadState(d.Paths, o.Env)
 	if err != nil {
 		return nil, err
@@ -132,6 +141,11 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		return res, err
 	}
 	swarm := plan[0].Role != ""
+	if !swarm {
+		if err := canInstallIdleAgent(d, es, o.PluginDir); err != nil {
+			return res, err
+		}
+	}
 	nodes := make([]*upNode, len(plan))
 	newServer := false
 	for i, p := range plan {
@@ -223,7 +237,7 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	// 6. Each node: SSH with the pinned host key, cloud-init, the user-data's host key retired,
 	// Docker's root dir on the volume, the hetzner volume plugin.
 	for _, n := range nodes {
-		if err := finishNode(ctx, d, o, &st, n, userKey, plugin, swarm); err != nil {
+		if err := finishNode(ctx, d, o, es, &st, n, userKey, plugin, swarm); err != nil {
 			return res, err
 		}
 	}
@@ -240,7 +254,11 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	err = func() error {
 		var hosts []SSHHost
 		for _, n := range nodes {
-			hosts = append(hosts, SSHHost{Env: o.Env, Node: n.N, Addr: n.srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: n.st.HostKey})
+			h := SSHHost{Env: o.Env, Node: n.N, Addr: n.srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: n.st.HostKey}
+			if !swarm {
+				h.Wake = d.WakeBinary // a multi-server environment has no wake (yet)
+			}
+			hosts = append(hosts, h)
 		}
 		if err := WriteSSHConfig(d.Paths, hosts...); err != nil {
 			return err
@@ -290,7 +308,7 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 // finishNode waits for a node's server (SSH with the pinned key, cloud-init), retires the
 // user-data's host key, checks Docker's root dir is on the data volume and installs the volume
 // plugin. The connection stays open in n.remote.
-func finishNode(ctx context.Context, d *Deps, o UpOptions, st *envState, n *upNode, userKey *userKey, plugin pluginSource, swarm bool) (err error) {
+func finishNode(ctx context.Context, d *Deps, o UpOptions, es EnvSettings, st *envState, n *upNode, userKey *userKey, plugin pluginSource, swarm bool) (err error) {
 	on := ""
 	if swarm {
 		on = fmt.Sprintf(" (node %d)", n.N)
@@ -381,6 +399,21 @@ func finishNode(ctx context.Context, d *Deps, o UpOptions, st *envState, n *upNo
 	}
 	step.Note("%s", note)
 	step.Done()
+
+	// The idle agent: a single server deletes itself when nobody uses it. It puts the servers'
+	// binary on the root disk (from the data volume after the first time), where the laptop
+	// agent's server end finds it. A swarm's node must not go alone: none runs there (yet).
+	step = d.Progress.Start("Idle agent" + on)
+	if swarm {
+		note, err = disableIdleAgent(ctx, n.remote)
+	} else {
+		note, err = installIdleAgent(ctx, d, n.remote, idleAgentOptions{Env: o.Env, Server: n.srv, Settings: es, PluginDir: o.PluginDir, NoVolumePlugin: o.NoVolumePlugin})
+	}
+	step.Note("%s", note)
+	step.End(&err)
+	if err != nil {
+		return err
+	}
 
 	// The server end of the laptop agent: port forwards, shared folders, the bind check.
 	step = d.Progress.Start("Port forwards and shared folders: the server's side" + on)

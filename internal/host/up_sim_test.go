@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"cmp"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/idleagent"
 	"github.com/dockbridge/dockbridge/internal/serverstop"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
@@ -53,6 +55,12 @@ type fakeDisk struct {
 	verbs    []string
 	stopOut  string
 	stopHang bool
+	// The idle agent on the host (root disk) and the servers' binary cached on the volume:
+	// sha256 of the binary installed and cached, the configuration, whether it runs.
+	agentBin, agentCache string
+	agentConfig          string
+	agentActive          bool
+	agentUploads         int
 }
 
 // fakeHostKeys is one fake server's sshd: current is the HostKeyLabel of the key it presents
@@ -187,6 +195,67 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 		return []byte("0\n"), nil // no backup schedules on the volume
 	case strings.Contains(cmd, "backup status -o json"):
 		return nil, nil // no server binary: no schedules
+	case strings.Contains(cmd, `echo "have=$(sha256sum`):
+		arch := d.arch
+		if arch == "" {
+			arch = "x86_64"
+		}
+		out := "arch=" + arch + "\nhave=" + d.agentBin + "\n"
+		if d.agentCache != "" {
+			out += "candidate=" + d.agentCache + " " + agentBinaryCache + "\n"
+		}
+		if d.agentConfig != "" {
+			out += "config=" + sha256Hex(d.agentConfig) + "\n"
+		}
+		if d.agentBin != "" {
+			out += "unit=" + sha256Hex(agentUnit) + "\n"
+		}
+		if d.agentActive {
+			out += "active=active\n"
+		}
+		if d.pluginToken != "" {
+			out += "token=1\n"
+		}
+		return []byte(out), nil
+	case strings.Contains(cmd, "gzip -dc >"):
+		zr, err := gzip.NewReader(strings.NewReader(in))
+		if err != nil {
+			return nil, &RemoteError{Cmd: cmd, ExitCode: 1, Stderr: err.Error()}
+		}
+		b, _ := io.ReadAll(zr)
+		d.agentCache, d.agentUploads = sha256Hex(string(b)), d.agentUploads+1
+		return nil, nil
+	case strings.Contains(cmd, "systemctl restart "+idleagent.UnitName) && strings.Contains(cmd, "daemon-reload"):
+		if strings.Contains(cmd, "install -m 0755 '"+agentBinaryCache+"'") {
+			d.agentBin = d.agentCache
+		}
+		d.agentConfig, d.agentActive = in, true
+		return nil, nil
+	case cmd == "cat "+idleagent.ConfigPath:
+		if d.agentConfig == "" {
+			return nil, &RemoteError{Cmd: cmd, ExitCode: 1, Stderr: "no such file"}
+		}
+		return []byte(d.agentConfig), nil
+	case strings.Contains(cmd, "systemctl restart "+idleagent.UnitName):
+		d.agentConfig = in
+		return nil, nil
+	case strings.HasSuffix(cmd, idleagent.BinaryPath+" local install"):
+		return []byte("bind check and shared folders set up\n"), nil
+	case cmd == "test -s "+cloudinit.PluginTokenPath:
+		if d.pluginToken == "" {
+			return nil, &RemoteError{Cmd: cmd, ExitCode: 1}
+		}
+		return nil, nil
+	case cmd == "rm -f "+cloudinit.PluginTokenPath:
+		d.pluginToken = ""
+		return nil, nil
+	case cmd == idleagent.BinaryPath+" idle status":
+		if d.agentBin == "" {
+			return nil, &RemoteError{Cmd: cmd, ExitCode: 127, Stderr: "not found"}
+		}
+		return []byte(`{"idle": true, "idle_since": "2026-01-01T00:00:00Z", "keeping_up": [], "down_at": "2026-01-01T00:55:00Z", "phase": "watching",
+"idle_timeout": "30m0s", "agent_running": true, "updated": "` + time.Now().UTC().Format(time.RFC3339) + `",
+"disk_total_bytes": 21474836480, "disk_used_bytes": 1073741824, "health_last_line": "2026-01-01T00:00:00Z OK used=5%"}`), nil
 	case strings.Contains(cmd, "df -B1"):
 		return []byte("df=21474836480 1073741824\nhealth=2026-01-01T00:00:00Z OK used=5%\n"), nil
 	}
@@ -218,6 +287,8 @@ func newSimEnv(t *testing.T, opts ...hcloudsimtest.Option) *simEnv {
 	must(t, os.WriteFile(filepath.Join(plugin, "config.json"), []byte(`{"interface":{"types":["docker.volumedriver/1.0"]}}`), 0o644))
 	must(t, os.MkdirAll(filepath.Join(plugin, "rootfs", "bin"), 0o755))
 	must(t, os.WriteFile(filepath.Join(plugin, "rootfs", "bin", "hetzner-volume-plugin"), []byte("binary"), 0o755))
+	// The servers' binary of a developer's folder, which the idle agent runs.
+	must(t, os.WriteFile(filepath.Join(plugin, "rootfs", "hetzner-volume-plugin"), staticELF(t), 0o755))
 	cfg, err := Resolve(Settings{}, func(string) string { return "" }, Flags{})
 	must(t, err)
 	cfg.Token, cfg.TokenSource, cfg.Endpoint, cfg.PluginEndpoint = sim.Token, "HCLOUD_TOKEN", sim.Endpoint, sim.Endpoint
@@ -373,8 +444,11 @@ func TestUpCreatesLabelledResourcesAndIsIdempotent(t *testing.T) {
 	}
 	cfg, err := os.ReadFile(e.deps.Paths.SSHConfigFile("default"))
 	must(t, err)
-	if !strings.Contains(string(cfg), "HostName "+srv[0].IPv4) || !strings.Contains(string(cfg), "StrictHostKeyChecking yes") {
-		t.Errorf("ssh_config:\n%s", cfg)
+	server, err := os.ReadFile(e.deps.Paths.SSHServerFile("default"))
+	must(t, err)
+	if !strings.Contains(string(server), "HostName "+srv[0].IPv4) || !strings.Contains(string(cfg), "StrictHostKeyChecking yes") ||
+		!strings.Contains(string(cfg), "Include "+e.deps.Paths.SSHServerFile("default")) {
+		t.Errorf("ssh_config:\n%s\nssh_server.conf:\n%s", cfg, server)
 	}
 	for _, f := range []string{e.deps.Paths.UserKeyFile("default"), e.deps.Paths.stateFile("default"), e.deps.Paths.SSHConfigFile("default")} {
 		fi, err := os.Stat(f)
@@ -841,4 +915,18 @@ func TestDestroyVolumesDeletesThePluginVolumesOfItsServers(t *testing.T) {
 			t.Errorf("destroy deleted volume %s, which is not the environment's: %v", v.Name, err)
 		}
 	}
+}
+
+var (
+	staticELFOnce sync.Once
+	staticELFData []byte
+)
+
+// staticELF is a tiny static linux/amd64 program, built once per test binary.
+func staticELF(t *testing.T) []byte {
+	staticELFOnce.Do(func() { staticELFData = tinyELF(t, "amd64") })
+	if staticELFData == nil {
+		t.Fatal("no static ELF")
+	}
+	return staticELFData
 }
