@@ -90,7 +90,7 @@ lint: ## go vet, gofmt and go mod tidy must be clean; vet for macOS too, and the
 
 # Each part keeps its targets beside its code; a fragment adds its benchmark to BENCH_TARGETS.
 BENCH_TARGETS :=
--include simimage/simimage.mk plugin/plugin.mk internal/host/host.mk internal/backup/backup.mk internal/boottest/boottest.mk internal/localagent/local.mk internal/swarmtest/swarmtest.mk
+-include simimage/simimage.mk plugin/plugin.mk internal/host/host.mk internal/backup/backup.mk internal/boottest/boottest.mk internal/localagent/local.mk internal/swarmtest/swarmtest.mk internal/idle/idle.mk
 
 .PHONY: bench
 bench: ## print every benchmark table (API requests per Docker operation, backup throughput) with ratios against baselines run in the same script

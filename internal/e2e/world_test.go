@@ -201,7 +201,7 @@ func (r requests) String() string {
 
 // newWorld is a developer's machine: the CLI built with plain go build, the volume plugin
 // folder from plugin/build.sh (DOCKBRIDGE_PLUGIN_DIR).
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB, opts ...boottest.Option) *world {
 	t.Helper()
 	boottest.Require(t)
 	requireTools(t)
@@ -210,7 +210,7 @@ func newWorld(t testing.TB) *world {
 		if err := os.Symlink(cliPlugin, filepath.Join(plugins, "docker-dockbridge")); err != nil {
 			t.Fatal(err)
 		}
-	}, pluginDir)
+	}, pluginDir, opts...)
 }
 
 // newWorldWith makes a world whose DOCKER_CONFIG/cli-plugins install fills; pluginDir, when
@@ -238,7 +238,7 @@ func newWorldWith(t testing.TB, install func(pluginsDir string), pluginDir strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrapper := fmt.Sprintf("#!/bin/sh\n# ssh with this test's ~/.ssh/config ($E2E_SSH_OPTS: a baseline without connection sharing)\nexec %s -F \"$HOME/.ssh/config\" $E2E_SSH_OPTS \"$@\"\n", sshBin)
+	wrapper := fmt.Sprintf("#!/bin/sh\n# ssh with this test's ~/.ssh/config ($E2E_SSH_OPTS: a baseline without connection sharing; $E2E_SSH_CONFIG: another config)\nexec %s -F \"${E2E_SSH_CONFIG:-$HOME/.ssh/config}\" $E2E_SSH_OPTS \"$@\"\n", sshBin)
 	if err := os.WriteFile(filepath.Join(wrap, "ssh"), []byte(wrapper), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func newWorldWith(t testing.TB, install func(pluginsDir string), pluginDir strin
 		}
 		for _, env := range w.envs {
 			cmd := exec.Command("ssh", "-F", filepath.Join(w.home, ".ssh", "config"), "-O", "exit", "dockbridge-"+env)
-			cmd.Env = w.environ
+			cmd.Env = append(slices.Clone(w.environ), "DOCKBRIDGE_NO_WAKE=1") // ending a connection must not wake a server
 			_ = cmd.Run()
 		}
 		for _, p := range testproc.Find(w.root + "/") {
