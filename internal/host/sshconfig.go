@@ -117,18 +117,20 @@ func (p Paths) WakeScript(env string) string { return filepath.Join(p.EnvDir(env
 // WriteSSHConfig writes the environment's known_hosts and ssh_config (0600): one Host block
 // and one pinned key per server (node), all of one environment.
 //
-// A single-server environment also gets ssh_server.conf and, with a wake, wake.sh (0700).
-// Its ssh_config:
+// The first host (the single server, or a swarm's node 1, which the context uses) also gets
+// ssh_server.conf and, with a wake, wake.sh (0700):
 //
 //	Host dockbridge-<env>
 //	  User, IdentityFile, HostKeyAlias, the pinned known_hosts, ControlMaster, ... (fixed)
+//	Host dockbridge-<env>-node2            (a swarm's other nodes: their address inline)
+//	  HostName, Port, ..., ControlPath
 //	Match originalhost dockbridge-<env> exec "/bin/sh '.../wake.sh'"
 //	  Include .../ssh_server.conf          (HostName, Port, ControlPath: this server's)
 //
 // OpenSSH runs the exec while it reads the file, before it connects, and reads the Include
 // only after it: the wake may replace the server and rewrite ssh_server.conf, and ssh connects
-// to the new one. The context, the alias and the known_hosts file stay the same. A
-// multi-server environment (Swarm) has no wake yet: each Host block holds its server's address.
+// to the new one. The context, the alias and the known_hosts file stay the same. A swarm's wake
+// is the same `up`, which brings every node back; it runs when node 1 does not answer.
 func WriteSSHConfig(p Paths, hosts ...SSHHost) error {
 	if len(hosts) == 0 {
 		return errors.New("write ssh config: no host")
@@ -149,28 +151,19 @@ func WriteSSHConfig(p Paths, hosts ...SSHHost) error {
 	if err := writePrivate(p.KnownHostsFile(env), known.Bytes()); err != nil {
 		return err
 	}
-	if len(hosts) == 1 {
-		h := hosts[0]
-		if err := writePrivate(p.SSHServerFile(env), p.renderSSHServer(h)); err != nil {
+	h := hosts[0]
+	if err := writePrivate(p.SSHServerFile(env), p.renderSSHServer(h)); err != nil {
+		return err
+	}
+	if p.wakes(h) {
+		if err := writePrivate(p.WakeScript(env), p.renderWakeScript(h)); err != nil {
 			return err
 		}
-		if p.wakes(h) {
-			if err := writePrivate(p.WakeScript(env), p.renderWakeScript(h)); err != nil {
-				return err
-			}
-			if err := os.Chmod(p.WakeScript(env), 0o700); err != nil {
-				return err
-			}
-		} else if err := os.Remove(p.WakeScript(env)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Chmod(p.WakeScript(env), 0o700); err != nil {
 			return err
 		}
-	} else {
-		// Node 1's address is in its Host block now: nothing stale may be read after it.
-		for _, f := range []string{p.SSHServerFile(env), p.WakeScript(env)} {
-			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
+	} else if err := os.Remove(p.WakeScript(env)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return writePrivate(p.SSHConfigFile(env), p.renderSSHConfig(hosts...))
 }
@@ -180,24 +173,22 @@ func WriteSSHConfig(p Paths, hosts ...SSHHost) error {
 func (p Paths) wakes(h SSHHost) bool { return h.Wake != "" && p.goos() != "windows" }
 
 // renderSSHConfig is the text of an environment's ssh_config: a Host block per server, and for
-// a single server the Match line that runs the wake and includes ssh_server.conf.
+// the first (the single server, a swarm's node 1) the Match line that runs the wake and
+// includes ssh_server.conf.
 func (p Paths) renderSSHConfig(hosts ...SSHHost) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by `docker dockbridge up` for environment %q; rewritten on every up, do not edit.\n", hosts[0].Env)
-	single := len(hosts) == 1
-	for _, h := range hosts {
-		p.hostBlock(&b, h, !single)
+	for i, h := range hosts {
+		p.hostBlock(&b, h, i > 0)
 	}
-	if single {
-		h := hosts[0]
-		match := "Match originalhost " + NodeAlias(h.Env, h.Node)
-		if p.wakes(h) {
-			fmt.Fprintf(&b, "# Before it connects, ssh runs the wake (nothing to do while the shared connection lives),\n# then reads the server's address from ssh_server.conf, which the wake may have rewritten.\n")
-			// ssh expands %-tokens in the command: a % of the path is written %%.
-			match += fmt.Sprintf(` exec "/bin/sh %s"`, strings.ReplaceAll(shellQuote(p.WakeScript(h.Env)), "%", "%%"))
-		}
-		fmt.Fprintf(&b, "%s\n  Include %s\n", match, p.sshPath(p.SSHServerFile(h.Env)))
+	h := hosts[0]
+	match := "Match originalhost " + NodeAlias(h.Env, h.Node)
+	if p.wakes(h) {
+		fmt.Fprintf(&b, "# Before it connects, ssh runs the wake (nothing to do while the shared connection lives),\n# then reads the server's address from ssh_server.conf, which the wake may have rewritten.\n")
+		// ssh expands %-tokens in the command: a % of the path is written %%.
+		match += fmt.Sprintf(` exec "/bin/sh %s"`, strings.ReplaceAll(shellQuote(p.WakeScript(h.Env)), "%", "%%"))
 	}
+	fmt.Fprintf(&b, "%s\n  Include %s\n", match, p.sshPath(p.SSHServerFile(h.Env)))
 	return b.Bytes()
 }
 

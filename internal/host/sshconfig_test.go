@@ -250,3 +250,47 @@ sed -i 's/^ *Port .*/  Port %d/' %s
 		t.Fatalf("without the shared connection: %v, %d wakes (want 2): %s", err, wakes(), errb.String())
 	}
 }
+
+// TestSwarmWakeIsNodeOnes: a swarm's ssh_config runs the wake for node 1 (the context's
+// host) alone, before its address is read from ssh_server.conf, which the wake (the same up,
+// every node back) rewrites; the other nodes' Host blocks hold their address inline and wake
+// nothing.
+func TestSwarmWakeIsNodeOnes(t *testing.T) {
+	p := testPaths(t)
+	dir := t.TempDir()
+	count := filepath.Join(dir, "wakes")
+	fake := filepath.Join(dir, "docker-dockbridge")
+	must(t, os.WriteFile(fake, []byte(fmt.Sprintf(`#!/bin/sh
+[ "$1 $2 $3" = "wake --name sw" ] || { echo "unexpected arguments: $*" >&2; exit 2; }
+echo woke >> %s
+sed -i 's/^ *HostName .*/  HostName 198.51.100.1/' %s
+`, count, p.SSHServerFile("sw"))), 0o755))
+	var hosts []SSHHost
+	for n := 1; n <= 3; n++ {
+		hk, err := GenerateEd25519("h")
+		must(t, err)
+		hosts = append(hosts, SSHHost{Env: "sw", Node: n, Addr: fmt.Sprintf("203.0.113.%d", n), Port: 22, User: "root", KeyFile: "/keys/id", HostKey: hk.Public, Wake: fake})
+	}
+	must(t, WriteSSHConfig(p, hosts...))
+	resolve := func(alias string) string {
+		t.Helper()
+		out, err := exec.Command("ssh", "-F", p.SSHConfigFile("sw"), "-G", alias).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh -G %s: %v: %s", alias, err, out)
+		}
+		return string(out)
+	}
+	wakes := func() int {
+		b, _ := os.ReadFile(count)
+		return strings.Count(string(b), "\n")
+	}
+	if out := resolve(NodeAlias("sw", 2)); !strings.Contains(out, "hostname 203.0.113.2\n") || wakes() != 0 {
+		t.Fatalf("node 2: %d wakes (want 0), ssh -G:\n%s", wakes(), out)
+	}
+	if out := resolve(NodeAlias("sw", 3)); !strings.Contains(out, "hostname 203.0.113.3\n") || !strings.Contains(out, "controlpath "+p.ControlPath(hosts[2])+"\n") {
+		t.Fatalf("node 3, ssh -G:\n%s", out)
+	}
+	if out := resolve(SSHAlias("sw")); !strings.Contains(out, "hostname 198.51.100.1\n") || wakes() != 1 {
+		t.Fatalf("node 1: %d wakes (want 1), ssh -G (want the address the wake wrote):\n%s", wakes(), out)
+	}
+}

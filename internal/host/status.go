@@ -114,8 +114,8 @@ func GetStatus(ctx context.Context, d *Deps, env string) (res *Status, err error
 		case len(servers) > 0:
 			res.Idle = false
 			note = "node 1 has no server"
-		case res.Nodes != nil: // a swarm has no wake (yet)
-			note = "no server: nothing is billed for compute; `docker dockbridge up" + nameFlag(env) + "` starts them"
+		case res.Nodes != nil:
+			note = "no servers: nothing is billed for compute; the next docker command through the context " + ContextName(env) + " starts every node (or `docker dockbridge up" + nameFlag(env) + "`)"
 		}
 		res.Notes = append(res.Notes, note)
 		return res, nil
@@ -194,7 +194,7 @@ func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, r
 		return nil
 	}
 	if res.Nodes != nil {
-		res.Notes = append(res.Notes, "a multi-server environment (Swarm) does not go down by itself yet: `docker dockbridge down"+nameFlag(env)+"` stops it")
+		res.Notes = append(res.Notes, "a multi-server environment (Swarm) does not go down by itself: `docker dockbridge down"+nameFlag(env)+"` stops every node")
 	} else {
 		res.Notes = append(res.Notes, "no idle agent on the server (it was set up by an older docker dockbridge): it will not go down by itself; `docker dockbridge up"+nameFlag(env)+"` installs it")
 	}

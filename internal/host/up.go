@@ -254,11 +254,8 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	err = func() error {
 		var hosts []SSHHost
 		for _, n := range nodes {
-			h := SSHHost{Env: o.Env, Node: n.N, Addr: n.srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: n.st.HostKey}
-			if !swarm {
-				h.Wake = d.WakeBinary // a multi-server environment has no wake (yet)
-			}
-			hosts = append(hosts, h)
+			// The wake is node 1's (the context's): the same up, every node back.
+			hosts = append(hosts, SSHHost{Env: o.Env, Node: n.N, Addr: n.srv.IPv4, Port: d.SSHPort, User: d.SSHUser, KeyFile: userKey.path, HostKey: n.st.HostKey, Wake: d.WakeBinary})
 		}
 		if err := WriteSSHConfig(d.Paths, hosts...); err != nil {
 			return err

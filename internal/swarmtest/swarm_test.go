@@ -79,6 +79,7 @@ func TestSwarm(t *testing.T) {
 	t.Run("Faults", func(t *testing.T) { faults(t, w, ns, seed) })
 	t.Run("HardFailure", func(t *testing.T) { hardFailure(t, w, ns, seed) })
 	t.Run("DownUp", func(t *testing.T) { downUp(t, w, seed) })
+	t.Run("Wake", func(t *testing.T) { wakeAll(t, w, seed) })
 
 	if n := w.counter(t, "detaches_while_mounted"); n != 0 {
 		t.Errorf("detaches_while_mounted = %d over the whole test, want 0", n)
@@ -526,6 +527,37 @@ func downUp(t *testing.T, w *world, seed string) {
 	}
 	hosts := w.ssh(t, indexOf(t, ns, host), "docker exec $(docker ps -q --filter label=com.docker.swarm.service.name="+service+") sh -c 'cat /data/hosts'")
 	t.Logf("after down and up: %s; the task ran on: %s", services, strings.ReplaceAll(hosts, "\n", ", "))
+}
+
+// wakeAll: after down, a docker command through the context (node 1's alias) wakes the
+// environment: the same up, every node back, then the command runs; the stack and its data
+// are there.
+func wakeAll(t *testing.T, w *world, seed string) {
+	w.must(t, "dockbridge", "down")
+	servers, err := w.api.Server.AllWithOpts(t.Context(), hcloud.ServerListOpts{ListOpts: hcloud.ListOpts{LabelSelector: "managed-by=dockbridge"}})
+	if err != nil || len(servers) != 0 {
+		t.Fatalf("after down: %d servers (%v), want none", len(servers), err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	defer cancel()
+	start := time.Now()
+	r := w.run(ctx, "--context", "dockbridge", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+	took := time.Since(start)
+	if r.err != nil {
+		t.Fatalf("docker node ls through the context after down (the wake): %s", r)
+	}
+	ns := w.nodes(t)
+	for _, n := range ns {
+		if !strings.Contains(r.stdout, n.Server+" Ready") {
+			t.Errorf("the command that woke the environment printed:\n%s\nwant %s Ready", r.stdout, n.Server)
+		}
+	}
+	checkNodes(t, w, ns)
+	host := w.waitRunning(t, "", 5*time.Minute)
+	if sum := w.checkData(t, ns, host); sum != seed {
+		t.Fatalf("after the wake the data's checksum is %s, want %s", sum, seed)
+	}
+	t.Logf("after down, docker node ls through the context woke all %d nodes and ran in %s", len(ns), took.Round(100*time.Millisecond))
 }
 
 func printFigures(t *testing.T) {
