@@ -109,6 +109,9 @@ type envState struct {
 	nodeState
 	// Nodes are the other nodes of a multi-server environment (Swarm), by number.
 	Nodes []nodeState `json:"nodes,omitempty"`
+	// Swarm says the environment is a Docker Swarm (its last up made it one), even of one node:
+	// its nodes do not go down by themselves.
+	Swarm bool `json:"swarm,omitempty"`
 	// Paused are the Swarm nodes (by number) `down` set to availability pause, so that the
 	// managers did not move the tasks of the nodes stopped first; `up` makes them active again.
 	Paused []int `json:"swarm_paused,omitempty"`

@@ -371,9 +371,9 @@ func disableIdleAgent(ctx context.Context, r Remote) (string, error) {
 		return "", fmt.Errorf("stop the idle agent of the single server this node was: %w", err)
 	}
 	if strings.TrimSpace(string(out)) == "removed" {
-		return "stopped and removed (a multi-server environment does not go down by itself yet: `docker dockbridge down`)", nil
+		return "stopped and removed (a multi-server environment does not go down by itself: `docker dockbridge down` stops every node)", nil
 	}
-	return "none: a multi-server environment does not go down by itself yet (`docker dockbridge down`)", nil
+	return "none: a multi-server environment does not go down by itself (`docker dockbridge down` stops every node)", nil
 }
 
 // idleNote says what the settings mean, for up's progress.
@@ -402,8 +402,8 @@ func ApplyIdleSettings(ctx context.Context, d *Deps, env string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if len(st.Nodes) > 0 {
-		return "kept, but a multi-server environment (Swarm) does not go down by itself yet: `docker dockbridge down" + nameFlag(env) + "` stops it", nil
+	if st.Swarm || len(st.Nodes) > 0 {
+		return "kept, but unused: a multi-server environment (Swarm) does not go down by itself (no node deletes itself alone); `docker dockbridge down" + nameFlag(env) + "` stops every node, and the next docker command through the context brings them all back", nil
 	}
 	if st.ServerID == 0 || st.ServerIPv4 == "" || st.HostKey == "" {
 		return "no server now: the next one gets them", nil

@@ -113,3 +113,39 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 	}
 	return a
 }
+
+// TestSwarmRefusesAnIdleTimeout: a swarm's nodes never delete themselves, so up --idle-timeout
+// on a swarm is refused before anything is made or saved (it only read the data volumes); off
+// is accepted, and a malformed timeout is refused before any API request.
+func TestSwarmRefusesAnIdleTimeout(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	l := labels("sw", RoleDataRoot)
+	l[LabelNode], l[LabelSwarm] = "1", SwarmManager
+	_, err := e.api.CreateVolume(ctx, hetzner.VolumeSpec{Name: nodeVolumeName("sw", 1), SizeGB: 10, Location: "fsn1", Labels: l, Format: "ext4"})
+	must(t, err)
+
+	before := e.total()
+	_, err = Up(ctx, e.deps, UpOptions{Env: "sw", IdleTimeout: "banana", NoVolumePlugin: true})
+	if err == nil || !strings.Contains(err.Error(), "--idle-timeout") || e.total() != before {
+		t.Fatalf("malformed --idle-timeout: %v, %d API requests (want a clear error and none)", err, e.total()-before)
+	}
+
+	before = e.total()
+	_, err = Up(ctx, e.deps, UpOptions{Env: "sw", Nodes: 3, IdleTimeout: "30m", NoVolumePlugin: true})
+	if err == nil || !strings.Contains(err.Error(), "does not go down by itself") || !strings.Contains(err.Error(), "docker dockbridge down --name sw") {
+		t.Fatalf("up --nodes 3 --idle-timeout 30m on a swarm: %v; want the refusal saying why and what to do", err)
+	}
+	t.Log(err)
+	if n, by := e.total()-before, e.sim.Stats().ByEndpoint["GET /v1/volumes"]; n != 1 || by < 1 {
+		t.Fatalf("the refused up spent %d API requests, want only the one volume list", n)
+	}
+	if servers, volumes, _, _ := e.count(ctx); servers != 0 || volumes != 1 {
+		t.Fatalf("after the refusal: %d servers, %d volumes; want nothing made", servers, volumes)
+	}
+	es, err := LoadEnvSettings(e.deps.Paths, "sw")
+	must(t, err)
+	if es.IdleTimeout != "" || es.Up != nil {
+		t.Fatalf("the refused up changed the settings: %+v", es)
+	}
+}

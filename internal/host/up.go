@@ -14,6 +14,7 @@ import (
 
 	"github.com/dockbridge/dockbridge/cloudinit"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/idle"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
@@ -115,9 +116,10 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 			return nil, err
 		}
 	}
-	es, err := upEnvSettings(d.Paths, o)
-	if err != nil {
-		return nil, err
+	if o.IdleTimeout != "" {
+		if _, err := idle.ParseTimeout(o.IdleTimeout); err != nil {
+			return nil, fmt.Errorf("--idle-timeout: %w", err)
+		}
 	}
 	st, err := loadState(d.Paths, o.Env)
 	if err != nil {
@@ -141,6 +143,20 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		return res, err
 	}
 	swarm := plan[0].Role != ""
+	if swarm && o.IdleTimeout != "" {
+		if t, _ := idle.ParseTimeout(o.IdleTimeout); t != idle.Off {
+			return res, fmt.Errorf("--idle-timeout %s: environment %q is a Docker Swarm (%d nodes), and a swarm does not go down by itself: "+
+				"no node deletes itself, since one node stopping alone would move its tasks and volumes onto the others. "+
+				"`docker dockbridge down%s` stops every node cleanly (workers first, managers last), and the next docker command "+
+				"through the context brings them all back; run up without --idle-timeout", o.IdleTimeout, o.Env, len(plan), nameFlag(o.Env))
+		}
+	}
+	// The environment's settings, before anything is made (the volumes were only read).
+	es, err := upEnvSettings(d.Paths, o)
+	if err != nil {
+		return res, err
+	}
+	st.Swarm = swarm
 	if !swarm {
 		if err := canInstallIdleAgent(d, es, o.PluginDir); err != nil {
 			return res, err
