@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -632,7 +633,17 @@ func TestGrowUnmounted(t *testing.T) {
 			if err := store.Resize(ctx, id, 2*diskSize); err != nil {
 				t.Fatal(err)
 			}
-			sizes, grown, err := m.GrowUnmounted(ctx, link, fstype)
+			if fstype == "ext4" {
+				// A caller already out of time starts nothing.
+				late, cancel := context.WithCancel(ctx)
+				cancel()
+				if s, grown, err := m.GrowUnmounted(late, link, fstype); !errors.Is(err, context.Canceled) || grown || !s.NeedsGrow() {
+					t.Fatalf("GrowUnmounted out of time = %+v, %v, %v; want context.Canceled and nothing grown", s, grown, err)
+				}
+			}
+			// The caller's time ends as the growth starts (a plugin's Mount at its bound): the check
+			// and resize2fs still run to their end, never killed half-way.
+			sizes, grown, err := m.GrowUnmounted(&endsOnceAsked{Context: ctx}, link, fstype)
 			if fstype == "xfs" {
 				if !errors.Is(err, mount.ErrNotMounted) || grown || !sizes.NeedsGrow() {
 					t.Fatalf("GrowUnmounted(xfs) = %+v, %v, %v; want ErrNotMounted and NeedsGrow", sizes, grown, err)
@@ -767,4 +778,24 @@ func deviceHash(t *testing.T, dev string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// endsOnceAsked is a context whose time is up from the moment after its first Err: it is
+// done, but says it is still on when asked once.
+type endsOnceAsked struct {
+	context.Context
+	asked atomic.Bool
+}
+
+func (c *endsOnceAsked) Done() <-chan struct{} {
+	done := make(chan struct{})
+	close(done)
+	return done
+}
+
+func (c *endsOnceAsked) Err() error {
+	if c.asked.Swap(true) {
+		return context.Canceled
+	}
+	return nil
 }

@@ -133,6 +133,13 @@ func (l *Linux) GrowUnmounted(ctx context.Context, device, fstype string) (Sizes
 	if fstype != "ext4" {
 		return sizes, false, fmt.Errorf("grow %s: %w: an %s filesystem grows only mounted; mount it, then grow it", device, ErrNotMounted, fstype)
 	}
+	// Once started, the check and the growth run to their end: a request's bound (a plugin's
+	// Mount answers before Docker gives up) must not SIGKILL an offline resize2fs half-way,
+	// which can leave the filesystem damaged. A caller out of time starts neither.
+	if err := ctx.Err(); err != nil {
+		return sizes, false, fmt.Errorf("grow %s: not started: %w", device, err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	if _, err := cmdrun.Run(ctx, "e2fsck", "-f", "-p", dev.node); err != nil && cmdrun.ExitCode(err) != 1 {
 		return sizes, false, fmt.Errorf("grow %s: the filesystem check before growing found problems it may not fix unattended, so it was not grown (run `docker dockbridge volume fsck`): %w", device, err)
 	}
