@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -118,7 +119,8 @@ func keepingUp(st idleStatus, what string) bool {
 // an unlabelled container and status's own probe do not. Idle, the server stops cleanly (the
 // container gets its own stop signal) and deletes itself at the end of a paid period: the data
 // written before is there on the server the next docker command wakes (a pseudo-terminal shows
-// the wake), and two concurrent commands after a down create one server.
+// the wake), two concurrent commands after a down create one server, and docker-compose through
+// the context wakes it too (its stderr says so).
 func TestIdleServerDeletesItselfAndWakes(t *testing.T) {
 	w := newWorld(t)
 	const env = "idle"
@@ -214,6 +216,34 @@ func TestIdleServerDeletesItselfAndWakes(t *testing.T) {
 	}
 	if got := w.ours(t)["server"]; len(got) != 1 {
 		t.Fatalf("servers after two concurrent wakes: %v", got)
+	}
+
+	// docker-compose through the context wakes it too: it runs the system's ssh as docker does,
+	// and its stderr shows the wake.
+	w.must(t, "dockbridge", "down", "--name", env)
+	project := t.TempDir()
+	if err := os.WriteFile(filepath.Join(project, "docker-compose.yml"), []byte("version: \"2.4\"\nservices:\n  app:\n    image: keep:1\n    command: [\"busybox\", \"true\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// docker-compose 1.x finds contexts beside config.json only.
+	if _, err := os.Stat(filepath.Join(w.config, "config.json")); os.IsNotExist(err) {
+		if err := os.WriteFile(filepath.Join(w.config, "config.json"), []byte("{}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := w.cmd(t.Context(), nil, nil)
+	c.Path, c.Args = mustLook(t, "docker-compose"), []string{"docker-compose", "--context", contextName(env), "ps", "--all"}
+	c.Dir = project
+	var cout, cerr strings.Builder
+	c.Stdout, c.Stderr = &cout, &cerr
+	if err := c.Run(); err != nil {
+		t.Fatalf("docker-compose ps through the context while the server was down: %v\n%s\n%s", err, cout.String(), cerr.String())
+	}
+	if !strings.Contains(cerr.String(), `dockbridge: environment "idle" has no server running: bringing it up`) {
+		t.Fatalf("docker-compose's stderr did not show the wake:\n%s", cerr.String())
+	}
+	if got := w.ours(t)["server"]; len(got) != 1 {
+		t.Fatalf("servers after docker-compose's wake: %v", got)
 	}
 }
 
