@@ -116,9 +116,17 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 			return nil, err
 		}
 	}
+	// Malformed idle settings fail before any API request (they are saved only later, once a
+	// swarm's --idle-timeout has been refused).
+	var check EnvSettings
 	if o.IdleTimeout != "" {
-		if _, err := idle.ParseTimeout(o.IdleTimeout); err != nil {
+		if err := check.Set("idle_timeout", o.IdleTimeout); err != nil {
 			return nil, fmt.Errorf("--idle-timeout: %w", err)
+		}
+	}
+	if o.BillingPeriod != "" {
+		if err := check.Set("billing_period", o.BillingPeriod); err != nil {
+			return nil, fmt.Errorf("--billing-period: %w", err)
 		}
 	}
 	st, err := loadState(d.Paths, o.Env)
