@@ -305,7 +305,7 @@ func (d deps) adviseResizes(ctx context.Context, res []volumeops.CheckResult, ta
 		switch {
 		case r.Hetzner != nil && r.Hetzner.SizeGB > 0:
 			price()
-			r.Resize = volumefs.Advise(r.Volume, false, "", int(r.Hetzner.SizeGB), used, r.TotalBytes, target, pricing, priceErr)
+			r.Resize = volumefs.Advise(r.Volume, false, "", int(r.Hetzner.SizeGB), used, r.TotalBytes, volumefs.ReservedBytes(r.FSType, int(r.Hetzner.SizeGB)), target, pricing, priceErr)
 		case r.SharedFS && d.cli != nil:
 			env, ok := host.EnvOfContext(d.cli.CurrentContext())
 			if !ok {
@@ -319,7 +319,7 @@ func (d deps) adviseResizes(ctx context.Context, res []volumeops.CheckResult, ta
 			if err != nil {
 				continue
 			}
-			r.Resize = volumefs.Advise(v.Name, true, nameFlagText(env), v.SizeGB, used, r.TotalBytes, target, pricing, priceErr)
+			r.Resize = volumefs.Advise(v.Name, true, nameFlagText(env), v.SizeGB, used, r.TotalBytes, volumefs.ReservedBytes(r.FSType, v.SizeGB), target, pricing, priceErr)
 		}
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,7 +91,9 @@ func (s *scene) fsck(t testing.TB, args ...string) (*volumefs.Checked, result) {
 // dfKiB is the size in KiB of the filesystem at path as df in container c shows it.
 func (s *scene) dfKiB(t testing.TB, args ...string) int64 {
 	t.Helper()
-	out := s.must(t, append(args, "busybox", "df", "-k", "/data")...).stdout
+	// -P: one line per filesystem (busybox df otherwise puts the numbers of a long device name,
+	// such as /dev/disk/by-id/scsi-0HC_Volume_1007, on a line of their own).
+	out := s.must(t, append(args, "busybox", "df", "-P", "-k", "/data")...).stdout
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	f := strings.Fields(lines[len(lines)-1])
 	if len(f) < 2 {
@@ -236,6 +240,61 @@ func growScenario(t *testing.T, s *scene, fstype string) {
 	if grown := s.dfKiB(t, "run", "--rm", "-v", vol+":/data", s.image); grown < 21<<20 {
 		t.Errorf("df after the resize to 22 GB: %d KiB", grown)
 	}
+}
+
+// adviceScenario: `volume check` at WARNING prints the exact resize command that brings the
+// volume's usage under the warning threshold, with its price per month from /pricing; running
+// that command brings the volume back to OK. A threshold of 8 % stands for 70 % (300 MB on a
+// 10 GB volume instead of 7 GB): over ext4's 5 % reserve, which grows with the filesystem
+// and so still counts after the resize.
+func adviceScenario(t *testing.T, s *scene) {
+	vol := fmt.Sprintf("advice-%d", sceneSeq.Add(1))
+	s.must(t, "volume", "create", "-d", s.driver, "-o", "size=10", "-o", "fstype=ext4", vol)
+	t.Cleanup(func() { s.docker(context.Background(), "volume", "rm", "-f", vol) })
+	s.must(t, "run", "--rm", "-v", vol+":/data", s.image, "busybox", "dd", "if=/dev/zero", "of=/data/fill", "bs=1M", "count=300")
+	check := func(format string) result {
+		t.Helper()
+		args := []string{"dockbridge", "volume", "check", "--warning", "8", "--critical", "99"}
+		if format != "" {
+			args = append(args, "-o", format)
+		}
+		return s.must(t, append(args, vol)...)
+	}
+	r := check("")
+	m := regexp.MustCompile(`(?m)^  docker dockbridge volume resize ` + regexp.QuoteMeta(vol) + ` (\d+)    # (\d+) GB: ([0-9.]+) (\w+)/month, ([0-9.]+) more than now$`).FindStringSubmatch(r.stdout)
+	if !strings.Contains(r.stdout, "To bring usage under 8 %:") || m == nil || m[1] != m[2] {
+		t.Fatalf("volume check at WARNING: want the resize command and its price under the table\n%s", r)
+	}
+	size, _ := strconv.Atoi(m[1])
+	var res []struct {
+		Status string           `json:"status"`
+		Usage  float64          `json:"usage"`
+		Resize *volumefs.Advice `json:"resize"`
+	}
+	if err := json.Unmarshal([]byte(check("json").stdout), &res); err != nil || len(res) != 1 || res[0].Status != "warning" || res[0].Resize == nil ||
+		res[0].Resize.Command != "docker dockbridge volume resize "+vol+" "+m[1] {
+		t.Fatalf("volume check -o json at WARNING: %+v, %v", res, err)
+	}
+	pricing, _, err := s.api.Pricing.Get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	perGB, err := strconv.ParseFloat(pricing.Volume.PerGBMonthly.Gross, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := res[0].Resize; a.Currency != pricing.Currency || math.Abs(a.MonthlyCost-perGB*float64(size)) > 1e-6 || math.Abs(a.MonthlyIncrease-perGB*float64(size-10)) > 1e-6 {
+		t.Errorf("the advice's price: %+v; /pricing says %s %s per GB and month", a, pricing.Volume.PerGBMonthly.Gross, pricing.Currency)
+	}
+	t.Logf("%s at %.2f %% of 10 GB: %s (%s %s/month)", vol, res[0].Usage*100, res[0].Resize.Command, m[3], m[4])
+	if out, r := s.resize(t, vol, m[1]); r.err != nil || out == nil || out.SizeGB != size {
+		t.Fatalf("the advised resize: %+v\n%s", out, r)
+	}
+	res = nil // a fresh slice: Unmarshal would keep the earlier resize where the key is absent
+	if err := json.Unmarshal([]byte(check("json").stdout), &res); err != nil || len(res) != 1 || res[0].Status != "ok" || res[0].Usage >= 0.08 || res[0].Resize != nil {
+		t.Fatalf("volume check after the advised resize: %+v, %v; want ok, under 8 %%", res, err)
+	}
+	t.Logf("%s after the advised resize to %d GB: %.2f %%", vol, size, res[0].Usage*100)
 }
 
 // fsckScenario: fsck refuses a volume a running container uses and names it; on a clean
@@ -428,6 +487,7 @@ func TestVolumeResizeAndFsckLocal(t *testing.T) {
 		t.Run("resize/"+fstype, func(t *testing.T) { growScenario(t, s, fstype) })
 		t.Run("fsck/"+fstype, func(t *testing.T) { fsckScenario(t, s, fstype) })
 	}
+	t.Run("check advises a resize", func(t *testing.T) { adviceScenario(t, s) })
 }
 
 func hasCapSysResource(t testing.TB) bool {
@@ -477,6 +537,7 @@ func TestVolumeResizeAndFsckOnAHost(t *testing.T) {
 		t.Run("resize/"+fstype, func(t *testing.T) { growScenario(t, s, fstype) })
 		t.Run("fsck/"+fstype, func(t *testing.T) { fsckScenario(t, s, fstype) })
 	}
+	t.Run("check advises a resize", func(t *testing.T) { adviceScenario(t, s) })
 
 	// The data volume.
 	s.must(t, "volume", "create", "-d", "hetzner", "-o", "size=10", "data-user")

@@ -121,23 +121,42 @@ type Advice struct {
 	PriceError      string  `json:"price_error,omitempty"`
 }
 
+// ReservedBytes is what a volume of sizeGB with a filesystem of fsType keeps in reserve and
+// counts as used (statfs' free is what unprivileged users may still write): mkfs.ext4's
+// default 5 % of the device for root, which the plugin and the user-data both keep and which
+// resize2fs grows with the filesystem; xfs reserves nothing that df shows.
+func ReservedBytes(fsType string, sizeGB int) uint64 {
+	if fsType != "ext4" || sizeGB <= 0 {
+		return 0
+	}
+	return uint64(sizeGB) << 30 / 20
+}
+
 // SizeFor is the smallest whole GB size at which usedBytes fill less than target (0.70) of a
 // volume of sizeGB whose filesystem has fsBytes: the filesystem grows in proportion to the
-// volume. It is at least sizeGB+1 and at most the API's largest volume.
-func SizeFor(sizeGB int, usedBytes, fsBytes uint64, target float64) int {
+// volume, and so does its reserve (reservedBytes of usedBytes), while the rest of what is
+// used stays. It is at least sizeGB+1 and at most the API's largest volume; 0 when no size
+// brings the usage under target (the reserve alone reaches it).
+func SizeFor(sizeGB int, usedBytes, fsBytes, reservedBytes uint64, target float64) int {
 	if sizeGB <= 0 || fsBytes == 0 || target <= 0 {
 		return 0
 	}
-	need := float64(usedBytes) * float64(sizeGB) / (target * float64(fsBytes))
+	reserve := float64(min(reservedBytes, usedBytes)) / float64(fsBytes) // a fraction that stays
+	if reserve >= target {
+		return 0
+	}
+	stays := float64(usedBytes - min(reservedBytes, usedBytes))
+	need := stays * float64(sizeGB) / ((target - reserve) * float64(fsBytes))
 	n := int(need) + 1
 	return min(max(n, sizeGB+1), hetzner.MaxVolumeSizeGB)
 }
 
-// Advise is the advice for a volume of sizeGB at usedBytes of fsBytes: `volume resize NAME N`
-// (or `--data N` for the data volume, with envFlag such as " --name dev"), priced with p when
-// it is not nil.
-func Advise(name string, data bool, envFlag string, sizeGB int, usedBytes, fsBytes uint64, target float64, p *hetzner.VolumePricing, priceErr error) *Advice {
-	n := SizeFor(sizeGB, usedBytes, fsBytes, target)
+// Advise is the advice for a volume of sizeGB at usedBytes of fsBytes (reservedBytes of them
+// the filesystem's reserve, ReservedBytes): `volume resize NAME N` (or `--data N` for the data
+// volume, with envFlag such as " --name dev"), priced with p when it is not nil. Nil when no
+// size helps.
+func Advise(name string, data bool, envFlag string, sizeGB int, usedBytes, fsBytes, reservedBytes uint64, target float64, p *hetzner.VolumePricing, priceErr error) *Advice {
+	n := SizeFor(sizeGB, usedBytes, fsBytes, reservedBytes, target)
 	if n == 0 || n <= sizeGB {
 		return nil
 	}

@@ -44,7 +44,8 @@ type CheckResult struct {
 	UsedBytes   int64    `json:"used_bytes"`
 	TotalBytes  uint64   `json:"filesystem_bytes"`
 	FreeBytes   uint64   `json:"filesystem_free_bytes"`
-	Usage       float64  `json:"usage"`       // fraction of the filesystem in use
+	FSType      string   `json:"fs_type,omitempty"`
+	Usage       float64  `json:"usage"`       // fraction of the filesystem in use (its reserve included)
 	InodeUsage  float64  `json:"inode_usage"` // fraction of inodes in use
 	Problems    []string `json:"problems,omitempty"`
 	SharedFS    bool     `json:"shared_filesystem,omitempty"` // a local volume: usage is the engine's disk
@@ -70,7 +71,7 @@ func Evaluate(vol Volume, p helper.ProbeResult, probeErr error, t Thresholds) Ch
 		worse(StatusCritical, fmt.Sprintf("cannot mount: %v", probeErr))
 		return r
 	}
-	r.Mounted, r.Writable, r.UsedBytes, r.TotalBytes, r.FreeBytes = p.Mounted, p.Writable, p.UsedBytes, p.TotalBytes, p.FreeBytes
+	r.Mounted, r.Writable, r.UsedBytes, r.TotalBytes, r.FreeBytes, r.FSType = p.Mounted, p.Writable, p.UsedBytes, p.TotalBytes, p.FreeBytes, p.FSType
 	if !p.Mounted {
 		worse(StatusCritical, "not mounted in the helper container")
 	}
