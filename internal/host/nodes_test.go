@@ -149,3 +149,21 @@ func TestSwarmRefusesAnIdleTimeout(t *testing.T) {
 		t.Fatalf("the refused up changed the settings: %+v", es)
 	}
 }
+
+// volume resize/fsck --data act on node 1's data volume and server (the docker context's),
+// whatever order the API lists a swarm's in; a single server's have no node label.
+func TestDataVolumeAndServerAreNodeOnes(t *testing.T) {
+	vlabels := func(v *hetzner.Volume) map[string]string { return v.Labels }
+	if v := nodeOne([]*hetzner.Volume{dataVol(3, 3, SwarmWorker), dataVol(2, 2, SwarmWorker), dataVol(1, 1, SwarmManager)}, vlabels); v.ID != 1 {
+		t.Errorf("a swarm's data volume: %d, want node 1's", v.ID)
+	}
+	if v := nodeOne([]*hetzner.Volume{dataVol(7, 0, "")}, vlabels); v.ID != 7 {
+		t.Errorf("a single server's data volume: %d", v.ID)
+	}
+	srv := func(id int64, node int) *hetzner.Server {
+		return &hetzner.Server{ID: id, Labels: nodeLabels("e", RoleServer, node, SwarmManager)}
+	}
+	if s := nodeOne([]*hetzner.Server{srv(12, 2), srv(11, 1)}, func(s *hetzner.Server) map[string]string { return s.Labels }); s.ID != 11 {
+		t.Errorf("a swarm's server: %d, want node 1's", s.ID)
+	}
+}
