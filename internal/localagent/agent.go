@@ -29,6 +29,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -376,8 +377,36 @@ func (a *Agent) startMaster(ctx context.Context, opts []string) error {
 		}
 		return fmt.Errorf("cannot reach the server: %s", msg)
 	}
+	if strings.Contains(stderr.String(), "disabling multiplexing") {
+		// Another master took the socket while this ssh connected (a docker command's, right
+		// after a wake): this one went on in the background without multiplexing, a second
+		// connection that nothing would use or end. End it; the other master serves.
+		a.Log.Print("another shared SSH connection came first: this one's goes")
+		for _, pid := range findProcesses(strings.Join(args, " ")) {
+			terminate(pid)
+			a.Log.Printf("ended the second connection (ssh pid %d)", pid)
+		}
+		return nil
+	}
 	a.Log.Print("made the shared SSH connection")
 	return nil
+}
+
+// findProcesses lists the processes whose command line ends with tail (ps, as on macOS).
+func findProcesses(tail string) []int {
+	out, err := exec.Command("ps", "-axo", "pid=,command=").Output()
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, line := range strings.Split(string(out), "\n") {
+		pidText, command, ok := strings.Cut(strings.TrimSpace(line), " ")
+		pid, err := strconv.Atoi(pidText)
+		if ok && err == nil && pid != os.Getpid() && strings.HasSuffix(strings.TrimSpace(command), tail) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // attach opens the link session on the master and runs it until it ends.

@@ -526,3 +526,34 @@ func TestSharedFolderBothWaysDeletesAndConflicts(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(copyRoot, "pkg04", "f004.js"), []byte("the laptop's version"), 0o644))
 	r.eventually(30*time.Second, "the conflict resolved", func() bool { return len(shareState().Conflicts) == 0 })
 }
+
+// A docker command makes the shared connection while the agent's ssh is connecting (right after
+// a wake): the agent's ssh finds the socket taken and goes on without multiplexing, in the
+// background. The agent ends that second connection and attaches through the other master.
+func TestAgentEndsItsConnectionWhenAnotherMasterWins(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	proxy, agentSSH := filepath.Join(dir, "proxy.sh"), filepath.Join(dir, "agent-ssh.sh")
+	sshArgs := fmt.Sprintf("-F /dev/null -o ControlPath=%s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -i %s -p %d",
+		r.controlPath(), filepath.Join(r.sshd.Dir, "user"), r.sshd.Port)
+	must(t, os.WriteFile(proxy, []byte(fmt.Sprintf(`#!/bin/sh
+# A docker command's master takes the socket first; then this carries the agent's ssh to sshd.
+ssh %[1]s -o ControlMaster=yes -o ControlPersist=10m -f -N root@127.0.0.1 || exit 1
+exec ssh %[1]s -W 127.0.0.1:%[2]d root@127.0.0.1
+`, sshArgs, r.sshd.Port)), 0o755))
+	must(t, os.WriteFile(agentSSH, []byte("#!/bin/sh\nexec ssh -o ProxyCommand="+proxy+" \"$@\"\n"), 0o755))
+	r.agent.SSH = agentSSH
+	r.start()
+	r.eventually(20*time.Second, "attached", func() bool { return r.status().State == StateAttached })
+	if !strings.Contains(r.logBuf.String(), "another shared SSH connection came first") {
+		t.Fatalf("the agent's ssh did not lose the race the test arranged:\n%s", r.logBuf.String())
+	}
+	r.eventually(5*time.Second, "no second connection left", func() bool {
+		for _, p := range testproc.Find("ProxyCommand=" + proxy) {
+			if !strings.HasPrefix(p.Command, "/bin/sh") {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -23,3 +23,6 @@ func detach(cmd *exec.Cmd) {
 		}
 	}
 }
+
+// terminate asks process pid to end (SIGTERM).
+func terminate(pid int) { _ = syscall.Kill(pid, syscall.SIGTERM) }

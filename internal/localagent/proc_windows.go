@@ -1,6 +1,7 @@
 package localagent
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -8,4 +9,11 @@ import (
 // detach: a new process group, so that the console's Ctrl-C does not reach the agent.
 func detach(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{CreationFlags: syscall.CREATE_NEW_PROCESS_GROUP}
+}
+
+// terminate ends process pid.
+func terminate(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
 }
