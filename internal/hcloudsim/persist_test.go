@@ -7,6 +7,7 @@ import (
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
+	"github.com/dockbridge/dockbridge/internal/hcloudsim"
 	"github.com/dockbridge/dockbridge/internal/hcloudsim/hcloudsimtest"
 )
 
@@ -61,13 +62,19 @@ func TestStatePersistsAcrossRestart(t *testing.T) {
 func TestInterruptedActionsFailOnRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := t.Context()
-	sim1 := hcloudsimtest.Start(t, hcloudsimtest.WithStateDir(dir))
+	// The create action is held (running) until the simulator stops: the stop interrupts it
+	// whatever the machine's load, which a stop "within the action's 100 ms" did not.
+	hold := hcloudsim.FaultConfig{Rules: []hcloudsim.FaultRule{{Kind: "hold", Rate: 1, Command: "create_server", Count: 1}}}
+	sim1 := hcloudsimtest.Start(t, hcloudsimtest.WithStateDir(dir), hcloudsimtest.WithFaults(hold))
 	c1 := sim1.Client()
 	res, _, err := c1.Server.Create(ctx, hcloud.ServerCreateOpts{Name: "slow", ServerType: &hcloud.ServerType{Name: "cx23"}, Image: &hcloud.Image{Name: "debian-12"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sim1.Close(); err != nil { // before the 100 ms create action ends
+	if held := sim1.AwaitHeld(t, "create_server"); held.ID != res.Action.ID {
+		t.Fatalf("held %+v, want the create action %d", held, res.Action.ID)
+	}
+	if err := sim1.Close(); err != nil {
 		t.Fatal(err)
 	}
 	sim2 := hcloudsimtest.Start(t, hcloudsimtest.WithStateDir(dir))
