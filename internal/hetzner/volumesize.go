@@ -30,6 +30,9 @@ func ParseVolumeSize(s string, currentGB int) (int, error) {
 	if err != nil || n <= 0 || strings.HasPrefix(num, "+") || strings.HasPrefix(num, "-") {
 		return 0, fmt.Errorf("size %q: write whole GB, as Hetzner counts them: 50 (or 50G) for the new size, +10G to add 10 GB", s)
 	}
+	if n > MaxVolumeSizeGB/unit {
+		return 0, fmt.Errorf("size %q: more than a Hetzner volume can hold (%d GB)", s, MaxVolumeSizeGB)
+	}
 	gb := n * unit
 	if rel {
 		gb += currentGB

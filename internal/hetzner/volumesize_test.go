@@ -25,6 +25,8 @@ func TestParseVolumeSize(t *testing.T) {
 		{"10240", 10, 10240, ""},
 		{"+10240", 10, 0, "more than a Hetzner volume can hold"},
 		{"5", 20, 0, "less than the smallest"},
+		{"18014398509481989T", 20, 0, "more than a Hetzner volume can hold"}, // n*1024 wraps to 5120
+		{"11T", 20, 0, "more than a Hetzner volume can hold"},
 		{"-10G", 20, 0, "whole GB"},
 		{"+-5", 20, 0, "whole GB"},
 		{"++5", 20, 0, "whole GB"},

@@ -86,6 +86,13 @@ func (l *Linux) Check(ctx context.Context, device, fstype string, repair bool) (
 	if rep.Clean || !repair {
 		return rep, nil
 	}
+	// Once started, the repair and the check after it run to their end: a Ctrl-C (the caller's
+	// context) must not SIGKILL e2fsck -y or xfs_repair half-way through their writes. A caller
+	// already out of time starts nothing.
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("repair %s: not started: %w", device, err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	fix := repairCommand(fstype, dev.node)
 	out, err := cmdrun.Run(ctx, fix[0], fix[1:]...)
 	code := cmdrun.ExitCode(err)
