@@ -19,7 +19,8 @@ import (
 // looks (a docker command from a laptop without connection sharing, such as Windows' OpenSSH)
 // leaves nothing in /proc to see, but sshd logs "Accepted publickey for root from IP port P".
 // A login is activity one look after it was logged, unless a probe (`dockbridge-server idle
-// status`) has marked that IP and port as its own connection by then.
+// status`) has marked that IP and port as its own connection by then (or SSHD, which sees the
+// probe's process before the probe has written its mark, has marked it for the probe).
 type Logins struct {
 	// Lines returns sshd's log lines as they come (default: journalctl -f, sshd's messages as
 	// JSON); tests give sshd's own stderr.

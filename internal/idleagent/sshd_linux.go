@@ -43,7 +43,8 @@ import (
 // (ControlPersist: no session, no forward, no traffic) and the connections of dockbridge's own
 // probes (`status`, the wake): the probe (`dockbridge-server idle status`, MarkProbe) records
 // its connection in ProbeDir, and nothing on that connection counts, the probe itself before
-// its mark is written included.
+// its mark is written included: a look that sees the probe's process on a connection not yet
+// marked writes the mark itself, which Logins reads to leave the probe's login out.
 type SSHD struct {
 	// Proc is the proc filesystem (default /proc).
 	Proc string
@@ -318,6 +319,17 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 			}
 			sessions = append(sessions, sp)
 		}
+		if c.probe && !probes[key] {
+			// The probe has not marked its connection yet (it is still starting: on a loaded
+			// machine that can take longer than a look): mark it for it, so that Logins, which
+			// knows the probe's login by the mark only, does not count it at its next look.
+			for _, sp := range c.sessions {
+				if isProbe(readCmdline(s.Proc, sp.pid)) && writeMark(s.ProbeDir, key, envVar(s.Proc, sp.pid, "SSH_CLIENT")) == nil {
+					probes[key] = true
+					break
+				}
+			}
+		}
 		// Forwards.
 		var forwards []string
 		for _, ino := range connInodes[key] {
@@ -519,13 +531,8 @@ func markConnection(procRoot, probeDir string) (string, error) {
 			if below.pid == 0 {
 				return "", fmt.Errorf("not inside an SSH connection")
 			}
-			if err := os.MkdirAll(probeDir, 0o700); err != nil {
-				return "", err
-			}
-			// The mark holds the client's address and port (SSH_CLIENT), by which Logins knows the
-			// login in sshd's log is this probe's.
 			mark := filepath.Join(probeDir, strings.ReplaceAll(below.key(), "/", "-"))
-			return mark, os.WriteFile(mark, []byte(os.Getenv("SSH_CLIENT")+"\n"), 0o600)
+			return mark, writeMark(probeDir, below.key(), os.Getenv("SSH_CLIENT"))
 		}
 		if err != nil || p.ppid <= 1 {
 			return "", fmt.Errorf("not inside an SSH connection")
@@ -533,6 +540,16 @@ func markConnection(procRoot, probeDir string) (string, error) {
 		below, pid = p, p.ppid
 	}
 	return "", fmt.Errorf("not inside an SSH connection")
+}
+
+// writeMark records in dir that the connection whose sshd process has key ("pid/start") is a
+// probe's (or a link's). The mark holds the client's address and port (SSH_CLIENT), by which
+// Logins knows the login in sshd's log is this connection's.
+func writeMark(dir, key, sshClient string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, strings.ReplaceAll(key, "/", "-")), []byte(sshClient+"\n"), 0o600)
 }
 
 // linkGoingDown is the signal a link session takes as "the server goes down"

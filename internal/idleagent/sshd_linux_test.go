@@ -22,6 +22,13 @@ import (
 // SECONDS` over SSH (TestSSHDSource copies itself under that name), and the laptop agent's link
 // session as `dockbridge-server local session` (TestLaptopAgentLink).
 func TestMain(m *testing.M) {
+	// A probe slow to start (a loaded machine), with a last argument mark-after=DURATION,
+	// sleeps that long before it goes on (and marks its connection).
+	if n := len(os.Args); n >= 4 && isProbe(os.Args) && strings.HasPrefix(os.Args[n-1], "mark-after=") {
+		d, _ := time.ParseDuration(strings.TrimPrefix(os.Args[n-1], "mark-after="))
+		time.Sleep(d)
+		os.Args = os.Args[:n-1]
+	}
 	if link.IsSession(os.Args) {
 		// The laptop agent's link session: marks its login, then echoes (traffic both ways);
 		// told the server goes down (linkGoingDown), says so and ends.
@@ -275,6 +282,24 @@ func TestSSHDSource(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		if l := look(t, s); !quiet(l) {
 			t.Fatalf("a short probe: %+v", l)
+		}
+	}
+
+	// A probe slow to mark its connection (on a loaded machine its binary can take longer than
+	// a look to start) is no activity either: its login is judged a look after it was logged,
+	// before the probe's own mark exists.
+	slow := r.ssh(false, probeBin, "idle", "status", probes, "0s", "mark-after=1200ms")
+	must(t, slow.Start())
+	for range 4 {
+		time.Sleep(400 * time.Millisecond)
+		if l := look(t, s); !quiet(l) {
+			t.Fatalf("a probe slow to mark its connection is no activity: %+v", l)
+		}
+	}
+	must(t, slow.Wait())
+	for range 2 {
+		if l := look(t, s); !quiet(l) {
+			t.Fatalf("after the slow probe: %+v", l)
 		}
 	}
 
