@@ -231,8 +231,10 @@ func formSwarm(ctx context.Context, d *Deps, env string, st *envState, nodes []*
 			}
 		}
 		ip := nodeIP(n.N)
-		cmd := fmt.Sprintf("docker swarm join --token %s --advertise-addr %[2]s --listen-addr %[2]s:2377 --data-path-addr %[2]s %[3]s:2377 >/dev/null", shellQuote(token[n.Role]), ip, leadIP)
-		if _, err := n.remote.Run(ctx, cmd, nil); err != nil {
+		// The token goes on stdin, never on the command line: a failed command is quoted in
+		// its error (RemoteError), which up prints and saves in wake.json and wake.log.
+		cmd := fmt.Sprintf(`docker swarm join --token "$(cat)" --advertise-addr %[1]s --listen-addr %[1]s:2377 --data-path-addr %[1]s %[2]s:2377 >/dev/null`, ip, leadIP)
+		if _, err := n.remote.Run(ctx, cmd, strings.NewReader(token[n.Role])); err != nil {
 			return fmt.Errorf("node %d: docker swarm join: %w", n.N, err)
 		}
 		joined++
