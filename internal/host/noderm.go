@@ -173,6 +173,12 @@ func NodeRemove(ctx context.Context, d *Deps, o NodeRemoveOptions) (res *NodeRem
 	} else {
 		step := d.Progress.Start(fmt.Sprintf("Deleting node %d's data volume %s (id %d)", num, vol.Name, vol.ID))
 		cur, err := refresh(ctx, d, []*hetzner.Volume{vol}, selector(o.Env, RoleDataRoot))
+		if err == nil && len(cur) == 1 && cur[0].ServerID != 0 {
+			// Its server was not found, or outlived its delete: a detach would pull the
+			// volume from under a mounted /var/lib/docker.
+			err = fmt.Errorf("node %d's data volume %s (id %d) is still attached to server %d: nothing was detached or deleted. Stop that server so that nothing mounts the volume (hcloud server shutdown %d), detach it (hcloud volume detach %d) and run node rm again; or keep the volume with --keep-volume",
+				num, vol.Name, vol.ID, cur[0].ServerID, cur[0].ServerID, vol.ID)
+		}
 		if err == nil && len(cur) == 1 {
 			err = deleteVolume(ctx, d, cur[0])
 		}
@@ -232,8 +238,18 @@ func confirmNodeRemove(d *Deps, o NodeRemoveOptions) error {
 	if !d.Interactive || d.Stdin == nil {
 		return fmt.Errorf("%w: node rm needs a confirmation and there is no terminal to ask on: pass --yes", ErrNotConfirmed)
 	}
+	in := bufio.NewReader(d.Stdin)
+	if !o.KeepVolume {
+		// The node's data volume is deleted: the confirmation destroy --volumes asks.
+		fmt.Fprintf(d.Stderr, "The data on the node's data volume will be lost (--keep-volume keeps it). Type the environment name (%s) to confirm: ", o.Env)
+		line, _ := in.ReadString('\n')
+		if strings.TrimSpace(line) != o.Env {
+			return fmt.Errorf("%w: nothing was removed", ErrNotConfirmed)
+		}
+		return nil
+	}
 	fmt.Fprint(d.Stderr, "Continue? [y/N] ")
-	line, _ := bufio.NewReader(d.Stdin).ReadString('\n')
+	line, _ := in.ReadString('\n')
 	switch strings.ToLower(strings.TrimSpace(line)) {
 	case "y", "yes":
 		return nil

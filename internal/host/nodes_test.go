@@ -167,3 +167,68 @@ func TestDataVolumeAndServerAreNodeOnes(t *testing.T) {
 		t.Errorf("a swarm's server: %d, want node 1's", s.ID)
 	}
 }
+
+// TestNodeRemoveRefusesAnAttachedVolume: node rm deletes a data volume only after the typed
+// environment name (a y is refused), and never detaches it from a server it did not stop
+// (here one without the node's labels): it refuses, saying what to do, and the volume stays
+// attached. --keep-volume asks a y/N and relabels it.
+func TestNodeRemoveRefusesAnAttachedVolume(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	var vols []*hetzner.Volume
+	for n, role := range []string{SwarmManager, SwarmWorker} {
+		l := labels("sw", RoleDataRoot)
+		l[LabelNode], l[LabelSwarm] = fmt.Sprint(n+1), role
+		v, err := e.api.CreateVolume(ctx, hetzner.VolumeSpec{Name: nodeVolumeName("sw", n+1), SizeGB: 10, Location: "fsn1", Labels: l, Format: "ext4"})
+		must(t, err)
+		vols = append(vols, v)
+	}
+	other, err := e.api.CreateServer(ctx, hetzner.ServerSpec{Name: "other", ServerType: "cx23", Image: "debian-12", Location: "fsn1", VolumeIDs: []int64{vols[1].ID}})
+	must(t, err)
+	attached := func() int64 {
+		t.Helper()
+		vs, err := e.api.Volumes(ctx, "")
+		must(t, err)
+		for _, v := range vs {
+			if v.ID == vols[1].ID {
+				return v.ServerID
+			}
+		}
+		t.Fatalf("node 2's data volume %d was deleted", vols[1].ID)
+		return 0
+	}
+	if attached() != other.ID {
+		t.Fatalf("setup: node 2's volume not attached to server %d", other.ID)
+	}
+	e.deps.Interactive = true
+
+	e.deps.Stdin = strings.NewReader("y\n")
+	_, err = NodeRemove(ctx, e.deps, NodeRemoveOptions{Env: "sw", Index: 2})
+	if !errorsIs(err, ErrNotConfirmed) || !strings.Contains(e.stderr.String(), "Type the environment name (sw)") {
+		t.Fatalf("node rm answered y: %v; want the typed name asked for and a refusal\n%s", err, e.stderr)
+	}
+
+	e.deps.Stdin = strings.NewReader("sw\n")
+	_, err = NodeRemove(ctx, e.deps, NodeRemoveOptions{Env: "sw", Index: 2})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("still attached to server %d", other.ID)) || !strings.Contains(err.Error(), "--keep-volume") {
+		t.Fatalf("node rm of a volume attached to a server it did not stop: %v; want a refusal saying what to do", err)
+	}
+	t.Log(err)
+	if got := attached(); got != other.ID {
+		t.Fatalf("after the refusal node 2's volume is attached to %d, want still %d", got, other.ID)
+	}
+	if n := e.sim.Stats().ByEndpoint["POST /v1/volumes/{id}/actions/detach"]; n != 0 {
+		t.Fatalf("%d detach requests", n)
+	}
+
+	e.deps.Stdin = strings.NewReader("y\n")
+	res, err := NodeRemove(ctx, e.deps, NodeRemoveOptions{Env: "sw", Index: 2, KeepVolume: true})
+	must(t, err)
+	vs, err := e.api.Volumes(ctx, "")
+	must(t, err)
+	for _, v := range vs {
+		if v.ID == vols[1].ID && (v.Labels[LabelRole] != removedNodeRole || v.ServerID != other.ID || !res.VolumeKept) {
+			t.Fatalf("node rm --keep-volume: %+v", v)
+		}
+	}
+}
