@@ -125,6 +125,10 @@ func (b *ContainerBackend) restoreNetworks(ctx context.Context, rs RestoreState)
 
 var _ PowerCutter = (*ContainerBackend)(nil)
 
+// powerCutRelease bounds how long PowerCut waits for the kernel to free a killed server's
+// volume devices.
+const powerCutRelease = 10 * time.Second
+
 // PowerCut is the poweroff action, a power cut as on Hetzner: every process of the server is
 // killed, with no shutdown (Docker does not stop its containers, the plugins release nothing,
 // filesystems are not unmounted by the server). It returns once the container has exited and
@@ -145,12 +149,20 @@ func (b *ContainerBackend) PowerCut(ctx context.Context, id int64) error {
 		}
 	}
 	b.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(powerCutRelease)
 	for _, vid := range vols {
 		for {
 			dev, ok, err := b.vols.store.LoopDevice(ctx, vid)
-			if err != nil || !ok || !busy(dev) || time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("power cut of server %d: volume %d's device: %w", id, vid, err)
+			}
+			if !ok || !busy(dev) {
 				break
+			}
+			if time.Now().After(deadline) {
+				// The action fails: what follows a poweroff (a detach, an attach elsewhere)
+				// would find the device still in use.
+				return fmt.Errorf("power cut of server %d: volume %d's device %s is still busy %s after the server was killed", id, vid, dev, powerCutRelease)
 			}
 			select {
 			case <-ctx.Done():
