@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dockbridge/dockbridge/internal/hcloudsim"
+	"github.com/dockbridge/dockbridge/internal/testbuild"
 	"github.com/dockbridge/dockbridge/internal/testimage"
 	"github.com/dockbridge/dockbridge/internal/volumedriver/plugintest"
 	"github.com/dockbridge/dockbridge/internal/volumefs"
@@ -433,7 +434,7 @@ func sparseHash(t testing.TB, path string) string {
 // filesystems in its own process, as root.
 func TestVolumeResizeAndFsckLocal(t *testing.T) {
 	requireTools(t)
-	cliPlugin, _ := build(t)
+	cliPlugin, _ := testbuild.Build(t)
 	env, err := plugintest.Start(t.Context(), plugintest.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -29,22 +29,14 @@ import (
 
 	"github.com/dockbridge/dockbridge/internal/boottest"
 	"github.com/dockbridge/dockbridge/internal/host"
+	"github.com/dockbridge/dockbridge/internal/testbuild"
 	"github.com/dockbridge/dockbridge/internal/testenv"
 	"github.com/dockbridge/dockbridge/internal/testproc"
 )
 
-// Built once per test binary: the CLI plugin and the volume plugin's folder.
-var (
-	buildOnce sync.Once
-	buildErr  error
-	buildDir  string
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
+	testbuild.Cleanup()
 	os.Exit(code)
 }
 
@@ -55,33 +47,6 @@ func repoRoot(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return root
-}
-
-// build compiles docker-dockbridge and assembles the volume plugin folder (plugin/build.sh,
-// without touching this machine's engine).
-func build(t testing.TB) (cliPlugin, pluginDir string) {
-	t.Helper()
-	root := repoRoot(t)
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "dockbridge-e2e-build-"); buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "docker-dockbridge"), "./cli-plugin")
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cli-plugin: %v: %s", err, out)
-			return
-		}
-		cmd = exec.Command("bash", "plugin/build.sh")
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "OUT="+filepath.Join(buildDir, "plugin"), "NO_CREATE=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("plugin/build.sh: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "docker-dockbridge"), filepath.Join(buildDir, "plugin")
 }
 
 // requireTools fails (skips under -short) without what the tests use beyond boottest's list.
@@ -205,7 +170,7 @@ func newWorld(t testing.TB, opts ...boottest.Option) *world {
 	t.Helper()
 	boottest.Require(t)
 	requireTools(t)
-	cliPlugin, pluginDir := build(t)
+	cliPlugin, pluginDir := testbuild.Build(t)
 	return newWorldWith(t, func(plugins string) {
 		if err := os.Symlink(cliPlugin, filepath.Join(plugins, "docker-dockbridge")); err != nil {
 			t.Fatal(err)

@@ -17,27 +17,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/dockbridge/dockbridge/internal/boottest"
+	"github.com/dockbridge/dockbridge/internal/testbuild"
 	"github.com/dockbridge/dockbridge/internal/testimage"
-)
-
-var (
-	buildOnce sync.Once
-	buildErr  error
-	buildDir  string
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
+	testbuild.Cleanup()
 	os.Exit(code)
 }
 
@@ -48,35 +40,6 @@ func requireSwarmRun(t *testing.T) {
 	if os.Getenv("DOCKBRIDGE_TEST_SWARM") != "1" {
 		t.Skip("boots a swarm of three simulated servers (minutes): run with DOCKBRIDGE_TEST_SWARM=1 (make test-swarm)")
 	}
-}
-
-// build compiles docker-dockbridge and assembles the volume plugin's folder.
-func build(t testing.TB) (cliPlugin, pluginDir string) {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "dockbridge-swarm-build-"); buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "docker-dockbridge"), "./cli-plugin")
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cli-plugin: %v: %s", err, out)
-			return
-		}
-		cmd = exec.Command("bash", "plugin/build.sh")
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "OUT="+filepath.Join(buildDir, "plugin"), "NO_CREATE=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("plugin/build.sh: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "docker-dockbridge"), filepath.Join(buildDir, "plugin")
 }
 
 // world is one user's machine (HOME, DOCKER_CONFIG with the plugin, an ssh wrapper reading
@@ -93,7 +56,7 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	boottest.Require(t)
-	cliPlugin, pluginDir := build(t)
+	cliPlugin, pluginDir := testbuild.Build(t)
 	// SWARM_ACTION_PROFILE=realistic gives Hetzner-like action durations (the figures).
 	sim := boottest.Start(t, boottest.WithActionProfile(os.Getenv("SWARM_ACTION_PROFILE")))
 	w := &world{t: t, sim: sim, api: sim.Client(), root: t.TempDir()}
