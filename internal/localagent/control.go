@@ -249,22 +249,31 @@ func Query(p host.Paths, env string) (Status, error) {
 	return st, err
 }
 
-// Stop ends env's agent (nothing running is not an error).
+// Stop ends env's agent (nothing running is not an error) and returns once its process has
+// exited: its control socket closes first, while it still ends its connections.
 func Stop(p host.Paths, env string) error {
-	err := do(p, env, http.MethodPost, "/stop", 5*time.Second, nil)
+	st, err := Query(p, env)
 	if errors.Is(err, ErrNotRunning) {
 		return nil
+	}
+	err = do(p, env, http.MethodPost, "/stop", 5*time.Second, nil)
+	if errors.Is(err, ErrNotRunning) {
+		err = nil
 	}
 	if err != nil {
 		return err
 	}
-	for range 50 {
-		if _, err := Query(p, env); errors.Is(err, ErrNotRunning) {
+	for range 100 {
+		if _, err := Query(p, env); errors.Is(err, ErrNotRunning) && !processAlive(st.PID) {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return errors.New("the agent did not stop within 5 s")
+	if processAlive(st.PID) {
+		terminate(st.PID)
+		return fmt.Errorf("the agent (pid %d) did not end within 10 s of being asked to: ended it", st.PID)
+	}
+	return errors.New("the agent did not stop within 10 s")
 }
 
 // ServerDown tells env's agent that its server goes (down): it waits for the next one.

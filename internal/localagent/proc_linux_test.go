@@ -34,9 +34,15 @@ func TestEnsureStartsADetachedAgentThatKeepsNothingInherited(t *testing.T) {
 	if started, err := Ensure(t.Context(), paths, "t", exe); err != nil || !started {
 		t.Fatalf("Ensure: started %v, %v", started, err)
 	}
-	t.Cleanup(func() { must(t, Stop(paths, "t")) })
 	st, err := Query(paths, "t")
 	must(t, err)
+	// Stop returns once the agent's process has ended, not only its control socket.
+	t.Cleanup(func() {
+		must(t, Stop(paths, "t"))
+		if processAlive(st.PID) {
+			t.Errorf("the agent (pid %d) still runs after Stop returned", st.PID)
+		}
+	})
 	if sid, err := unix.Getsid(st.PID); err != nil || sid != st.PID {
 		t.Errorf("the agent (pid %d) is in session %d, %v: want its own", st.PID, sid, err)
 	}

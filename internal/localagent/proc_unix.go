@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -26,3 +27,16 @@ func detach(cmd *exec.Cmd) {
 
 // terminate asks process pid to end (SIGTERM).
 func terminate(pid int) { _ = syscall.Kill(pid, syscall.SIGTERM) }
+
+// processAlive says whether process pid still runs (a zombie has ended).
+func processAlive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
+		if _, after, ok := strings.Cut(string(b), ") "); ok && strings.HasPrefix(after, "Z") {
+			return false
+		}
+	}
+	return true
+}
