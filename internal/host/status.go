@@ -177,7 +177,7 @@ func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, r
 	}
 	defer r.Close()
 	// The idle agent's probe says it all and is no activity (any other command would be).
-	out, err := r.Run(ctx, idleagent.BinaryPath+" idle status", nil)
+	out, err := r.Run(ctx, idleagent.ProbeCommand, nil)
 	var re *RemoteError
 	if err == nil || (errors.As(err, &re) && re.ExitCode != 127) {
 		var p idleagent.ProbeReport

@@ -249,7 +249,7 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 	case cmd == "rm -f "+cloudinit.PluginTokenPath:
 		d.pluginToken = ""
 		return nil, nil
-	case cmd == idleagent.BinaryPath+" idle status":
+	case cmd == idleagent.ProbeCommand:
 		if d.agentBin == "" {
 			return nil, &RemoteError{Cmd: cmd, ExitCode: 127, Stderr: "not found"}
 		}

@@ -103,7 +103,7 @@ func probeOnce(ctx context.Context, d *Deps, t Target) (phase string, up bool) {
 		return "", false
 	}
 	defer r.Close()
-	out, err := r.Run(ctx, idleagent.BinaryPath+" idle status", nil)
+	out, err := r.Run(ctx, idleagent.ProbeCommand, nil)
 	var re *RemoteError
 	if err != nil && errors.As(err, &re) && re.ExitCode == 127 {
 		return "", true

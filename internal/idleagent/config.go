@@ -3,7 +3,7 @@
 // asks the policy (internal/idle) every second whether the server should go down, and when it
 // should, stops it cleanly and deletes it through the API. `dockbridge-server idle status` is
 // the probe `docker dockbridge status` and the wake run over SSH: it prints what the agent
-// last decided and is not counted as activity.
+// last decided and is not counted as activity (with OwnConnectionFlag, nor is its connection).
 package idleagent
 
 import (
@@ -35,6 +35,12 @@ const (
 	// DefaultLinkDir is where the laptop agent's link sessions record their connection's login
 	// (MarkLink).
 	DefaultLinkDir = "/run/dockbridge/link-logins"
+	// OwnConnectionFlag tells the probe that its SSH connection is dockbridge's own, opened
+	// for it alone (status's, the wake's): the probe marks it, and nothing on it counts. Without
+	// it the probe marks nothing (a user running it over the shared connection).
+	OwnConnectionFlag = "--own-connection"
+	// ProbeCommand is the probe as status and the wake run it, each on a connection of its own.
+	ProbeCommand = BinaryPath + " idle status " + OwnConnectionFlag
 )
 
 // Config is what up tells the agent (ConfigPath). Durations are written as Go durations;

@@ -44,14 +44,22 @@ func runDueBackups(ctx context.Context, deadline time.Time) error {
 // Main is `dockbridge-server idle run|status`.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: dockbridge-server idle run|status")
+		fmt.Fprintln(stderr, "usage: dockbridge-server idle run|status ["+OwnConnectionFlag+"]")
 		return 2
 	}
 	switch args[0] {
 	case "run":
 		return run(stderr)
 	case "status":
-		return probe(stdout, stderr)
+		own := false
+		for _, a := range args[1:] {
+			if a != OwnConnectionFlag {
+				fmt.Fprintf(stderr, "dockbridge-server idle status: unknown argument %q (%s)\n", a, OwnConnectionFlag)
+				return 2
+			}
+			own = true
+		}
+		return probe(own, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "dockbridge-server idle: unknown command %q (run|status)\n", args[0])
 	return 2
@@ -103,11 +111,15 @@ func runServerStop(ctx context.Context, verb string) (bool, string, error) {
 }
 
 // probe prints the agent's last state, the data volume's usage and the last health line (all
-// that `docker dockbridge status` asks the server), and marks this SSH connection as a probe:
-// no activity.
-func probe(stdout, stderr io.Writer) int {
-	if err := MarkProbe("", ""); err != nil {
-		fmt.Fprintf(stderr, "note: %v\n", err)
+// that `docker dockbridge status` asks the server). Its own session is no activity; with own
+// (OwnConnectionFlag: status and the wake, each on a connection of its own) it also marks this
+// SSH connection as a probe's, on which nothing counts. A user's run over the shared
+// connection marks nothing: the docker commands and forwards on it still count.
+func probe(own bool, stdout, stderr io.Writer) int {
+	if own {
+		if err := MarkProbe("", ""); err != nil {
+			fmt.Fprintf(stderr, "note: %v\n", err)
+		}
 	}
 	out := ProbeReport{AgentRunning: exec.Command("systemctl", "is-active", "-q", UnitName).Run() == nil}
 	if b, err := os.ReadFile(StatePath); err != nil {

@@ -41,10 +41,12 @@ import (
 //
 // Not activity: a connection that has not authenticated (port scans), an idle shared connection
 // (ControlPersist: no session, no forward, no traffic) and the connections of dockbridge's own
-// probes (`status`, the wake): the probe (`dockbridge-server idle status`, MarkProbe) records
-// its connection in ProbeDir, and nothing on that connection counts, the probe itself before
-// its mark is written included: a look that sees the probe's process on a connection not yet
-// marked writes the mark itself, which Logins reads to leave the probe's login out.
+// probes (`status`, the wake): the probe run with OwnConnectionFlag (`dockbridge-server idle
+// status --own-connection`, MarkProbe) records its connection in ProbeDir, and nothing on that
+// connection counts, the probe itself before its mark is written included: a look that sees
+// such a probe's process on a connection not yet marked writes the mark itself, which Logins
+// reads to leave the probe's login out. A probe without the flag (a user's, maybe over the
+// shared connection) is no activity itself and marks nothing.
 type SSHD struct {
 	// Proc is the proc filesystem (default /proc).
 	Proc string
@@ -305,7 +307,8 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 		for _, sp := range c.sessions {
 			argv := readCmdline(s.Proc, sp.pid)
 			if isProbe(argv) {
-				c.probe = true
+				// Only a probe on a connection of its own speaks for the whole connection.
+				c.probe = c.probe || isOwnConnectionProbe(argv)
 				continue
 			}
 			if link.IsSession(argv) {
@@ -324,7 +327,7 @@ func (s *SSHD) Look(ctx context.Context, now time.Time) (Look, error) {
 			// machine that can take longer than a look): mark it for it, so that Logins, which
 			// knows the probe's login by the mark only, does not count it at its next look.
 			for _, sp := range c.sessions {
-				if isProbe(readCmdline(s.Proc, sp.pid)) && writeMark(s.ProbeDir, key, envVar(s.Proc, sp.pid, "SSH_CLIENT")) == nil {
+				if isOwnConnectionProbe(readCmdline(s.Proc, sp.pid)) && writeMark(s.ProbeDir, key, envVar(s.Proc, sp.pid, "SSH_CLIENT")) == nil {
 					probes[key] = true
 					break
 				}
@@ -474,6 +477,12 @@ func unwrapShell(argv []string) []string {
 func isProbe(argv []string) bool {
 	argv = unwrapShell(argv)
 	return len(argv) >= 3 && filepath.Base(argv[0]) == ServerBinaryName && argv[1] == "idle" && argv[2] == "status"
+}
+
+// isOwnConnectionProbe recognises the probe of dockbridge's own connections (status's, the
+// wake's): `dockbridge-server idle status --own-connection`.
+func isOwnConnectionProbe(argv []string) bool {
+	return isProbe(argv) && slices.Contains(unwrapShell(argv)[3:], OwnConnectionFlag)
 }
 
 func (s *SSHD) probeMarks() map[string]bool {

@@ -18,9 +18,10 @@ import (
 	"github.com/dockbridge/dockbridge/internal/testenv"
 )
 
-// TestMain plays the probe when the test binary runs as `dockbridge-server idle status DIR
-// SECONDS` over SSH (TestSSHDSource copies itself under that name), and the laptop agent's link
-// session as `dockbridge-server local session` (TestLaptopAgentLink).
+// TestMain plays the probe when the test binary runs as `dockbridge-server idle status
+// [--own-connection] DIR DURATION` over SSH (TestSSHDSource links itself under that name): as
+// the real one (probe), it marks its connection in DIR only with the flag. It plays the laptop
+// agent's link session as `dockbridge-server local session` (TestLaptopAgentLink).
 func TestMain(m *testing.M) {
 	// A probe slow to start (a loaded machine), with a last argument mark-after=DURATION,
 	// sleeps that long before it goes on (and marks its connection).
@@ -50,11 +51,16 @@ func TestMain(m *testing.M) {
 		return
 	}
 	if len(os.Args) >= 5 && isProbe(os.Args) {
-		if err := MarkProbe("", os.Args[3]); err != nil {
-			fmt.Fprintln(os.Stderr, "probe:", err)
-			os.Exit(1)
+		args := os.Args[3:]
+		own := args[0] == OwnConnectionFlag
+		if own {
+			args = args[1:]
+			if err := MarkProbe("", args[0]); err != nil {
+				fmt.Fprintln(os.Stderr, "probe:", err)
+				os.Exit(1)
+			}
 		}
-		d, _ := time.ParseDuration(os.Args[4])
+		d, _ := time.ParseDuration(args[1])
 		time.Sleep(d)
 		os.Exit(0)
 	}
@@ -262,7 +268,7 @@ func TestSSHDSource(t *testing.T) {
 	must(t, err)
 	probeBin := filepath.Join(r.dir, ServerBinaryName)
 	must(t, os.Symlink(self, probeBin))
-	probe := r.ssh(false, probeBin, "idle", "status", probes, "1500ms")
+	probe := r.ssh(false, probeBin, "idle", "status", OwnConnectionFlag, probes, "1500ms")
 	must(t, probe.Start())
 	for range 4 {
 		time.Sleep(400 * time.Millisecond)
@@ -277,7 +283,7 @@ func TestSSHDSource(t *testing.T) {
 		}
 	}
 	// A short probe, between two looks, is no activity either.
-	r.run(false, probeBin, "idle", "status", probes, "0s")
+	r.run(false, probeBin, "idle", "status", OwnConnectionFlag, probes, "0s")
 	for range 2 {
 		time.Sleep(200 * time.Millisecond)
 		if l := look(t, s); !quiet(l) {
@@ -288,7 +294,7 @@ func TestSSHDSource(t *testing.T) {
 	// A probe slow to mark its connection (on a loaded machine its binary can take longer than
 	// a look to start) is no activity either: its login is judged a look after it was logged,
 	// before the probe's own mark exists.
-	slow := r.ssh(false, probeBin, "idle", "status", probes, "0s", "mark-after=1200ms")
+	slow := r.ssh(false, probeBin, "idle", "status", OwnConnectionFlag, probes, "0s", "mark-after=1200ms")
 	must(t, slow.Start())
 	for range 4 {
 		time.Sleep(400 * time.Millisecond)
@@ -385,6 +391,55 @@ func TestSSHDSource(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client's master still runs after CloseIdle")
 	}
+}
+
+// TestPlainProbeLeavesTheConnectionCounted runs the probe without OwnConnectionFlag over the
+// shared connection (a user's `docker dockbridge ssh -- dockbridge-server idle status`): the
+// probe itself is no activity, but the docker commands on that connection, during and after
+// it, still are; it marks nothing.
+func TestPlainProbeLeavesTheConnectionCounted(t *testing.T) {
+	r := startSSHD(t)
+	probes := filepath.Join(r.dir, "probes")
+	s := watch{&SSHD{Listener: r.pid, ProbeDir: probes}, &Logins{ProbeDir: probes, Lines: func(context.Context) (io.ReadCloser, error) { return r.logs, nil }}}
+	master := r.ssh(true, "-M", "-N")
+	must(t, master.Start())
+	t.Cleanup(func() { _ = master.Process.Kill(); _ = master.Wait() })
+	waitFor(t, "the control socket", func() bool { _, err := os.Stat(r.cm); return err == nil })
+	time.Sleep(300 * time.Millisecond) // authenticated
+	look(t, s)
+	look(t, s) // the new connection, counted once (the checks below look at what is ongoing)
+	if l := look(t, s); len(l.Ongoing) != 0 {
+		t.Fatalf("the idle master: %+v", l)
+	}
+
+	self, err := os.Executable()
+	must(t, err)
+	probeBin := filepath.Join(r.dir, ServerBinaryName)
+	must(t, os.Symlink(self, probeBin))
+	probe := r.ssh(true, probeBin, "idle", "status", probes, "1500ms")
+	must(t, probe.Start())
+	time.Sleep(400 * time.Millisecond)
+	if l := look(t, s); len(l.Ongoing) != 0 {
+		t.Fatalf("the plain probe's own session is no activity: %+v", l)
+	}
+	docker := r.ssh(true, "exec -a 'docker system dial-stdio' sleep 2")
+	must(t, docker.Start())
+	waitFor(t, "the docker command beside the probe", func() bool {
+		return strings.Contains(reasons(look(t, s)), "docker command through the context")
+	})
+	must(t, probe.Wait())
+	must(t, docker.Wait())
+	if ents, _ := os.ReadDir(probes); len(ents) != 0 {
+		t.Fatalf("a plain probe marked its connection: %v", ents)
+	}
+
+	// After the probe, on the same connection: a docker build, `logs -f`...
+	docker = r.ssh(true, "exec -a 'docker system dial-stdio' sleep 2")
+	must(t, docker.Start())
+	waitFor(t, "the docker command after the probe", func() bool {
+		return strings.Contains(reasons(look(t, s)), "docker command through the context")
+	})
+	must(t, docker.Wait())
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
