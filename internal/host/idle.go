@@ -239,8 +239,9 @@ type idleAgentOptions struct {
 // settings: the servers' binary on the host's root disk (copied from the data volume or the
 // plugin when they hold the same one, else uploaded once to the data volume), its
 // configuration, its systemd unit. The agent deletes the server through the API with the token
-// in cloudinit.PluginTokenPath: it is written here when the volume plugin did not (and removed
-// when neither needs it: --idle-timeout off with --no-volume-plugin). Nothing is installed
+// in cloudinit.PluginTokenPath: it is written here when the file is missing or holds another
+// token (with --no-volume-plugin nothing else rewrites a rotated one), and removed when neither
+// needs it (--idle-timeout off with --no-volume-plugin). Nothing is installed
 // over SSH twice: a second up spends one command here.
 func installIdleAgent(ctx context.Context, d *Deps, r Remote, o idleAgentOptions) (string, error) {
 	is, err := o.Settings.Idle()
@@ -268,7 +269,7 @@ for f in %[2]s /var/lib/docker/plugins/*/rootfs/hetzner-volume-plugin; do [ -f "
 echo "config=$(sha256sum %[3]s 2>/dev/null | cut -c1-64)"
 echo "unit=$(sha256sum %[4]s 2>/dev/null | cut -c1-64)"
 echo "active=$(systemctl is-active %[5]s 2>/dev/null)"
-if [ -s %[6]s ]; then echo token=1; fi`,
+echo "token=$(sha256sum %[6]s 2>/dev/null | cut -c1-64)"`,
 		idleagent.BinaryPath, agentBinaryCache, idleagent.ConfigPath, agentUnitPath, idleagent.UnitName, cloudinit.PluginTokenPath), nil)
 	if err != nil {
 		return "", fmt.Errorf("check the idle agent: %w", err)
@@ -290,14 +291,20 @@ if [ -s %[6]s ]; then echo token=1; fi`,
 	}
 
 	var notes []string
-	// The token: the agent needs it unless the timeout is off.
+	// The token: the agent needs it unless the timeout is off, and this one (a token rotated
+	// since the last up would make every self-delete fail with 401): compared by its hash, as
+	// installPlugin's settings do, so the token never crosses the connection to be checked.
 	switch {
-	case !off && facts["token"] != "1":
+	case !off && facts["token"] != sha256Hex(d.Config.Token):
 		if _, err := r.Run(ctx, writeTokenScript, strings.NewReader(d.Config.Token)); err != nil {
 			return "", redact(fmt.Errorf("write the API token for the idle agent to %s: %w", cloudinit.PluginTokenPath, err), d.Config.Token)
 		}
-		notes = append(notes, "API token written (root only)")
-	case off && o.NoVolumePlugin && facts["token"] == "1":
+		if facts["token"] == "" {
+			notes = append(notes, "API token written (root only)")
+		} else {
+			notes = append(notes, "API token updated (root only)")
+		}
+	case off && o.NoVolumePlugin && facts["token"] != "":
 		if _, err := r.Run(ctx, "rm -f "+cloudinit.PluginTokenPath, nil); err != nil {
 			return "", fmt.Errorf("remove the API token from the server: %w", err)
 		}

@@ -106,6 +106,37 @@ func TestNoTokenOnTheServer(t *testing.T) {
 	}
 }
 
+// TestRotatedTokenReachesTheServer: with --no-volume-plugin, a token on the server that is not
+// this up's (rotated since) is rewritten, else every self-delete fails with 401; one that is
+// the same is left alone, and the token is in no note.
+func TestRotatedTokenReachesTheServer(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	opts := UpOptions{Env: DefaultEnv, PluginDir: e.pluginDir(), NoVolumePlugin: true}
+	if _, err := Up(ctx, e.deps, opts); err != nil {
+		t.Fatal(err)
+	}
+	e.disk.pluginToken = "the-token-before-rotation"
+	res, err := Up(ctx, e.deps, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := stepNote(res, "Idle agent")
+	if e.disk.pluginToken != e.deps.Config.Token || !strings.Contains(note, "API token updated") {
+		t.Fatalf("the server keeps the old token: %q (%q)", e.disk.pluginToken, note)
+	}
+	if strings.Contains(note, e.deps.Config.Token) {
+		t.Fatalf("the note shows the token: %q", note)
+	}
+	res, err = Up(ctx, e.deps, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note := stepNote(res, "Idle agent"); strings.Contains(note, "API token") {
+		t.Fatalf("the same token written again: %q", note)
+	}
+}
+
 // TestStatusShowsTheIdleAgent: status -o json's idle fields come from the server's probe.
 func TestStatusShowsTheIdleAgent(t *testing.T) {
 	e := newSimEnv(t)

@@ -214,7 +214,7 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 			out += "active=active\n"
 		}
 		if d.pluginToken != "" {
-			out += "token=1\n"
+			out += "token=" + sha256Hex(d.pluginToken) + "\n"
 		}
 		return []byte(out), nil
 	case strings.Contains(cmd, "gzip -dc >"):
