@@ -622,24 +622,40 @@ func ensureServer(ctx context.Context, d *Deps, env string, es *envState, n *upN
 				"server %q (id %d) exists but this machine does not hold the host key it was created with (state in %s is missing or from another server). dockbridge never trusts a host key on first use, so it can't talk to this server",
 				s.Name, s.ID, d.Paths.EnvDir(env))}
 		}
+		halfMade := false
 		if !slices.Contains(s.VolumeIDs, vol.ID) {
 			// An interrupted create may still be attaching it: wait for that, with a bound.
-			if s, err = waitAttached(ctx, d, s, vol.ID); err != nil {
-				return s, false, &ServerRunningError{Env: env, Server: s, Err: err}
+			ws, werr := waitAttached(ctx, d, s, vol.ID)
+			if werr != nil {
+				// The data volume is attached nowhere and this server of ours never got it: a
+				// half-made server (its create failed, and deleting it failed too). Nothing of
+				// Docker's is on it: it is deleted (stopped cleanly first) and a new one made.
+				cur, verr := d.API.Volume(ctx, vol.ID)
+				if verr != nil || cur.ServerID != 0 {
+					return ws, false, &ServerRunningError{Env: env, Server: ws, Err: werr}
+				}
+				step.Note("%q (id %d) never got the data volume (a create that failed half-way): deleting it and making a new one", ws.Name, ws.ID)
+				if _, derr := stopAndDelete(ctx, d, env, ws, stopOptions{Force: force, Command: "up"}); derr != nil {
+					return ws, false, &ServerRunningError{Env: env, Server: ws, Err: fmt.Errorf("%w; deleting it failed: %w", werr, derr)}
+				}
+				vol, halfMade = cur, true
 			}
+			s = ws
 		}
-		if s.Off() {
-			step.Note("powering on %q (id %d)", s.Name, s.ID)
-			if err := d.API.PowerOn(ctx, s.ID); err != nil {
-				return s, false, &ServerRunningError{Env: env, Server: s, Err: err}
+		if !halfMade {
+			if s.Off() {
+				step.Note("powering on %q (id %d)", s.Name, s.ID)
+				if err := d.API.PowerOn(ctx, s.ID); err != nil {
+					return s, false, &ServerRunningError{Env: env, Server: s, Err: err}
+				}
+			} else {
+				step.Note("%q (id %d, %s, %s)", s.Name, s.ID, s.Status, s.IPv4)
 			}
-		} else {
-			step.Note("%q (id %d, %s, %s)", s.Name, s.ID, s.Status, s.IPv4)
+			if s.IPv4 == "" {
+				return s, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("server %d has no public IPv4 address", s.ID)}
+			}
+			return s, false, nil
 		}
-		if s.IPv4 == "" {
-			return s, false, &ServerRunningError{Env: env, Server: s, Err: fmt.Errorf("server %d has no public IPv4 address", s.ID)}
-		}
-		return s, false, nil
 	}
 	if vol.ServerID != 0 {
 		return nil, false, fmt.Errorf("the data volume %d is attached to server %d, which is not this environment's server: detach it first (hcloud volume detach %d)", vol.ID, vol.ServerID, vol.ID)
