@@ -29,6 +29,9 @@ type Deps struct {
 	BootTimeout time.Duration
 	// SSHPoll is the pause between SSH attempts while the server boots (default 2s).
 	SSHPoll time.Duration
+	// AttachWait bounds the wait for an existing server's data volume to attach, in case an
+	// interrupted create is still attaching it (default 2m).
+	AttachWait time.Duration
 	// Stop bounds the steps of the clean stop before a server is deleted (zero: defaults).
 	Stop  StopBounds
 	Now   func() time.Time
@@ -65,6 +68,9 @@ func (d *Deps) defaults() {
 	}
 	if d.SSHPoll == 0 {
 		d.SSHPoll = 2 * time.Second
+	}
+	if d.AttachWait == 0 {
+		d.AttachWait = 2 * time.Minute
 	}
 	if d.Now == nil {
 		d.Now = time.Now

@@ -634,7 +634,7 @@ func ensureServer(ctx context.Context, d *Deps, env string, es *envState, n *upN
 				if verr != nil || cur.ServerID != 0 {
 					return ws, false, &ServerRunningError{Env: env, Server: ws, Err: werr}
 				}
-				step.Note("%q (id %d) never got the data volume (a create that failed half-way): deleting it and making a new one", ws.Name, ws.ID)
+				d.Progress.Printf("note: server %q (id %d) never got the data volume (a create that failed half-way): deleting it and making a new one\n", ws.Name, ws.ID)
 				if _, derr := stopAndDelete(ctx, d, env, ws, stopOptions{Force: force, Command: "up"}); derr != nil {
 					return ws, false, &ServerRunningError{Env: env, Server: ws, Err: fmt.Errorf("%w; deleting it failed: %w", werr, derr)}
 				}
@@ -782,9 +782,9 @@ func ids[T any](xs []T, id func(T) int64) []int64 {
 }
 
 // waitAttached polls the server until the volume shows as attached (an attach action of
-// an interrupted create still running), for at most two minutes.
+// an interrupted create still running), for at most d.AttachWait.
 func waitAttached(ctx context.Context, d *Deps, s *hetzner.Server, volumeID int64) (*hetzner.Server, error) {
-	deadline := d.Now().Add(2 * time.Minute)
+	deadline := d.Now().Add(d.AttachWait)
 	for {
 		select {
 		case <-ctx.Done():

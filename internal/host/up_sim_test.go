@@ -294,7 +294,7 @@ func newSimEnv(t *testing.T, opts ...hcloudsimtest.Option) *simEnv {
 	cfg.Token, cfg.TokenSource, cfg.Endpoint, cfg.PluginEndpoint = sim.Token, "HCLOUD_TOKEN", sim.Endpoint, sim.Endpoint
 	e.deps = &Deps{
 		API: e.api, Paths: p, Config: cfg, Contexts: e.ctxs,
-		Progress: ui.NewProgress(e.stderr, false), Stderr: e.stderr, SSHPoll: 5 * time.Millisecond,
+		Progress: ui.NewProgress(e.stderr, false), Stderr: e.stderr, SSHPoll: 5 * time.Millisecond, AttachWait: time.Second,
 		BootTimeout: 20 * time.Second,
 	}
 	e.deps.Dial = e.dial
@@ -689,6 +689,40 @@ func TestUpUnderInjectedFaults(t *testing.T) {
 		// locks the volume, and attaches it when it succeeds). So the attach fails there.
 		{"attach of the data volume fails (create_server after down)", hcloudsim.FaultRule{Kind: "action_error", Rate: 1, Command: "create_server", Count: 1}, true},
 	}
+	// The create action fails and so does deleting the half-made server: the next up finds a
+	// server of its own that never got the data volume, deletes it and makes a new one.
+	t.Run("server create action fails, and its delete too", func(t *testing.T) {
+		ctx := t.Context()
+		e := newSimEnv(t)
+		first, err := e.up(ctx, "default")
+		must(t, err)
+		_, err = Down(ctx, e.deps, DownOptions{Env: "default"})
+		must(t, err)
+		e.sim.Faults(t, hcloudsim.FaultConfig{Seed: 1, Rules: []hcloudsim.FaultRule{
+			{Kind: "action_error", Rate: 1, Command: "create_server", Count: 1},
+			{Kind: "503", Rate: 1, Method: "DELETE", Path: "/v1/servers/*", Count: 20},
+		}})
+		_, err = e.up(ctx, "default")
+		if err == nil || !strings.Contains(err.Error(), "EXISTS AND IS BILLED") {
+			t.Fatalf("up whose create and delete failed: %v; want a failure saying the server exists", err)
+		}
+		if s, _, _, _ := e.count(ctx); s != 1 {
+			t.Fatalf("%d servers after the failed create and delete; want the half-made one", s)
+		}
+		e.sim.Faults(t, hcloudsim.FaultConfig{})
+		res, err := e.up(ctx, "default")
+		if err != nil {
+			t.Fatalf("up after the faults: %v", err)
+		}
+		vol, err := e.api.Volume(ctx, first.VolumeID)
+		must(t, err)
+		if s, v, _, _ := e.count(ctx); s != 1 || v != 1 || vol.ServerID != res.ServerID || vol.Labels[LabelFSUUID] != e.disk.uuid {
+			t.Fatalf("after recovery: %d servers, %d volumes, data volume on server %d (want %d), fs-uuid %q", s, v, vol.ServerID, res.ServerID, vol.Labels[LabelFSUUID])
+		}
+		if !strings.Contains(e.stderr.String(), "never got the data volume") {
+			t.Errorf("up did not say why it replaced the server:\n%s", e.stderr)
+		}
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := t.Context()
