@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -38,10 +39,15 @@ It asks for confirmation; without a terminal, --yes is required.`,
 			if err := sf.apply(hd); err != nil {
 				return nil, err
 			}
+			agent, agentErr := localagent.Query(hd.Paths, env)
 			res, err := host.Destroy(ctx, hd, host.DestroyOptions{Env: env, Volumes: volumes, Yes: yes, Force: sf.force})
 			if err == nil {
-				// Its folder is gone: the laptop agent ends (it would by itself within a second).
+				// Its folder is gone (the agent's socket with it): the laptop agent ends by itself
+				// within a second; destroy returns once it has.
 				_ = localagent.Stop(hd.Paths, env)
+				if agentErr == nil {
+					localagent.WaitEnded(agent.PID, 10*time.Second)
+				}
 			}
 			return res, err
 		}),

@@ -276,6 +276,17 @@ func Stop(p host.Paths, env string) error {
 	return errors.New("the agent did not stop within 10 s")
 }
 
+// WaitEnded waits up to d for the agent process pid to end, and ends it then: an agent whose
+// environment folder was deleted ends by itself within a second.
+func WaitEnded(pid int, d time.Duration) {
+	for deadline := time.Now().Add(d); processAlive(pid) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if processAlive(pid) {
+		terminate(pid)
+	}
+}
+
 // ServerDown tells env's agent that its server goes (down): it waits for the next one.
 func ServerDown(p host.Paths, env string) {
 	_ = do(p, env, http.MethodPost, "/server-down", 5*time.Second, nil)
