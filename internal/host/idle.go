@@ -415,7 +415,7 @@ func ApplyIdleSettings(ctx context.Context, d *Deps, env string) (string, error)
 	if st.ServerID == 0 || st.ServerIPv4 == "" || st.HostKey == "" {
 		return "no server now: the next one gets them", nil
 	}
-	t, err := stateTarget(d, env, st)
+	t, err := stateTarget(d, env, &st.nodeState)
 	if err != nil {
 		return "", err
 	}
@@ -454,7 +454,7 @@ func ApplyIdleSettings(ctx context.Context, d *Deps, env string) (string, error)
 
 // stateTarget is how to reach the server this machine last brought up, from the state alone
 // (no API request): its address and the pinned host keys, which prove it is that server.
-func stateTarget(d *Deps, env string, st envState) (Target, error) {
+func stateTarget(d *Deps, env string, st *nodeState) (Target, error) {
 	hk, next, err := st.pins()
 	if err != nil {
 		return Target{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -253,23 +254,14 @@ func serverTarget(d *Deps, env string, s *hetzner.Server) (Target, error) {
 	if st == nil {
 		return Target{}, fmt.Errorf("no host key pinned on this machine is that of server %d", s.ID)
 	}
-	hk, next, err := st.pins()
+	t, err := stateTarget(d, env, st)
 	if err != nil {
 		return Target{}, err
 	}
-	path := d.Config.SSHKey
-	if path == "" {
-		path = d.Paths.UserKeyFile(env)
-	}
-	kp, _, err := LoadOrCreateKey(path, "", false)
-	if err != nil {
-		return Target{}, err
-	}
-	port := d.SSHPort
-	if st.SSHPort != 0 {
-		port = st.SSHPort
-	}
-	return Target{Addr: fmt.Sprintf("%s:%d", s.IPv4, port), User: d.SSHUser, Signer: kp.Signer, HostKey: hk, NextHostKey: next}, nil
+	// The API's address: the state's may be a replaced server's.
+	_, port, _ := net.SplitHostPort(t.Addr)
+	t.Addr = net.JoinHostPort(s.IPv4, port)
+	return t, nil
 }
 
 // shutdownAndWaitOff sends the shutdown request (bounded by action) and waits, polling every

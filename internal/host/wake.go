@@ -69,7 +69,7 @@ func ServerUp(ctx context.Context, d *Deps, env string, bound time.Duration) boo
 	if err != nil || st.ServerIPv4 == "" || st.HostKey == "" {
 		return false
 	}
-	t, err := stateTarget(d, env, st)
+	t, err := stateTarget(d, env, &st.nodeState)
 	if err != nil {
 		return false
 	}
