@@ -235,7 +235,27 @@ func TestScheduledBackupsOnTheHost(t *testing.T) {
 			}
 			time.Sleep(2 * time.Second)
 		}
-		journal := w.onServer(t, env, "journalctl -u dockbridge-backup.service --no-pager")
+		// The archive is listed once its checksum is stored; the run goes on after that (it
+		// starts the container again, records the outcome and logs it). Wait for the oneshot
+		// service to end before reading what it wrote.
+		// journald may take a moment more to store the last lines.
+		var journal string
+		var ended time.Time
+		for end := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+			state := strings.TrimSpace(w.onServer(t, env, "systemctl show -p ActiveState --value dockbridge-backup.service"))
+			journal = w.onServer(t, env, "journalctl -u dockbridge-backup.service --no-pager")
+			if state != "activating" && state != "active" && state != "deactivating" {
+				if ended.IsZero() {
+					ended = time.Now()
+				}
+				if strings.Contains(journal, "Backed up appdata") || time.Since(ended) > 10*time.Second {
+					break
+				}
+			}
+			if time.Now().After(end) {
+				t.Fatalf("the timer's run still %s 2 minutes after its archive was listed:\n%s", state, journal)
+			}
+		}
 		if !strings.Contains(journal, "Backed up appdata") {
 			t.Errorf("the service's journal does not show the run:\n%s", journal)
 		}
