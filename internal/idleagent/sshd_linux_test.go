@@ -235,13 +235,17 @@ func TestSSHDSource(t *testing.T) {
 		}
 	}
 
-	// A command in flight through the shared connection, then its end.
-	sleep := r.ssh(true, "sleep", "2")
+	// A command in flight through the shared connection, then its end. It runs until the test
+	// ends it (a fixed sleep could end before a look on a loaded machine).
+	gate := filepath.Join(r.dir, "end-the-command")
+	held := "until [ -e " + gate + " ]; do sleep 0.1; done"
+	sleep := r.ssh(true, held)
 	must(t, sleep.Start())
 	waitFor(t, "the session", func() bool { return len(look(t, s).Ongoing) > 0 })
-	if l := look(t, s); !strings.Contains(reasons(l), `SSH command "sleep 2"`) || !strings.Contains(reasons(l), "from 127.0.0.1") {
+	if l := look(t, s); !strings.Contains(reasons(l), `SSH command "until [ -e `) || !strings.Contains(reasons(l), "from 127.0.0.1") {
 		t.Fatalf("command in flight: %+v", l)
 	}
+	must(t, os.WriteFile(gate, nil, 0o600))
 	must(t, sleep.Wait())
 	if l := look(t, s); len(l.Ongoing) != 0 {
 		t.Fatalf("after the command: %+v", l)
