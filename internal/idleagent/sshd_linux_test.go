@@ -241,6 +241,7 @@ func TestSSHDSource(t *testing.T) {
 	held := "until [ -e " + gate + " ]; do sleep 0.1; done"
 	sleep := r.ssh(true, held)
 	must(t, sleep.Start())
+	t.Cleanup(func() { _ = os.WriteFile(gate, nil, 0o600) }) // ends it when the test fails first
 	waitFor(t, "the session", func() bool { return len(look(t, s).Ongoing) > 0 })
 	if l := look(t, s); !strings.Contains(reasons(l), `SSH command "until [ -e `) || !strings.Contains(reasons(l), "from 127.0.0.1") {
 		t.Fatalf("command in flight: %+v", l)

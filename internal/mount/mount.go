@@ -131,7 +131,8 @@ func ValidateLabel(fstype, label string) error {
 
 // Format makes an fstype ("ext4" or "xfs") filesystem on device, a block device or an image
 // file, and returns the new signature with its UUID. It refuses with ErrNotBlank, naming what it
-// found, unless Probe finds no signature at all. It never forces mkfs.
+// found, unless Probe finds no signature at all. It never forces mkfs. Once started it runs to
+// its end, whatever happens to ctx.
 func (l *Linux) Format(ctx context.Context, device, fstype string, opts FormatOptions) (Signature, error) {
 	if !supported(fstype) {
 		return Signature{}, fmt.Errorf("format %s: %w: %q: supported are %s", device, ErrUnsupportedFilesystem, fstype, strings.Join(supportedFS, ", "))
@@ -139,6 +140,13 @@ func (l *Linux) Format(ctx context.Context, device, fstype string, opts FormatOp
 	if err := ValidateLabel(fstype, opts.Label); err != nil {
 		return Signature{}, fmt.Errorf("format %s: %w", device, err)
 	}
+	// Once started, the format runs to its end: mkfs killed half-way (a plugin's Mount at its
+	// request bound, on a large volume) leaves a partial filesystem that the next Mount would
+	// refuse, or take for a whole one. A caller out of time starts nothing.
+	if err := ctx.Err(); err != nil {
+		return Signature{}, fmt.Errorf("format %s: not started: %w", device, err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	sig, err := l.Probe(ctx, device)
 	if err != nil {
 		return Signature{}, fmt.Errorf("format %s: %w", device, err)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -83,6 +84,75 @@ func TestFormatBlankDevice(t *testing.T) {
 			}
 			if after.UUID != formatted.UUID {
 				t.Errorf("UUID changed from %s to %s by a refused Format", formatted.UUID, after.UUID)
+			}
+		})
+	}
+}
+
+// A caller already out of time formats nothing; a caller whose time ends as the format starts
+// (a plugin's Mount at its request bound, on a large volume) still gets a whole filesystem:
+// mkfs is never killed half-way.
+func TestFormatRunsToItsEnd(t *testing.T) {
+	for _, fstype := range filesystems {
+		t.Run(fstype, func(t *testing.T) {
+			ctx := t.Context()
+			m := mount.New()
+			dev := loopdevtest.New(t, diskSize)
+
+			late, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := m.Format(late, dev, fstype, mount.FormatOptions{}); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Format out of time: %v, want context.Canceled", err)
+			}
+			if sig, err := m.Probe(ctx, dev); err != nil || !sig.Blank() {
+				t.Fatalf("after a Format out of time the device holds %s (%v), want blank", sig, err)
+			}
+
+			sig, err := m.Format(&endsOnceAsked{Context: ctx}, dev, fstype, mount.FormatOptions{})
+			if err != nil || sig.Type != fstype || sig.UUID == "" {
+				t.Fatalf("Format whose caller's time ended as it started = %+v, %v; want a whole %s filesystem", sig, err, fstype)
+			}
+			rep, err := m.Check(ctx, dev, fstype, false)
+			if err != nil || !rep.Clean {
+				t.Fatalf("check of the filesystem made as the caller's time ended: %+v, %v", rep, err)
+			}
+
+			// The caller's time ends while mkfs runs: it is not killed, the filesystem is whole.
+			// mkfs is this machine's, behind a wrapper that says when it started and waits for
+			// the test to end the caller's time.
+			real, err := exec.LookPath("mkfs." + fstype)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bin := t.TempDir()
+			started, goOn := filepath.Join(bin, "started"), filepath.Join(bin, "go-on")
+			wrapper := fmt.Sprintf("#!/bin/sh\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.01; done\nexec %s \"$@\"\n", started, goOn, real)
+			if err := os.WriteFile(filepath.Join(bin, "mkfs."+fstype), []byte(wrapper), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+			dev2 := loopdevtest.New(t, diskSize)
+			mid, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				for {
+					if _, err := os.Stat(started); err == nil {
+						cancel()
+						_ = os.WriteFile(goOn, nil, 0o644)
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			sig, err = m.Format(mid, dev2, fstype, mount.FormatOptions{})
+			if mid.Err() == nil {
+				t.Fatal("the caller's time did not end while mkfs ran")
+			}
+			if err != nil || sig.Type != fstype || sig.UUID == "" {
+				t.Fatalf("Format whose caller's time ended while mkfs ran = %+v, %v; want a whole %s filesystem", sig, err, fstype)
+			}
+			if rep, err := m.Check(ctx, dev2, fstype, false); err != nil || !rep.Clean {
+				t.Fatalf("check of the filesystem made while the caller's time ended: %+v, %v", rep, err)
 			}
 		})
 	}
