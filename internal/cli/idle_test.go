@@ -24,8 +24,9 @@ func TestIdleNamesOthersRelyOn(t *testing.T) {
 	if err != nil || !strings.Contains(help, "--idle-timeout") || strings.Contains(help, "billing-period") {
 		t.Fatalf("up --help must show --idle-timeout and hide --billing-period: %v\n%s", err, help)
 	}
-	if !strings.Contains(help, "refused on a Swarm (--nodes)") || !strings.Contains(help, "A Docker Swarm (up --nodes N) does not go down by\nitself") {
-		t.Fatalf("up --help must say a swarm does not delete itself and refuses --idle-timeout:\n%s", help)
+	if strings.Contains(help, "refused") || !strings.Contains(help, "a Swarm (--nodes) goes down as a whole once every node is idle") ||
+		!strings.Contains(help, "A Docker Swarm (up --nodes N) goes down as a\nwhole") || !strings.Contains(help, "activity on any node keeps every node up") {
+		t.Fatalf("up --help must say a swarm goes down as a whole, and no longer that --idle-timeout is refused there:\n%s", help)
 	}
 	for _, c := range []struct{ args []string }{
 		{[]string{"up", "--idle-timeout", "soon", "--no-volume-plugin"}},

@@ -41,8 +41,9 @@ Running it again changes nothing; after an interruption it resumes.
 
 The server deletes itself after it has been idle for --idle-timeout (default 30m; the setting
 idle_timeout), shortly before its paid hour ends; the next docker command through the context
-brings a new one up with the same data volume. A Docker Swarm (up --nodes N) does not go down by
-itself: up refuses --idle-timeout there (but off), and ` + "`docker dockbridge down`" + ` stops every node.`,
+brings a new one up with the same data volume. A Docker Swarm (up --nodes N) goes down as a
+whole: node 1 decides, activity on any node keeps every node up, the nodes stop cleanly (workers
+first, managers last) and the next docker command brings them all back.`,
 		Formats: tableOrJSON,
 		Flags: func(cmd *cobra.Command, f *pflag.FlagSet) {
 			hf.add(cmd)
@@ -60,7 +61,7 @@ itself: up refuses --idle-timeout there (but off), and ` + "`docker dockbridge d
 			f.IntVar(&nodes, "nodes", 0, "make the environment a Docker Swarm of this many servers (nodes), each with its own data volume; a later plain up keeps the number")
 			f.IntVar(&managers, "managers", 0, "Swarm managers among the nodes: 1 (default) or 3 for a raft quorum that survives a node's loss")
 			f.BoolVar(&force, "force", false, "when a new server's creation fails, delete it without stopping it first even if it runs: "+host.ForceRisk)
-			f.StringVar(&idleTimeout, "idle-timeout", "", "how long the server may be idle before it deletes itself (shortly before its paid hour ends), e.g. 20s, 45m, or off; kept in the environment's settings (default: the setting idle_timeout, then 30m); refused on a Swarm (--nodes), which does not go down by itself")
+			f.StringVar(&idleTimeout, "idle-timeout", "", "how long the server may be idle before it deletes itself (shortly before its paid hour ends), e.g. 20s, 45m, or off; kept in the environment's settings (default: the setting idle_timeout, then 30m); a Swarm (--nodes) goes down as a whole once every node is idle")
 			f.StringVar(&billingPeriod, "billing-period", "", "the billing period the server's idle policy counts in (Hetzner's is 1h; for the simulator and tests); kept in the environment's settings")
 			_ = f.MarkHidden("billing-period")
 			completeFlag(cmd, "ssh-key", completeFiles)

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/cli/cli/context/docker"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/idleagent"
 )
 
 // DownOptions are the choices of `down`.
@@ -123,9 +124,8 @@ func downOrder(env string, servers []*hetzner.Server, vols []*hetzner.Volume) (o
 		}
 	}
 	type item struct {
-		s    *hetzner.Server
-		n    int
-		rank int
+		s *hetzner.Server
+		n int
 	}
 	var items []item
 	for _, s := range servers {
@@ -139,32 +139,20 @@ func downOrder(env string, servers []*hetzner.Server, vols []*hetzner.Volume) (o
 		if s.Labels[LabelNode] != "" {
 			swarm = true
 		}
-		rank := 0 // workers, by number
-		if role[n] == SwarmManager {
-			rank = 1
-		}
-		if n == 1 {
-			rank = 2
-		}
-		items = append(items, item{s, n, rank})
+		items = append(items, item{s, n})
 	}
-	slices.SortFunc(items, func(a, b item) int {
-		if a.rank != b.rank {
-			return a.rank - b.rank
-		}
-		if a.rank == 1 {
-			return b.n - a.n // managers: the highest number first
-		}
-		return a.n - b.n
-	})
+	// The same order as the idle agent's self-down of a swarm.
+	idleagent.SortForStop(items, func(it item) (int, bool) { return it.n, role[it.n] == SwarmManager })
 	for _, it := range items {
 		ordered = append(ordered, it.s)
 	}
 	return ordered, swarm
 }
 
-// pauseSwarm sets every active node of the environment's swarm to availability pause, on the
-// first node (a manager), over SSH; it returns the numbers of the nodes it paused.
+// pauseSwarm sets every active node of the environment's swarm to availability pause (labelled
+// idleagent.PausedLabel, as the idle agent's self-down does, so that up makes them active again
+// whoever paused them), on the first node (a manager), over SSH; it returns the numbers of the
+// nodes it paused.
 func pauseSwarm(ctx context.Context, d *Deps, env string, servers []*hetzner.Server) ([]int, error) {
 	var lead *hetzner.Server
 	byName := map[string]int{}
@@ -202,7 +190,7 @@ func pauseSwarm(ctx context.Context, d *Deps, env string, servers []*hetzner.Ser
 		if !ok || m.Availability != "Active" {
 			continue
 		}
-		if _, err := r.Run(ctx, "docker node update --availability pause "+m.ID+" >/dev/null", nil); err != nil {
+		if _, err := r.Run(ctx, "docker node update --availability pause --label-add "+idleagent.PausedLabel+"=down "+m.ID+" >/dev/null", nil); err != nil {
 			return paused, fmt.Errorf("pause node %d: %w", n, err)
 		}
 		paused = append(paused, n)

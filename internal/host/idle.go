@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -233,6 +235,10 @@ type idleAgentOptions struct {
 	Settings       EnvSettings
 	PluginDir      string
 	NoVolumePlugin bool
+	// Swarm is the agent's part on a node of a swarm (decider on node 1, member elsewhere),
+	// Secret the swarm's shared secret written to Swarm.SecretFile; nil on a single server.
+	Swarm  *idleagent.SwarmConfig
+	Secret string
 }
 
 // installIdleAgent makes sure the idle agent runs on the server with this environment's
@@ -253,6 +259,12 @@ func installIdleAgent(ctx context.Context, d *Deps, r Remote, o idleAgentOptions
 		Env: o.Env, ServerID: o.Server.ID, ServerName: o.Server.Name, Created: o.Server.Created.UTC(),
 		Endpoint: d.Config.PluginEndpoint, TokenFile: cloudinit.PluginTokenPath,
 		Timeout: o.Settings.timeoutOrDefault(), BillingPeriod: o.Settings.BillingPeriod, Margin: o.Settings.IdleMargin,
+		Swarm: o.Swarm,
+	}
+	// A member decides nothing and deletes nothing: no token for the agent there.
+	member := o.Swarm != nil && o.Swarm.Role == idleagent.RoleMember
+	if member {
+		cfg.TokenFile = ""
 	}
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = hetzner.DefaultEndpoint
@@ -269,8 +281,9 @@ for f in %[2]s /var/lib/docker/plugins/*/rootfs/hetzner-volume-plugin; do [ -f "
 echo "config=$(sha256sum %[3]s 2>/dev/null | cut -c1-64)"
 echo "unit=$(sha256sum %[4]s 2>/dev/null | cut -c1-64)"
 echo "active=$(systemctl is-active %[5]s 2>/dev/null)"
-echo "token=$(sha256sum %[6]s 2>/dev/null | cut -c1-64)"`,
-		idleagent.BinaryPath, agentBinaryCache, idleagent.ConfigPath, agentUnitPath, idleagent.UnitName, cloudinit.PluginTokenPath), nil)
+echo "token=$(sha256sum %[6]s 2>/dev/null | cut -c1-64)"
+echo "secret=$(sha256sum %[7]s 2>/dev/null | cut -c1-64)"`,
+		idleagent.BinaryPath, agentBinaryCache, idleagent.ConfigPath, agentUnitPath, idleagent.UnitName, cloudinit.PluginTokenPath, idleagent.SwarmSecretPath), nil)
 	if err != nil {
 		return "", fmt.Errorf("check the idle agent: %w", err)
 	}
@@ -291,10 +304,22 @@ echo "token=$(sha256sum %[6]s 2>/dev/null | cut -c1-64)"`,
 	}
 
 	var notes []string
+	switch {
+	case member:
+		notes = append(notes, fmt.Sprintf("member: node 1 decides for the environment; answers it on %s:%d (private network, shared secret)", o.Swarm.PrivateIP, idleagent.DefaultMemberPort))
+	case o.Swarm != nil:
+		notes = append(notes, fmt.Sprintf("decides for all %d nodes", len(o.Swarm.Members)+1))
+	}
 	// The token: the agent needs it unless the timeout is off, and this one (a token rotated
 	// since the last up would make every self-delete fail with 401): compared by its hash, as
 	// installPlugin's settings do, so the token never crosses the connection to be checked.
 	switch {
+	case member && o.NoVolumePlugin && facts["token"] != "":
+		if _, err := r.Run(ctx, "rm -f "+cloudinit.PluginTokenPath, nil); err != nil {
+			return "", fmt.Errorf("remove the API token from the server: %w", err)
+		}
+		notes = append(notes, "API token removed (a member node needs none)")
+	case member:
 	case !off && facts["token"] != sha256Hex(d.Config.Token):
 		if _, err := r.Run(ctx, writeTokenScript, strings.NewReader(d.Config.Token)); err != nil {
 			return "", redact(fmt.Errorf("write the API token for the idle agent to %s: %w", cloudinit.PluginTokenPath, err), d.Config.Token)
@@ -309,6 +334,16 @@ echo "token=$(sha256sum %[6]s 2>/dev/null | cut -c1-64)"`,
 			return "", fmt.Errorf("remove the API token from the server: %w", err)
 		}
 		notes = append(notes, "API token removed from the server (neither the plugin nor the agent needs it)")
+	}
+
+	// The swarm's shared secret: the decider proves itself with it to the members.
+	restart := false
+	if o.Swarm != nil && facts["secret"] != sha256Hex(o.Secret) {
+		script := fmt.Sprintf(`set -e; install -d -m 0755 "$(dirname %[1]s)"; t=$(mktemp %[1]s.XXXXXX); chmod 0600 "$t"; cat > "$t"; mv -f "$t" %[1]s`, idleagent.SwarmSecretPath)
+		if _, err := r.Run(ctx, script, strings.NewReader(o.Secret)); err != nil {
+			return "", redact(fmt.Errorf("write the swarm's secret for the idle agents: %w", err), o.Secret)
+		}
+		restart = true
 	}
 
 	bin, from, err := serverBinary(d, facts["arch"], o.PluginDir)
@@ -328,7 +363,7 @@ echo "token=$(sha256sum %[6]s 2>/dev/null | cut -c1-64)"`,
 		want = hex.EncodeToString(sum[:])
 	}
 	wantCfg, wantUnit := sha256Hex(string(cfgJSON)), sha256Hex(agentUnit)
-	if facts["have"] == want && facts["config"] == wantCfg && facts["unit"] == wantUnit && facts["active"] == "active" {
+	if !restart && facts["have"] == want && facts["config"] == wantCfg && facts["unit"] == wantUnit && facts["active"] == "active" {
 		return strings.Join(append(notes, idleNote(is)+"; already running"), "; "), nil
 	}
 
@@ -368,21 +403,6 @@ systemctl is-active -q %[6]s`, shellQuote(src), idleagent.BinaryPath, idleagent.
 	return strings.Join(append(notes, idleNote(is)), "; "), nil
 }
 
-// disableIdleAgent stops and disables an idle agent on a node of a multi-server environment
-// (one that was a single server before `up --nodes`): a node deleting itself would take its
-// share of the swarm with it. Nothing to do where none was installed.
-func disableIdleAgent(ctx context.Context, r Remote) (string, error) {
-	out, err := r.Run(ctx, fmt.Sprintf(`if [ -f %[1]s ]; then systemctl disable --now %[2]s >/dev/null 2>&1 || true; rm -f %[1]s; systemctl daemon-reload; echo removed; fi`,
-		agentUnitPath, idleagent.UnitName), nil)
-	if err != nil {
-		return "", fmt.Errorf("stop the idle agent of the single server this node was: %w", err)
-	}
-	if strings.TrimSpace(string(out)) == "removed" {
-		return "stopped and removed (a multi-server environment does not go down by itself: `docker dockbridge down` stops every node)", nil
-	}
-	return "none: a multi-server environment does not go down by itself (`docker dockbridge down` stops every node)", nil
-}
-
 // idleNote says what the settings mean, for up's progress.
 func idleNote(s idle.Settings) string {
 	if s.Timeout == idle.Off {
@@ -409,9 +429,7 @@ func ApplyIdleSettings(ctx context.Context, d *Deps, env string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if st.Swarm || len(st.Nodes) > 0 {
-		return "kept, but unused: a multi-server environment (Swarm) does not go down by itself (no node deletes itself alone); `docker dockbridge down" + nameFlag(env) + "` stops every node, and the next docker command through the context brings them all back", nil
-	}
+	// A swarm's: node 1's agent decides for every node (the top-level state is node 1's).
 	if st.ServerID == 0 || st.ServerIPv4 == "" || st.HostKey == "" {
 		return "no server now: the next one gets them", nil
 	}
@@ -472,4 +490,105 @@ func stateTarget(d *Deps, env string, st *nodeState) (Target, error) {
 		port = st.SSHPort
 	}
 	return Target{Addr: net.JoinHostPort(st.ServerIPv4, fmt.Sprint(port)), User: d.SSHUser, Signer: kp.Signer, HostKey: hk, NextHostKey: next}, nil
+}
+
+// installSwarmAgents installs the idle agent on every node of a swarm, with its part: node 1
+// (the first manager, the context's) decides for the whole environment and keeps the API token;
+// every other node is a member, with no token, that answers node 1 over the private network
+// only, proven by a shared secret (swarmSecret) written to each node over SSH (0600, never in
+// the user-data). The members first, so that node 1 starts with them answering. `node add`
+// runs up, which gives node 1 its new member list; `node rm` rewrites it (forgetMember).
+func installSwarmAgents(ctx context.Context, d *Deps, o UpOptions, es EnvSettings, nodes []*upNode) error {
+	lead := nodes[0]
+	secret, err := swarmSecret(ctx, lead.remote)
+	if err != nil {
+		return err
+	}
+	var members []idleagent.Member
+	for _, n := range nodes[1:] {
+		members = append(members, idleagent.Member{Node: n.N, ServerID: n.srv.ID, ServerName: n.srv.Name, PrivateIP: nodeIP(n.N), Manager: n.Role == SwarmManager})
+	}
+	order := append(slicesCloneNodes(nodes[1:]), lead)
+	for _, n := range order {
+		sw := &idleagent.SwarmConfig{Node: n.N, Role: idleagent.RoleMember, PrivateIP: nodeIP(n.N), SecretFile: idleagent.SwarmSecretPath}
+		if n == lead {
+			sw.Role, sw.Members = idleagent.RoleDecider, members
+		}
+		step := d.Progress.Start(fmt.Sprintf("Idle agent (node %d)", n.N))
+		note, err := installIdleAgent(ctx, d, n.remote, idleAgentOptions{Env: o.Env, Server: n.srv, Settings: es, PluginDir: o.PluginDir, NoVolumePlugin: o.NoVolumePlugin, Swarm: sw, Secret: secret})
+		step.Note("%s", note)
+		step.End(&err)
+		if err != nil {
+			return fmt.Errorf("node %d: %w", n.N, err)
+		}
+	}
+	return nil
+}
+
+func slicesCloneNodes(ns []*upNode) []*upNode { return append([]*upNode(nil), ns...) }
+
+// swarmSecret is the secret node 1's agent proves itself to the members with: the one node 1
+// holds (a server's root disk keeps it until the server is deleted), else a new random one.
+// It crosses SSH only, never the command line or the user-data, and is never printed.
+func swarmSecret(ctx context.Context, r Remote) (string, error) {
+	out, err := r.Run(ctx, "cat "+idleagent.SwarmSecretPath+" 2>/dev/null || true", nil)
+	if err != nil {
+		return "", fmt.Errorf("read the swarm's secret on node 1: %w", err)
+	}
+	s := strings.TrimSpace(string(out))
+	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
+		return s, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// forgetMember takes node num out of node 1's idle agent's member list (after `node rm`), over
+// SSH with the pinned key, and restarts the agent. A node 1 that is down gets the right list
+// from its next up. It returns what became of it.
+func forgetMember(ctx context.Context, d *Deps, env string, num int) string {
+	st, err := loadState(d.Paths, env)
+	if err != nil {
+		return "node 1's idle agent: " + err.Error()
+	}
+	lead := st.node(1)
+	if lead.ServerID == 0 || lead.ServerIPv4 == "" || lead.HostKey == "" {
+		return "node 1 has no server now: its next up gives its idle agent the nodes"
+	}
+	t, err := stateTarget(d, env, lead)
+	if err != nil {
+		return "node 1's idle agent: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r, err := d.Dial(ctx, t)
+	if err != nil {
+		return fmt.Sprintf("node 1 did not answer (%s): its idle agent keeps node %d in its list until the next up (it is deleted: no activity)", shortErr(err), num)
+	}
+	defer r.Close()
+	out, err := r.Run(ctx, "cat "+idleagent.ConfigPath, nil)
+	if err != nil {
+		return "node 1 has no idle agent"
+	}
+	var cfg idleagent.Config
+	if err := json.Unmarshal(out, &cfg); err != nil || cfg.Swarm == nil {
+		return "node 1's idle agent is not a swarm's: `docker dockbridge up` installs it"
+	}
+	before := len(cfg.Swarm.Members)
+	cfg.Swarm.Members = slices.DeleteFunc(cfg.Swarm.Members, func(m idleagent.Member) bool { return m.Node == num })
+	if len(cfg.Swarm.Members) == before {
+		return fmt.Sprintf("node 1's idle agent did not know node %d", num)
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err.Error()
+	}
+	if _, err := r.Run(ctx, fmt.Sprintf(`set -e; t=$(mktemp %[1]s.XXXXXX); cat > "$t"; chmod 0600 "$t"; mv -f "$t" %[1]s; systemctl restart %[2]s`,
+		idleagent.ConfigPath, idleagent.UnitName), bytes.NewReader(append(b, '\n'))); err != nil {
+		return fmt.Sprintf("node 1's idle agent still lists node %d (%s): the next up corrects it", num, shortErr(err))
+	}
+	return fmt.Sprintf("node 1's idle agent no longer waits for node %d", num)
 }

@@ -162,6 +162,8 @@ func NodeRemove(ctx context.Context, d *Deps, o NodeRemoveOptions) (res *NodeRem
 			cancel()
 		}
 	}
+	// Node 1's idle agent no longer asks it what it does (deleted, it counted as no activity).
+	res.Notes = append(res.Notes, forgetMember(ctx, d, o.Env, num))
 	// 3. Its data volume.
 	if o.KeepVolume {
 		l := maps.Clone(vol.Labels)

@@ -1,12 +1,18 @@
 package host
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/idleagent"
 )
 
 func dataVol(id int64, node int, role string) *hetzner.Volume {
@@ -114,39 +120,70 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 	return a
 }
 
-// TestSwarmRefusesAnIdleTimeout: a swarm's nodes never delete themselves, so up --idle-timeout
-// on a swarm is refused before anything is made or saved (it only read the data volumes); off
-// is accepted, and a malformed timeout is refused before any API request.
-func TestSwarmRefusesAnIdleTimeout(t *testing.T) {
+// TestSwarmAgentsHaveTheirRoles: up gives every node of a swarm its idle agent: node 1 the
+// decider with the members' servers, private addresses and roles, and the API token; the
+// others members with no token (removed with --no-volume-plugin); all the same random shared
+// secret, 0600, on stdin only (no command line, no output). A second up changes nothing, and
+// node rm takes the node out of node 1's list.
+func TestSwarmAgentsHaveTheirRoles(t *testing.T) {
 	e := newSimEnv(t)
-	ctx := t.Context()
-	l := labels("sw", RoleDataRoot)
-	l[LabelNode], l[LabelSwarm] = "1", SwarmManager
-	_, err := e.api.CreateVolume(ctx, hetzner.VolumeSpec{Name: nodeVolumeName("sw", 1), SizeGB: 10, Location: "fsn1", Labels: l, Format: "ext4"})
-	must(t, err)
+	disks := []*fakeDisk{{uuid: "a"}, {uuid: "b", pluginToken: "old-token"}, {uuid: "c"}}
+	var nodes []*upNode
+	for i, d := range disks {
+		role := SwarmWorker
+		if i == 0 || i == 2 {
+			role = SwarmManager
+		}
+		nodes = append(nodes, &upNode{plannedNode: &plannedNode{N: i + 1, Role: role},
+			srv: &hetzner.Server{ID: int64(100 + i + 1), Name: nodeServerName("sw", i+1), Created: time.Now()}, remote: &fakeRemote{disk: d}})
+	}
+	o := UpOptions{Env: "sw", PluginDir: os.Getenv("DOCKBRIDGE_TEST_PLUGIN_DIR"), NoVolumePlugin: true}
+	es := EnvSettings{IdleTimeout: "20s", BillingPeriod: "1m0s"}
+	must(t, installSwarmAgents(t.Context(), e.deps, o, es, nodes))
 
-	before := e.total()
-	_, err = Up(ctx, e.deps, UpOptions{Env: "sw", IdleTimeout: "banana", NoVolumePlugin: true})
-	if err == nil || !strings.Contains(err.Error(), "--idle-timeout") || e.total() != before {
-		t.Fatalf("malformed --idle-timeout: %v, %d API requests (want a clear error and none)", err, e.total()-before)
+	secret := disks[0].swarmSecret
+	if b, err := hex.DecodeString(secret); err != nil || len(b) != 32 {
+		t.Fatalf("node 1's secret %q: want 32 random bytes in hex", secret)
+	}
+	for i, d := range disks {
+		var cfg idleagent.Config
+		if err := json.Unmarshal([]byte(d.agentConfig), &cfg); err != nil || cfg.Swarm == nil || !d.agentActive {
+			t.Fatalf("node %d: agent config %q (%v), active %v", i+1, d.agentConfig, err, d.agentActive)
+		}
+		if d.swarmSecret != secret {
+			t.Errorf("node %d has another secret", i+1)
+		}
+		for _, c := range d.cmds {
+			if strings.Contains(c, secret) {
+				t.Errorf("node %d: the secret is on a command line: %s", i+1, c)
+			}
+		}
+		sw := cfg.Swarm
+		if sw.Node != i+1 || sw.PrivateIP != nodeIP(i+1) || sw.SecretFile != idleagent.SwarmSecretPath || cfg.Timeout != "20s" {
+			t.Errorf("node %d: %+v", i+1, sw)
+		}
+		if i == 0 {
+			want := []idleagent.Member{
+				{Node: 2, ServerID: 102, ServerName: nodeServerName("sw", 2), PrivateIP: nodeIP(2)},
+				{Node: 3, ServerID: 103, ServerName: nodeServerName("sw", 3), PrivateIP: nodeIP(3), Manager: true},
+			}
+			if sw.Role != idleagent.RoleDecider || !slices.Equal(sw.Members, want) || cfg.TokenFile == "" || d.pluginToken != e.deps.Config.Token {
+				t.Errorf("node 1: %+v token file %q token written %v", sw, cfg.TokenFile, d.pluginToken != "")
+			}
+			continue
+		}
+		if sw.Role != idleagent.RoleMember || len(sw.Members) != 0 || cfg.TokenFile != "" || d.pluginToken != "" {
+			t.Errorf("node %d: %+v token file %q token on the server %q", i+1, sw, cfg.TokenFile, d.pluginToken)
+		}
+	}
+	if strings.Contains(e.stderr.String(), secret) {
+		t.Errorf("the secret is in up's output")
 	}
 
-	before = e.total()
-	_, err = Up(ctx, e.deps, UpOptions{Env: "sw", Nodes: 3, IdleTimeout: "30m", NoVolumePlugin: true})
-	if err == nil || !strings.Contains(err.Error(), "does not go down by itself") || !strings.Contains(err.Error(), "docker dockbridge down --name sw") {
-		t.Fatalf("up --nodes 3 --idle-timeout 30m on a swarm: %v; want the refusal saying why and what to do", err)
-	}
-	t.Log(err)
-	if n, by := e.total()-before, e.sim.Stats().ByEndpoint["GET /v1/volumes"]; n != 1 || by < 1 {
-		t.Fatalf("the refused up spent %d API requests, want only the one volume list", n)
-	}
-	if servers, volumes, _, _ := e.count(ctx); servers != 0 || volumes != 1 {
-		t.Fatalf("after the refusal: %d servers, %d volumes; want nothing made", servers, volumes)
-	}
-	es, err := LoadEnvSettings(e.deps.Paths, "sw")
-	must(t, err)
-	if es.IdleTimeout != "" || es.Up != nil {
-		t.Fatalf("the refused up changed the settings: %+v", es)
+	before := e.stderr.Len()
+	must(t, installSwarmAgents(t.Context(), e.deps, o, es, nodes))
+	if out := e.stderr.String()[before:]; strings.Count(out, "already running") != 3 || disks[2].swarmSecret != secret {
+		t.Fatalf("a second up changed something:\n%s", out)
 	}
 }
 

@@ -194,7 +194,7 @@ func remoteStatus(ctx context.Context, d *Deps, env string, s *hetzner.Server, r
 		return nil
 	}
 	if res.Nodes != nil {
-		res.Notes = append(res.Notes, "a multi-server environment (Swarm) does not go down by itself: `docker dockbridge down"+nameFlag(env)+"` stops every node")
+		res.Notes = append(res.Notes, "no idle agent on node 1 (the swarm was set up by an older docker dockbridge): it will not go down by itself; `docker dockbridge up"+nameFlag(env)+"` installs the agents on every node")
 	} else {
 		res.Notes = append(res.Notes, "no idle agent on the server (it was set up by an older docker dockbridge): it will not go down by itself; `docker dockbridge up"+nameFlag(env)+"` installs it")
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dockbridge/dockbridge/internal/hetzner"
+	"github.com/dockbridge/dockbridge/internal/idleagent"
 )
 
 // networkZones maps a location to its network zone (a private network's subnet lives in one).
@@ -272,8 +273,8 @@ func formSwarm(ctx context.Context, d *Deps, env string, st *envState, nodes []*
 			if err != nil {
 				return fmt.Errorf("node %d: set its role to %s: %w", n.N, n.Role, err)
 			}
-			if slices.Contains(st.Paused, n.N) && m.Availability == "Pause" {
-				if _, err := lead.remote.Run(ctx, "docker node update --availability active "+m.ID+" >/dev/null", nil); err != nil {
+			if m.Availability == "Pause" && (slices.Contains(st.Paused, n.N) || pausedByUs(ctx, lead.remote, m.ID)) {
+				if _, err := lead.remote.Run(ctx, "docker node update --availability active --label-rm "+idleagent.PausedLabel+" "+m.ID+" >/dev/null 2>&1 || docker node update --availability active "+m.ID+" >/dev/null", nil); err != nil {
 					return fmt.Errorf("node %d: make it active again: %w", n.N, err)
 				}
 			}
@@ -309,6 +310,13 @@ func formSwarm(ctx context.Context, d *Deps, env string, st *envState, nodes []*
 		step.Note("all Ready")
 	}
 	return nil
+}
+
+// pausedByUs says whether Swarm node id carries idleagent.PausedLabel: paused by `down` or
+// by the idle agent's self-down (whose pause this machine's state does not know), not by a user.
+func pausedByUs(ctx context.Context, r Remote, id string) bool {
+	out, err := r.Run(ctx, `docker node inspect -f '{{index .Spec.Labels "`+idleagent.PausedLabel+`"}}' `+id, nil)
+	return err == nil && strings.TrimSpace(string(out)) != ""
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

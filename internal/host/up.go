@@ -14,7 +14,6 @@ import (
 
 	"github.com/dockbridge/dockbridge/cloudinit"
 	"github.com/dockbridge/dockbridge/internal/hetzner"
-	"github.com/dockbridge/dockbridge/internal/idle"
 	"github.com/dockbridge/dockbridge/internal/ui"
 )
 
@@ -116,8 +115,8 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 			return nil, err
 		}
 	}
-	// Malformed idle settings fail before any API request (they are saved only later, once a
-	// swarm's --idle-timeout has been refused).
+	// Malformed idle settings fail before any API request (they are saved only later, once the
+	// data volumes have been read).
 	var check EnvSettings
 	if o.IdleTimeout != "" {
 		if err := check.Set("idle_timeout", o.IdleTimeout); err != nil {
@@ -151,24 +150,14 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		return res, err
 	}
 	swarm := plan[0].Role != ""
-	if swarm && o.IdleTimeout != "" {
-		if t, _ := idle.ParseTimeout(o.IdleTimeout); t != idle.Off {
-			return res, fmt.Errorf("--idle-timeout %s: environment %q is a Docker Swarm (%d nodes), and a swarm does not go down by itself: "+
-				"no node deletes itself, since one node stopping alone would move its tasks and volumes onto the others. "+
-				"`docker dockbridge down%s` stops every node cleanly (workers first, managers last), and the next docker command "+
-				"through the context brings them all back; run up without --idle-timeout", o.IdleTimeout, o.Env, len(plan), nameFlag(o.Env))
-		}
-	}
 	// The environment's settings, before anything is made (the volumes were only read).
 	es, err := upEnvSettings(d.Paths, o)
 	if err != nil {
 		return res, err
 	}
 	st.Swarm = swarm
-	if !swarm {
-		if err := canInstallIdleAgent(d, es, o.PluginDir); err != nil {
-			return res, err
-		}
+	if err := canInstallIdleAgent(d, es, o.PluginDir); err != nil {
+		return res, err
 	}
 	nodes := make([]*upNode, len(plan))
 	newServer := false
@@ -266,9 +255,12 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 		}
 	}
 
-	// 7. The swarm: formed, joined, repaired.
+	// 7. The swarm: formed, joined, repaired; then its idle agents, which go down together.
 	if swarm {
 		if err := formSwarm(ctx, d, o.Env, &st, nodes); err != nil {
+			return res, err
+		}
+		if err := installSwarmAgents(ctx, d, o, es, nodes); err != nil {
 			return res, err
 		}
 	}
@@ -423,17 +415,16 @@ func finishNode(ctx context.Context, d *Deps, o UpOptions, es EnvSettings, st *e
 
 	// The idle agent: a single server deletes itself when nobody uses it. It puts the servers'
 	// binary on the root disk (from the data volume after the first time), where the laptop
-	// agent's server end finds it. A swarm's node must not go alone: none runs there (yet).
-	step = d.Progress.Start("Idle agent" + on)
-	if swarm {
-		note, err = disableIdleAgent(ctx, n.remote)
-	} else {
+	// agent's server end finds it. A swarm's nodes get theirs once the swarm is formed
+	// (installSwarmAgents): they go down together.
+	if !swarm {
+		step = d.Progress.Start("Idle agent")
 		note, err = installIdleAgent(ctx, d, n.remote, idleAgentOptions{Env: o.Env, Server: n.srv, Settings: es, PluginDir: o.PluginDir, NoVolumePlugin: o.NoVolumePlugin})
-	}
-	step.Note("%s", note)
-	step.End(&err)
-	if err != nil {
-		return err
+		step.Note("%s", note)
+		step.End(&err)
+		if err != nil {
+			return err
+		}
 	}
 
 	// The server end of the laptop agent: port forwards, shared folders, the bind check.

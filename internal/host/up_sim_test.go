@@ -61,6 +61,8 @@ type fakeDisk struct {
 	agentConfig          string
 	agentActive          bool
 	agentUploads         int
+	// swarmSecret is the idle agents' shared secret on this node (idleagent.SwarmSecretPath).
+	swarmSecret string
 }
 
 // fakeHostKeys is one fake server's sshd: current is the HostKeyLabel of the key it presents
@@ -216,7 +218,15 @@ func (f *fakeRemote) run(cmd, in string) ([]byte, error) {
 		if d.pluginToken != "" {
 			out += "token=" + sha256Hex(d.pluginToken) + "\n"
 		}
+		if d.swarmSecret != "" {
+			out += "secret=" + sha256Hex(d.swarmSecret) + "\n"
+		}
 		return []byte(out), nil
+	case cmd == "cat "+idleagent.SwarmSecretPath+" 2>/dev/null || true":
+		return []byte(d.swarmSecret), nil
+	case strings.Contains(cmd, "mv -f \"$t\" "+idleagent.SwarmSecretPath) && strings.Contains(cmd, "chmod 0600"):
+		d.swarmSecret = in
+		return nil, nil
 	case strings.Contains(cmd, "gzip -dc >"):
 		zr, err := gzip.NewReader(strings.NewReader(in))
 		if err != nil {

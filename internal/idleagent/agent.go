@@ -3,6 +3,7 @@ package idleagent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -43,6 +44,10 @@ type Agent struct {
 	// so that their clients learn at once that the server goes, and wake a new one for the next
 	// command; it returns how many it ended.
 	CloseConnections func() int
+	// Members and Swarm are the decider's, in a Swarm (Config.Swarm, swarm.go): how it asks
+	// the other nodes, and its Swarm commands on node 1.
+	Members MemberClient
+	Swarm   SwarmOps
 
 	Now       func() time.Time
 	Sleep     func(ctx context.Context, d time.Duration) // between delete attempts
@@ -58,6 +63,7 @@ type Agent struct {
 	note      string
 	phase     string
 	lastErr   map[string]string // by source: its last error, said once
+	watches   map[int]*memberWatch
 }
 
 // keepEnded is how many ended activities the agent remembers (the policy needs only the last).
@@ -88,6 +94,10 @@ func (a *Agent) Init() error {
 		}
 	}
 	a.settings, a.ongoing, a.phase, a.lastErr = s, map[string]*idle.Activity{}, PhaseWatching, map[string]string{}
+	a.watches = map[int]*memberWatch{}
+	if a.decider() && (a.Members == nil || a.Swarm == nil) {
+		return errors.New("the swarm's decider needs its members' client and its Swarm commands")
+	}
 	a.restore()
 	return nil
 }
@@ -96,6 +106,9 @@ func (a *Agent) Init() error {
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.Init(); err != nil {
 		return err
+	}
+	if sw := a.Config.Swarm; sw != nil && sw.Role == RoleMember {
+		return a.runMember(ctx)
 	}
 	a.Log.Printf("watching server %s (id %d, created %s): idle timeout %s, billing period %s, margin %s, a look every %s",
 		a.Config.ServerName, a.Config.ServerID, a.Config.Created.UTC().Format(time.RFC3339), idle.FormatTimeout(a.settings.Timeout),
@@ -147,7 +160,7 @@ func (a *Agent) lookAll(ctx context.Context, now time.Time) []Look {
 		}
 		looks = append(looks, l)
 	}
-	return looks
+	return append(looks, a.lookMembers(ctx, now)...)
 }
 
 // record turns looks into the timeline: an ongoing thing starts when first seen and ends when

@@ -64,6 +64,9 @@ type Config struct {
 	DeleteFor string `json:"delete_retry_for,omitempty"`
 	// BackupsFor bounds the due backups run before the stop (default 10m).
 	BackupsFor string `json:"backups_for,omitempty"`
+	// Swarm is this server's part in a multi-server environment (a Docker Swarm); nil on a
+	// single server (see swarm.go).
+	Swarm *SwarmConfig `json:"swarm,omitempty"`
 }
 
 // Settings are the policy's settings this configuration gives.
@@ -121,6 +124,9 @@ func (c Config) backupsFor() time.Duration {
 func (c Config) Validate() error {
 	if c.ServerID == 0 || c.Created.IsZero() {
 		return errors.New("no server id or creation time: run `docker dockbridge up` again")
+	}
+	if err := c.Swarm.validate(); err != nil {
+		return err
 	}
 	_, err := c.Settings()
 	return err

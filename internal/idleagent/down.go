@@ -55,6 +55,7 @@ func (a *Agent) goDown(ctx context.Context, dec idle.Decision) (gone bool) {
 			a.healthLine("WARNING", fmt.Sprintf("the backups due before the self-delete failed (the delete goes on): %v", err))
 		}
 	}
+	a.memberBackups(ctx, a.Now().Add(a.Config.backupsFor()))
 
 	now := a.Now()
 	looks := a.lookAll(ctx, now)
@@ -63,6 +64,10 @@ func (a *Agent) goDown(ctx context.Context, dec idle.Decision) (gone bool) {
 		a.Log.Printf("not going down after all: %s", strings.Join(append(d.KeepingUp, "activity meanwhile"), "; "))
 		a.setPhase(d, PhaseWatching)
 		return false
+	}
+
+	if a.decider() {
+		return a.downSwarm(ctx, cloud)
 	}
 
 	if a.CloseConnections != nil {

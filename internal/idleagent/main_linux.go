@@ -85,6 +85,15 @@ func run(stderr io.Writer) int {
 		Log:              logger,
 		HealthLog:        cloudinit.HealthLogPath,
 	}
+	if sw := cfg.Swarm; sw != nil && sw.Role == RoleDecider {
+		secret, err := readSecret(sw.SecretFile)
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		a.Members = &HTTPMembers{Secret: secret, Port: sw.port()}
+		a.Swarm = dockerSwarm{}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := a.Run(ctx); err != nil {
@@ -142,4 +151,40 @@ func probe(own bool, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// dockerSwarm runs the decider's Swarm commands with the docker CLI on node 1 (a manager).
+type dockerSwarm struct{}
+
+func (dockerSwarm) Pause(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "node", "ls", "--format", "{{.ID}} {{.Availability}}").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("docker node ls: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	var paused []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		id, avail, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if id == "" || avail != "Active" {
+			continue
+		}
+		if out, err := exec.CommandContext(ctx, "docker", "node", "update", "--availability", "pause", "--label-add", PausedLabel+"=idle", id).CombinedOutput(); err != nil {
+			return paused, fmt.Errorf("pause node %s: %v: %s", id, err, strings.TrimSpace(string(out)))
+		}
+		paused = append(paused, id)
+	}
+	return paused, nil
+}
+
+func (dockerSwarm) Unpause(ctx context.Context, ids []string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var errs []error
+	for _, id := range ids {
+		if out, err := exec.CommandContext(ctx, "docker", "node", "update", "--availability", "active", "--label-rm", PausedLabel, id).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %v: %s", id, err, strings.TrimSpace(string(out))))
+		}
+	}
+	return errors.Join(errs...)
 }
