@@ -63,3 +63,68 @@ func TestSwarmJoinTokenNotInErrors(t *testing.T) {
 		t.Errorf("the join's stdin: %q, want the worker token", worker.joinStdin)
 	}
 }
+
+// pausedRemote is node 1 of a formed swarm of two, both paused: node 1 by dockbridge (the
+// idle agent's self-down, which this machine's state does not know: label dockbridge.paused),
+// node 2 by the user (no label). It records the commands run.
+type pausedRemote struct{ cmds []string }
+
+func (r *pausedRemote) Close() error { return nil }
+
+func (r *pausedRemote) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
+	r.cmds = append(r.cmds, cmd)
+	switch {
+	case strings.HasPrefix(cmd, "docker info"):
+		return []byte(`{"NodeID":"n1","LocalNodeState":"active","ControlAvailable":true}`), nil
+	case strings.HasPrefix(cmd, "docker node ls"):
+		return []byte(`{"ID":"n1","Hostname":"e-1","Status":"Ready","Availability":"Pause","ManagerStatus":"Leader","Self":true}` + "\n" +
+			`{"ID":"n2","Hostname":"e-2","Status":"Ready","Availability":"Pause"}` + "\n"), nil
+	case strings.HasPrefix(cmd, "docker swarm join-token -q "):
+		return []byte("SWMTKN-1-x\n"), nil
+	case strings.HasPrefix(cmd, "docker node inspect") && strings.HasSuffix(cmd, " n1"):
+		return []byte("idle\n"), nil
+	case strings.HasPrefix(cmd, "docker node inspect"):
+		return []byte("\n"), nil
+	case strings.HasPrefix(cmd, "docker node update"):
+		return nil, nil
+	}
+	return nil, &RemoteError{Cmd: cmd, ExitCode: 127, Stderr: "unexpected command"}
+}
+
+// TestUpActivatesNodesDockbridgePaused: up makes active again a node paused by dockbridge (the
+// label), which the idle agent's self-down did on the servers, and leaves a node the user
+// paused as it is.
+func TestUpActivatesNodesDockbridgePaused(t *testing.T) {
+	lead := &pausedRemote{}
+	nodes := []*upNode{
+		{plannedNode: &plannedNode{N: 1, Role: SwarmManager}, srv: &hetzner.Server{Name: "e-1"}, remote: lead},
+		// node 2 answers as a member of this swarm already (its NodeID is the manager's n2)
+		{plannedNode: &plannedNode{N: 2, Role: SwarmWorker}, srv: &hetzner.Server{Name: "e-2"}, remote: &memberOf{id: "n2"}},
+	}
+	var out strings.Builder
+	d := &Deps{Progress: ui.NewProgress(&out, false), Now: time.Now}
+	if err := formSwarm(context.Background(), d, "e", &envState{}, nodes); err != nil {
+		t.Fatal(err)
+	}
+	var updates []string
+	for _, c := range lead.cmds {
+		if strings.HasPrefix(c, "docker node update") {
+			updates = append(updates, c)
+		}
+	}
+	if len(updates) != 1 || !strings.Contains(updates[0], "--availability active") || !strings.Contains(updates[0], " n1 ") {
+		t.Fatalf("node updates %q: want node 1 (paused by dockbridge) active again, node 2 (the user's pause) left", updates)
+	}
+}
+
+// memberOf is a node that is a member of the swarm already, as id.
+type memberOf struct{ id string }
+
+func (m *memberOf) Close() error { return nil }
+
+func (m *memberOf) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
+	if strings.HasPrefix(cmd, "docker info") {
+		return []byte(`{"NodeID":"` + m.id + `","LocalNodeState":"active"}`), nil
+	}
+	return nil, &RemoteError{Cmd: cmd, ExitCode: 127, Stderr: "unexpected command"}
+}

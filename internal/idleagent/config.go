@@ -4,6 +4,7 @@
 // should, stops it cleanly and deletes it through the API. `dockbridge-server idle status` is
 // the probe `docker dockbridge status` and the wake run over SSH: it prints what the agent
 // last decided and is not counted as activity (with OwnConnectionFlag, nor is its connection).
+// In a Swarm, node 1's agent decides for every node and the others report to it (swarm.go).
 package idleagent
 
 import (

@@ -28,6 +28,9 @@ import (
 //     the next attempt is at the next margin before a paid period ends. A server whose Docker does not
 //     start again is not left billed and useless either: the delete is tried again a minute
 //     later, and so on.
+//
+// Node 1 of a swarm (the decider) runs its members' due backups with its own, looks at every
+// node once more, and then takes down the whole environment instead of steps 3 to 6: downSwarm.
 func (a *Agent) goDown(ctx context.Context, dec idle.Decision) (gone bool) {
 	a.setPhase(dec, PhaseGoingDown)
 	a.Log.Printf("going down: idle since %s, paid until %s", dec.IdleSince.UTC().Format(time.RFC3339), dec.PaidUntil.UTC().Format(time.RFC3339))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -79,6 +80,7 @@ func TestSwarm(t *testing.T) {
 	t.Run("Faults", func(t *testing.T) { faults(t, w, ns, seed) })
 	t.Run("HardFailure", func(t *testing.T) { hardFailure(t, w, ns, seed) })
 	t.Run("DownUp", func(t *testing.T) { downUp(t, w, seed) })
+	t.Run("IdleDown", func(t *testing.T) { idleDown(t, w) })
 	t.Run("Wake", func(t *testing.T) { wakeAll(t, w, seed) })
 
 	if n := w.counter(t, "detaches_while_mounted"); n != 0 {
@@ -546,6 +548,156 @@ func downUp(t *testing.T, w *world, seed string) {
 	}
 	hosts := w.ssh(t, indexOf(t, ns, host), "docker exec $(docker ps -q --filter label=com.docker.swarm.service.name="+service+") sh -c 'cat /data/hosts'")
 	t.Logf("after down and up: %s; the task ran on: %s", services, strings.ReplaceAll(hosts, "\n", ", "))
+}
+
+// The idle self-down's short times: a 5 s timeout, 30 s billing periods with a 10 s margin (the
+// environment goes down 20 s into a period once every node has been idle for 5 s).
+const (
+	swarmIdleTimeout = "5s"
+	swarmIdlePeriod  = 30 * time.Second
+	swarmIdleMargin  = "10s"
+)
+
+// idleDown: the environment goes down by itself as a whole. A session on a worker (`ssh --node
+// 2 -- sleep`) keeps every node up for more than a billing period, and status says which
+// node's activity it is; once it ends, node 1's agent stops every node cleanly and deletes them,
+// the workers first (each shut down, off, then deleted), node 1 last: no unclean delete, no
+// detach under a mounted filesystem. Prints the time from idle to all deleted and the API
+// requests it cost. (Wake, next, wakes the whole swarm with its data after this.)
+func idleDown(t *testing.T, w *world) {
+	ns := w.nodes(t)
+	worker := ns[1]
+	w.must(t, "dockbridge", "up", "--idle-timeout", swarmIdleTimeout, "--billing-period", swarmIdlePeriod.String())
+	if out := w.must(t, "dockbridge", "settings", "set", "idle_margin", swarmIdleMargin); !strings.Contains(out, "agent uses them now") {
+		t.Fatalf("settings set idle_margin did not reach node 1: %s", out)
+	}
+	t.Cleanup(func() {
+		// The next subtests and the teardown must not race a self-down.
+		w.run(context.Background(), "dockbridge", "settings", "set", "idle_timeout", "30m")
+	})
+	unclean, detaches := w.counter(t, "unclean_deletes"), w.counter(t, "detaches_while_mounted")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	session := exec.CommandContext(ctx, "docker", "dockbridge", "ssh", "--node", fmt.Sprint(worker.Index), "--", "sleep", "60")
+	session.Env = w.environ
+	if err := session.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 40*time.Second, "status to show node 2's session", func() (bool, string) {
+		var st struct {
+			KeepingUp []string `json:"keeping_up"`
+			Idle      bool     `json:"idle"`
+		}
+		out := w.must(t, "dockbridge", "status", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return false, err.Error()
+		}
+		return !st.Idle && slices.ContainsFunc(st.KeepingUp, func(r string) bool { return strings.HasPrefix(r, "node 2: ") }), fmt.Sprint(st.KeepingUp)
+	})
+	for end := time.Now().Add(swarmIdlePeriod + 5*time.Second); time.Now().Before(end); time.Sleep(2 * time.Second) {
+		if n := len(w.servers(t)); n != 3 {
+			t.Fatalf("%d servers while a session ran on node 2, want 3: the environment went down under it", n)
+		}
+	}
+	if err := session.Wait(); err != nil {
+		t.Fatalf("the session on node 2: %v", err)
+	}
+	idleFrom := time.Now()
+	before := w.byEndpoint(t)
+	eventually(t, 5*time.Minute, "every node to be deleted", func() (bool, string) {
+		ss := w.servers(t)
+		return len(ss) == 0, fmt.Sprintf("%d servers left", len(ss))
+	})
+	took := time.Since(idleFrom)
+	cost := diff(before, w.byEndpoint(t))
+	delete(cost, "GET /v1/servers") // the test's own polling
+	figures = append(figures, figure{what: "idle self-down of 3 nodes (idle → every server deleted)", took: took, requests: total(cost), by: cost})
+
+	if n := w.counter(t, "unclean_deletes") - unclean; n != 0 {
+		t.Errorf("the self-down made %d unclean deletes, want 0", n)
+	}
+	if n := w.counter(t, "detaches_while_mounted") - detaches; n != 0 {
+		t.Errorf("the self-down made %d detaches while mounted, want 0", n)
+	}
+	// The order, from the API's actions: each worker shut down, off and deleted, by number, then
+	// node 1 deleting itself (after its own clean stop, so without a shutdown action).
+	node := map[int64]int{}
+	for _, n := range ns {
+		node[n.ServerID] = n.Node
+	}
+	var order []string
+	for _, a := range w.serverActions(t, idleFrom.Add(-time.Second)) {
+		if a.Command == "shutdown_server" || a.Command == "delete_server" {
+			order = append(order, fmt.Sprintf("%s:%d", a.Command, node[a.server()]))
+		}
+	}
+	if want := []string{"shutdown_server:2", "delete_server:2", "shutdown_server:3", "delete_server:3", "delete_server:1"}; !slices.Equal(order, want) {
+		t.Fatalf("the self-down's actions %v, want %v", order, want)
+	}
+	t.Logf("idle self-down of %d nodes: %s from the end of the last session to every server deleted, %d API requests (%v); actions %v",
+		len(ns), took.Round(100*time.Millisecond), total(cost), cost, order)
+}
+
+func (w *world) servers(t testing.TB) []*hcloud.Server {
+	t.Helper()
+	for range 20 {
+		ss, err := w.api.Server.AllWithOpts(t.Context(), hcloud.ServerListOpts{ListOpts: hcloud.ListOpts{LabelSelector: "managed-by=dockbridge"}})
+		if err == nil {
+			return ss
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("list servers: the API keeps failing")
+	return nil
+}
+
+// serverAction is an action of the API with the server it acted on.
+type serverAction struct {
+	actionDoc
+	Resources []struct {
+		ID   int64  `json:"id"`
+		Type string `json:"type"`
+	} `json:"resources"`
+}
+
+func (a serverAction) server() int64 {
+	for _, r := range a.Resources {
+		if r.Type == "server" {
+			return r.ID
+		}
+	}
+	return 0
+}
+
+// serverActions are the API's actions started since, in the order of their ids.
+func (w *world) serverActions(t testing.TB, since time.Time) []serverAction {
+	t.Helper()
+	var out []serverAction
+	for page := 1; page > 0; {
+		var doc struct {
+			Actions []serverAction `json:"actions"`
+			Meta    struct {
+				Pagination struct {
+					NextPage *int `json:"next_page"`
+				} `json:"pagination"`
+			} `json:"meta"`
+		}
+		if err := w.apiGet(t, fmt.Sprintf("/v1/actions?sort=id&per_page=50&page=%d", page), &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range doc.Actions {
+			if !a.Started.Before(since) {
+				out = append(out, a)
+			}
+		}
+		page = 0
+		if doc.Meta.Pagination.NextPage != nil {
+			page = *doc.Meta.Pagination.NextPage
+		}
+	}
+	slices.SortFunc(out, func(a, b serverAction) int { return int(a.ID - b.ID) })
+	return out
 }
 
 // wakeAll: after down, a docker command through the context (node 1's alias) wakes the
