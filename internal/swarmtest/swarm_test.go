@@ -550,10 +550,10 @@ func downUp(t *testing.T, w *world, seed string) {
 	t.Logf("after down and up: %s; the task ran on: %s", services, strings.ReplaceAll(hosts, "\n", ", "))
 }
 
-// The idle self-down's short times: a 5 s timeout, 30 s billing periods with a 10 s margin (the
-// environment goes down 20 s into a period once every node has been idle for 5 s).
+// The idle self-down's short times: a 10 s timeout, 30 s billing periods with a 10 s margin (the
+// environment goes down 20 s into a period once every node has been idle for 10 s).
 const (
-	swarmIdleTimeout = "5s"
+	swarmIdleTimeout = "10s"
 	swarmIdlePeriod  = 30 * time.Second
 	swarmIdleMargin  = "10s"
 )
@@ -734,8 +734,8 @@ func wakeAll(t *testing.T, w *world, seed string) {
 func printFigures(t *testing.T) {
 	var b strings.Builder
 	profile := cmp.Or(os.Getenv("SWARM_ACTION_PROFILE"), "fast")
-	fmt.Fprintf(&b, "\nMoves of a Swarm service with a hetzner volume (simulated servers, %s action profile):\n", profile)
-	fmt.Fprintf(&b, "%-62s %10s %9s\n", "move", "time", "requests")
+	fmt.Fprintf(&b, "\nMoves of a Swarm service with a hetzner volume, and the idle self-down (simulated servers, %s action profile):\n", profile)
+	fmt.Fprintf(&b, "%-62s %10s %9s\n", "what", "time", "requests")
 	for _, f := range figures {
 		fmt.Fprintf(&b, "%-62s %10s %9d\n", f.what, f.took.Round(100*time.Millisecond), f.requests)
 		for _, k := range sortedKeys(f.by) {
