@@ -168,3 +168,33 @@ func TestStatusShowsTheIdleAgent(t *testing.T) {
 }
 
 func (e *simEnv) pluginDir() string { return os.Getenv("DOCKBRIDGE_TEST_PLUGIN_DIR") }
+
+// TestForgetMember: after node rm, node 1's idle agent no longer lists the removed node (it
+// would wait for it, or ask the API about it, at every look); the rest of its configuration
+// stays, and the agent restarts with it.
+func TestForgetMember(t *testing.T) {
+	e := newSimEnv(t)
+	ctx := t.Context()
+	if _, err := Up(ctx, e.deps, UpOptions{Env: DefaultEnv, PluginDir: e.pluginDir(), IdleTimeout: "45m"}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg idleagent.Config
+	must(t, json.Unmarshal([]byte(e.disk.agentConfig), &cfg))
+	cfg.Swarm = &idleagent.SwarmConfig{Node: 1, Role: idleagent.RoleDecider, PrivateIP: nodeIP(1), SecretFile: idleagent.SwarmSecretPath,
+		Members: []idleagent.Member{{Node: 2, ServerID: 102, PrivateIP: nodeIP(2)}, {Node: 3, ServerID: 103, PrivateIP: nodeIP(3), Manager: true}}}
+	b, err := json.Marshal(cfg)
+	must(t, err)
+	e.disk.agentConfig = string(b)
+
+	if note := forgetMember(ctx, e.deps, DefaultEnv, 2); !strings.Contains(note, "no longer waits for node 2") {
+		t.Fatalf("forgetMember: %s", note)
+	}
+	var after idleagent.Config
+	must(t, json.Unmarshal([]byte(e.disk.agentConfig), &after))
+	if after.Swarm == nil || len(after.Swarm.Members) != 1 || after.Swarm.Members[0].Node != 3 || after.Timeout != cfg.Timeout || after.ServerID != cfg.ServerID {
+		t.Fatalf("node 1's configuration after forgetting node 2: %s", e.disk.agentConfig)
+	}
+	if note := forgetMember(ctx, e.deps, DefaultEnv, 2); !strings.Contains(note, "did not know node 2") {
+		t.Fatalf("forgetting node 2 again: %s", note)
+	}
+}
