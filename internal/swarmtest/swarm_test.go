@@ -575,6 +575,15 @@ func idleDown(t *testing.T, w *world) {
 		// The next subtests and the teardown must not race a self-down.
 		w.run(context.Background(), "dockbridge", "settings", "set", "idle_timeout", "30m")
 	})
+	// The members' agents listen on their private address only, and refuse a request without
+	// the swarm's secret (here from node 1, a host of the private network).
+	if got := w.ssh(t, worker.Index, "ss -Hltn 'sport = :7411' | awk '{print $4}'"); got != worker.PrivateIP+":7411" {
+		t.Fatalf("node 2's idle agent listens on %q, want only %s:7411", got, worker.PrivateIP)
+	}
+	refused := w.ssh(t, 1, `exec 3<>/dev/tcp/`+worker.PrivateIP+`/7411; printf 'POST /v1/stop HTTP/1.0\r\nAuthorization: Bearer guess\r\nContent-Length: 0\r\n\r\n' >&3; head -n 1 <&3`)
+	if !strings.Contains(refused, "401") {
+		t.Fatalf("a request to node 2's agent with a wrong secret got %q, want 401", refused)
+	}
 	unclean, detaches := w.counter(t, "unclean_deletes"), w.counter(t, "detaches_while_mounted")
 
 	ctx, cancel := context.WithCancel(t.Context())
