@@ -111,7 +111,7 @@ func (s *EnvSettings) Set(key, value string) error {
 		}
 		s.BillingPeriod = value
 	default:
-		return fmt.Errorf("unknown setting %q: use one of %s", key, strings.Join(append(slicesClone(SettingKeys), EnvSettingKeys...), ", "))
+		return fmt.Errorf("unknown setting %q: use one of %s", key, strings.Join(append(slices.Clone(SettingKeys), EnvSettingKeys...), ", "))
 	}
 	return nil
 }
@@ -144,8 +144,6 @@ func (s EnvSettings) timeoutOrDefault() string {
 	}
 	return s.IdleTimeout
 }
-
-func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
 // upEnvSettings applies up's --idle-timeout and --billing-period to the environment's
 // settings and remembers how up was run (the wake runs it again so), before anything is made.
@@ -508,7 +506,7 @@ func installSwarmAgents(ctx context.Context, d *Deps, o UpOptions, es EnvSetting
 	for _, n := range nodes[1:] {
 		members = append(members, idleagent.Member{Node: n.N, ServerID: n.srv.ID, ServerName: n.srv.Name, PrivateIP: nodeIP(n.N), Manager: n.Role == SwarmManager})
 	}
-	order := append(slicesCloneNodes(nodes[1:]), lead)
+	order := append(slices.Clone(nodes[1:]), lead)
 	for _, n := range order {
 		sw := &idleagent.SwarmConfig{Node: n.N, Role: idleagent.RoleMember, PrivateIP: nodeIP(n.N), SecretFile: idleagent.SwarmSecretPath}
 		if n == lead {
@@ -524,8 +522,6 @@ func installSwarmAgents(ctx context.Context, d *Deps, o UpOptions, es EnvSetting
 	}
 	return nil
 }
-
-func slicesCloneNodes(ns []*upNode) []*upNode { return append([]*upNode(nil), ns...) }
 
 // swarmSecret is the secret node 1's agent proves itself to the members with: the one node 1
 // holds (a server's root disk keeps it until the server is deleted), else a new random one.
