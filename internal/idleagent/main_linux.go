@@ -177,6 +177,26 @@ func (dockerSwarm) Pause(ctx context.Context) ([]string, error) {
 	return paused, nil
 }
 
+func (dockerSwarm) Paused(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "node", "ls", "-q").Output()
+	if err != nil {
+		return nil, fmt.Errorf("docker node ls: %w", err)
+	}
+	var paused []string
+	for _, id := range strings.Fields(string(out)) {
+		label, err := exec.CommandContext(ctx, "docker", "node", "inspect", "-f", `{{index .Spec.Labels "`+PausedLabel+`"}}`, id).Output()
+		if err != nil {
+			return paused, fmt.Errorf("docker node inspect %s: %w", id, err)
+		}
+		if strings.TrimSpace(string(label)) != "" {
+			paused = append(paused, id)
+		}
+	}
+	return paused, nil
+}
+
 func (dockerSwarm) Unpause(ctx context.Context, ids []string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -22,6 +22,10 @@ type Look struct {
 	Ongoing map[string]string
 	// Happened are things that began and ended since the previous look, as status texts.
 	Happened []string
+	// LeftStopped (a swarm member's look) says its Docker was stopped on node 1's word and
+	// neither started again nor followed by the server's shutdown: a self-down of the swarm
+	// that did not finish (node 1's agent ended in the middle of it).
+	LeftStopped bool `json:",omitempty"`
 }
 
 func (l *Look) ongoing(key, reason string) {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -159,6 +160,9 @@ type SwarmOps interface {
 	Pause(ctx context.Context) ([]string, error)
 	// Unpause makes those nodes active again (a self-down that did not happen).
 	Unpause(ctx context.Context, ids []string) error
+	// Paused are the ids of the nodes labelled PausedLabel (paused by a self-down or a `down`
+	// that did not finish).
+	Paused(ctx context.Context) ([]string, error)
 }
 
 // SwarmCloud is what the decider asks of the API beyond its own delete: the members' status,
@@ -193,6 +197,8 @@ func (a *Agent) lookMembers(ctx context.Context, now time.Time) []Look {
 		return nil
 	}
 	var looks []Look
+	var leftStopped []Member
+	defer func() { a.startLeftStopped(ctx, leftStopped) }()
 	for _, m := range a.Config.Swarm.Members {
 		w := a.watches[m.Node]
 		if w == nil {
@@ -208,6 +214,9 @@ func (a *Agent) lookMembers(ctx context.Context, now time.Time) []Look {
 			}
 			*w = memberWatch{}
 			looks = append(looks, memberLook(m, l))
+			if l.LeftStopped {
+				leftStopped = append(leftStopped, m)
+			}
 			continue
 		}
 		if w.since.IsZero() {
@@ -228,6 +237,36 @@ func (a *Agent) lookMembers(ctx context.Context, now time.Time) []Look {
 		looks = append(looks, look)
 	}
 	return looks
+}
+
+// startLeftStopped repairs what a self-down of the swarm that did not finish left (node 1's
+// agent ended between the members' clean stop and their shutdown; systemd starts it again):
+// members stopped and Swarm's nodes paused. Not repaired, users working through node 1 would
+// find the services of those nodes gone until the next self-down. The members' Docker starts
+// again, the nodes become active again, and the health log says so.
+func (a *Agent) startLeftStopped(ctx context.Context, ms []Member) {
+	if len(ms) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	var started, bad []string
+	for _, m := range ms {
+		if ok, report, err := a.Members.Stop(ctx, m, "start"); err != nil || !ok {
+			bad = append(bad, fmt.Sprintf("node %d: Docker did not start again (%v %s)", m.Node, err, report))
+			continue
+		}
+		started = append(started, fmt.Sprint(m.Node))
+	}
+	if ids, err := a.Swarm.Paused(ctx); err != nil {
+		bad = append(bad, fmt.Sprintf("cannot list the nodes dockbridge paused (%v)", err))
+	} else if err := a.Swarm.Unpause(ctx, ids); err != nil {
+		bad = append(bad, fmt.Sprintf("the nodes stay paused (%v): `docker dockbridge up` makes them active", err))
+	}
+	level, msg := "WARNING", fmt.Sprintf("a self-down of the swarm that did not finish had left node(s) %s stopped: Docker started again there", strings.Join(started, ", "))
+	if len(bad) > 0 {
+		level, msg = "CRITICAL", msg+"; but "+strings.Join(bad, "; ")+"; `docker dockbridge up` repairs the environment"
+	}
+	a.healthLine(level, msg)
 }
 
 // memberLook is a member's look as the decider records it: its keys and texts name the node.
@@ -591,6 +630,8 @@ func (a *Agent) MemberHandler(secret string) http.Handler {
 			}
 			a.record(now, []Look{merged})
 			a.writeState(idle.Decision{})
+			_, err := os.Stat(a.leftStoppedPath())
+			merged.LeftStopped = err == nil
 			rep.Look, rep.OK = &merged, true
 		case "/v1/backups":
 			rep.OK = true
@@ -626,6 +667,16 @@ func (a *Agent) MemberHandler(secret string) http.Handler {
 			if err != nil {
 				rep.Error = err.Error()
 			}
+			// Until the server is shut down (which empties /run) or started again, its looks
+			// say it was left stopped: node 1 repairs that if its self-down does not go on.
+			switch {
+			case verb == "stop" && ok && err == nil:
+				if werr := os.WriteFile(a.leftStoppedPath(), nil, 0o600); werr != nil {
+					a.Log.Printf("mark the stop: %v", werr)
+				}
+			case verb == "start" && ok && err == nil:
+				_ = os.Remove(a.leftStoppedPath())
+			}
 			a.Log.Printf("%s: ok=%v %s %s", verb, ok, report, rep.Error)
 			a.writeState(idle.Decision{})
 		default:
@@ -635,6 +686,12 @@ func (a *Agent) MemberHandler(secret string) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(rep)
 	})
+}
+
+// leftStoppedPath marks a member stopped on node 1's word, beside the agent's state (under
+// /run: a shutdown or boot clears it).
+func (a *Agent) leftStoppedPath() string {
+	return filepath.Join(filepath.Dir(a.StatePath), "idle-stopped-by-node1")
 }
 
 // PhaseMember is a member's phase while it watches for the decider.

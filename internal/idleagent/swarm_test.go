@@ -73,6 +73,11 @@ func (f *fakeMembers) Stop(_ context.Context, m Member, verb string) (bool, stri
 	if verb == "stop" && f.r.stopFail[m.Node] {
 		return false, "result=incomplete still_mounted=/var/lib/docker", nil
 	}
+	if verb == "start" {
+		l := f.r.looks[m.Node]
+		l.LeftStopped = false
+		f.r.looks[m.Node] = l
+	}
 	return true, "result=ok", nil
 }
 
@@ -81,6 +86,11 @@ type fakeSwarm struct{ r *swarmRig }
 func (f *fakeSwarm) Pause(context.Context) ([]string, error) {
 	f.r.calls = append(f.r.calls, "pause")
 	return []string{"n1", "n2", "n3", "n4"}, nil
+}
+
+func (f *fakeSwarm) Paused(context.Context) ([]string, error) {
+	f.r.calls = append(f.r.calls, "paused?")
+	return []string{"n2", "n3"}, nil
 }
 
 func (f *fakeSwarm) Unpause(_ context.Context, ids []string) error {
@@ -166,6 +176,23 @@ func TestSwarmActivityOnAMemberKeepsItUp(t *testing.T) {
 	// Idle from +3m; timeout 20 s; the period ending at +4m has its margin at +3m55s.
 	if gone := r.runUntil(t, t0.Add(5*time.Minute)); !gone.Equal(t0.Add(3*time.Minute + 55*time.Second)) {
 		t.Fatalf("after node 2's session ended: deleted at %v, want +3m55s", gone)
+	}
+}
+
+// TestSwarmMemberLeftStoppedIsStartedAgain: node 1's agent ended in the middle of a self-down,
+// after node 3's clean stop (systemd starts it again): its first look finds node 3 left
+// stopped, starts its Docker again, makes the paused nodes active, and says so in the health
+// log; once only.
+func TestSwarmMemberLeftStoppedIsStartedAgain(t *testing.T) {
+	r := newSwarmRig(t)
+	r.looks[2] = Look{Ongoing: map[string]string{"sshd:77": "SSH session (pid 77)"}} // someone works meanwhile
+	r.looks[3] = Look{LeftStopped: true}
+	r.runUntil(t, t0.Add(5*time.Second))
+	if want := []string{"node3:start", "paused?", "unpause:2"}; !slices.Equal(r.calls, want) {
+		t.Fatalf("calls %v, want %v", r.calls, want)
+	}
+	if h := readFile(t, r.a.HealthLog); !strings.Contains(h, "level=WARNING") || !strings.Contains(h, "had left node(s) 3 stopped") {
+		t.Fatalf("health log: %s", h)
 	}
 }
 
@@ -281,6 +308,16 @@ func TestMemberEndpointNeedsTheSecret(t *testing.T) {
 	}
 	if ok, _, err := h.Stop(t.Context(), m, "stop"); !ok || err != nil || !slices.Equal(r.calls, []string{"close", "stop"}) {
 		t.Fatalf("the decider's stop: ok=%v err=%v calls %v", ok, err, r.calls)
+	}
+	// Stopped on node 1's word, its looks say so (until it is started again, or shut down).
+	if l, err := h.Look(t.Context(), m); err != nil || !l.LeftStopped {
+		t.Fatalf("the look after the stop: %+v %v, want LeftStopped", l, err)
+	}
+	if ok, _, err := h.Stop(t.Context(), m, "start"); !ok || err != nil {
+		t.Fatalf("the decider's start: ok=%v err=%v", ok, err)
+	}
+	if l, err := h.Look(t.Context(), m); err != nil || l.LeftStopped {
+		t.Fatalf("the look after the start: %+v %v, want not LeftStopped", l, err)
 	}
 }
 
