@@ -269,3 +269,41 @@ func TestNodeRemoveRefusesAnAttachedVolume(t *testing.T) {
 		}
 	}
 }
+
+// What up writes into each node's state (its server, its pinned host key) is what it saves,
+// for a new swarm and for one that grows: no node's state is a copy left behind when
+// envState.Nodes grows.
+func TestUpNodesStatesAreTheSaved(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		have  []int // nodes in the state before
+		nodes int
+	}{
+		{"new swarm of 3", nil, 3},
+		{"new swarm of 5", nil, 5},
+		{"3 nodes grow to 4", []int{2, 3}, 4},
+		{"3 nodes grow to 6", []int{2, 3}, 6},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var st envState
+			for _, n := range c.have {
+				st.Nodes = append(st.Nodes[:len(st.Nodes):len(st.Nodes)], nodeState{Node: n, ServerID: int64(100 + n)})
+			}
+			plan, err := planNodes("e", nil, c.nodes, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range upNodes(&st, plan) {
+				n.st.ServerID, n.st.HostKey = int64(100+n.N), fmt.Sprintf("key of node %d", n.N)
+			}
+			for n := 1; n <= c.nodes; n++ {
+				if got := st.node(n); got.ServerID != int64(100+n) || got.HostKey != fmt.Sprintf("key of node %d", n) {
+					t.Errorf("node %d's state is %+v: what up wrote into it is lost", n, *got)
+				}
+			}
+			if len(st.Nodes) != c.nodes-1 {
+				t.Errorf("%d node states besides node 1, want %d", len(st.Nodes), c.nodes-1)
+			}
+		})
+	}
+}

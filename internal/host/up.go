@@ -90,6 +90,21 @@ type upNode struct {
 	remote  Remote
 }
 
+// upNodes pairs each planned node with its state in st. Every node's state is made first:
+// st.node appends a new node to st.Nodes, which may move the slice, so a pointer taken before
+// an append would point at a copy that is never saved (a new swarm's node 2 lost its host key
+// and server that way, and the next up or node add refused the server as not ours).
+func upNodes(st *envState, plan []*plannedNode) []*upNode {
+	for _, p := range plan {
+		st.node(p.N)
+	}
+	nodes := make([]*upNode, len(plan))
+	for i, p := range plan {
+		nodes[i] = &upNode{plannedNode: p, st: st.node(p.N)}
+	}
+	return nodes
+}
+
 // Up brings an environment up, creating only what is missing. Run twice, the second run
 // changes nothing and spends one GET per kind of resource (key, firewall, volumes, servers, and
 // for a multi-server environment the network).
@@ -159,12 +174,11 @@ func Up(ctx context.Context, d *Deps, o UpOptions) (res *UpResult, err error) {
 	if err := canInstallIdleAgent(d, es, o.PluginDir); err != nil {
 		return res, err
 	}
-	nodes := make([]*upNode, len(plan))
+	nodes := upNodes(&st, plan)
 	newServer := false
-	for i, p := range plan {
-		nodes[i] = &upNode{plannedNode: p, st: st.node(p.N)}
-		newServer = newServer || nodes[i].st.ServerID == 0
-		if p.Role == SwarmManager {
+	for _, n := range nodes {
+		newServer = newServer || n.st.ServerID == 0
+		if n.Role == SwarmManager {
 			res.Managers++
 		}
 	}
