@@ -82,6 +82,7 @@ func TestSwarm(t *testing.T) {
 	t.Run("DownUp", func(t *testing.T) { downUp(t, w, seed) })
 	t.Run("IdleDown", func(t *testing.T) { idleDown(t, w) })
 	t.Run("Wake", func(t *testing.T) { wakeAll(t, w, seed) })
+	t.Run("NodeAddRemove", func(t *testing.T) { nodeAddRemove(t, w) })
 
 	if n := w.counter(t, "detaches_while_mounted"); n != 0 {
 		t.Errorf("detaches_while_mounted = %d over the whole test, want 0", n)
@@ -740,10 +741,151 @@ func wakeAll(t *testing.T, w *world, seed string) {
 	t.Logf("after down, docker node ls through the context woke all %d nodes and ran in %s", len(ns), took.Round(100*time.Millisecond))
 }
 
+// agentConfig is the part of a node's idle agent configuration (idleagent.ConfigPath) the
+// tests read: its part in the swarm and, on node 1, the members it asks.
+type agentConfig struct {
+	Swarm *struct {
+		Node      int    `json:"node"`
+		Role      string `json:"role"`
+		PrivateIP string `json:"private_ip"`
+		Members   []struct {
+			Node      int    `json:"node"`
+			ServerID  int64  `json:"server_id"`
+			PrivateIP string `json:"private_ip"`
+		} `json:"members"`
+	} `json:"swarm"`
+}
+
+// agentConfig reads node index's idle agent configuration over ssh --node.
+func (w *world) agentConfig(t testing.TB, index int) agentConfig {
+	t.Helper()
+	var c agentConfig
+	if err := json.Unmarshal([]byte(w.ssh(t, index, "cat /etc/dockbridge/idle.json")), &c); err != nil || c.Swarm == nil {
+		t.Fatalf("node %d's idle agent configuration is not a swarm's (%v)", index, err)
+	}
+	return c
+}
+
+// members are the node numbers and addresses node 1's idle agent asks, in its order.
+func (c agentConfig) members() []string {
+	var out []string
+	for _, m := range c.Swarm.Members {
+		out = append(out, fmt.Sprintf("%d@%s", m.Node, m.PrivateIP))
+	}
+	return out
+}
+
+// nodeAddRemove: `node add` gives the swarm a 4th node (its own server and data volume, at its
+// fixed private address, Ready, its idle agent a member that node 1's asks, a task runs on it);
+// `node rm 4` drains it (the task leaves), takes it out of the swarm and out of node 1's
+// agent's list, stops its server cleanly and deletes it and its data volume: 3 Ready again.
+func nodeAddRemove(t *testing.T, w *world) {
+	before, start := w.byEndpoint(t), time.Now()
+	w.must(t, "dockbridge", "node", "add")
+	took, cost := time.Since(start), diff(before, w.byEndpoint(t))
+	figures = append(figures, figure{"node add (a 4th node, Ready, its agent a member)", took, total(cost), cost})
+	t.Logf("node add: %s, %d API requests (%v)", took.Round(100*time.Millisecond), total(cost), cost)
+
+	ns := w.nodes(t)
+	if len(ns) != 4 {
+		t.Fatalf("node ls -o json after node add has %d nodes, want 4: %+v", len(ns), ns)
+	}
+	n4 := ns[3]
+	if n4.Index != 4 || n4.Node != 4 || n4.Role != "worker" || n4.PrivateIP != "10.0.0.5" || n4.Status != "running" || n4.SwarmState != "ready" || n4.Availability != "active" || n4.Volume == nil || n4.PriceHour <= 0 {
+		t.Fatalf("node 4 in node ls: %+v; want a worker at 10.0.0.5, running, ready, active, with its own data volume and a price", n4)
+	}
+	for _, n := range ns[:3] {
+		if n.Volume == nil || n.Volume.ID == n4.Volume.ID {
+			t.Fatalf("node 4's data volume %+v is not its own: node %d has %+v", n4.Volume, n.Index, n.Volume)
+		}
+	}
+	ready := w.on(t, "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+	if lines := strings.Split(ready, "\n"); len(lines) != 4 || strings.Count(ready, " Ready") != 4 || !strings.Contains(ready, n4.Server+" Ready") {
+		t.Fatalf("docker node ls after node add:\n%s\nwant 4 Ready, %s among them", ready, n4.Server)
+	}
+	// On the private network with its fixed address: the API's, the server's own and Swarm's.
+	srv, _, err := w.api.Server.GetByID(t.Context(), n4.ServerID)
+	if err != nil || srv == nil || len(srv.PrivateNet) != 1 || srv.PrivateNet[0].IP.String() != "10.0.0.5" {
+		t.Fatalf("server %d's private networks (%v): want one, at 10.0.0.5", n4.ServerID, err)
+	}
+	if got := w.ssh(t, 4, "ip -4 -o addr | grep -c ' 10\\.0\\.0\\.5/' || true"); got != "1" {
+		t.Fatalf("node 4 has 10.0.0.5 on %s interfaces, want 1", got)
+	}
+	if got := w.on(t, "node", "inspect", n4.Server, "--format", "{{.Status.Addr}}"); got != "10.0.0.5" {
+		t.Fatalf("Swarm knows node 4 at %q, want 10.0.0.5", got)
+	}
+	// Idle agents: node 1's asks nodes 2, 3 and 4; node 4's is a member listening on its
+	// private address only.
+	if got := w.agentConfig(t, 1).members(); !slices.Equal(got, []string{"2@10.0.0.3", "3@10.0.0.4", "4@10.0.0.5"}) {
+		t.Fatalf("node 1's idle agent asks %v after node add, want nodes 2, 3 and 4", got)
+	}
+	if c := w.agentConfig(t, 4); c.Swarm.Role != "member" || c.Swarm.Node != 4 || c.Swarm.PrivateIP != "10.0.0.5" {
+		t.Fatalf("node 4's idle agent: %+v, want member 4 at 10.0.0.5", *c.Swarm)
+	}
+	if got := w.ssh(t, 4, "systemctl is-active dockbridge-idle.service; ss -Hltn 'sport = :7411' | awk '{print $4}'"); got != "active\n10.0.0.5:7411" {
+		t.Fatalf("node 4's idle agent: %q, want active and listening on 10.0.0.5:7411 only", got)
+	}
+	// A task runs on it: a global service on the workers.
+	w.importBusybox(t, ns[3:])
+	w.on(t, "service", "create", "--detach", "--no-resolve-image", "--name", "probe", "--mode", "global", "--endpoint-mode", "dnsrr",
+		"--constraint", "node.role==worker", "dockbridge-test/busybox:1", "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done")
+	defer w.run(context.Background(), "--context", "dockbridge", "service", "rm", "probe")
+	eventually(t, 2*time.Minute, "the probe's task running on node 4", func() (bool, string) {
+		out := w.on(t, "service", "ps", "probe", "--filter", "node="+n4.Server, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
+		return strings.HasPrefix(out, "Running"), out
+	})
+
+	unclean, detaches := w.counter(t, "unclean_deletes"), w.counter(t, "detaches_while_mounted")
+	before, start = w.byEndpoint(t), time.Now()
+	out := w.must(t, "dockbridge", "node", "rm", "4", "--yes", "-o", "json")
+	took, cost = time.Since(start), diff(before, w.byEndpoint(t))
+	figures = append(figures, figure{"node rm 4 (drain, leave, clean stop, deletes)", took, total(cost), cost})
+	t.Logf("node rm 4: %s, %d API requests (%v)", took.Round(100*time.Millisecond), total(cost), cost)
+	var rm struct {
+		Node    int  `json:"node"`
+		Drained bool `json:"drained"`
+		Server  *struct {
+			ID   int64  `json:"id"`
+			Stop string `json:"stop"`
+		} `json:"server"`
+		Volume *struct {
+			ID int64 `json:"id"`
+		} `json:"volume"`
+		VolumeKept bool     `json:"volume_kept"`
+		Notes      []string `json:"notes"`
+	}
+	if err := json.Unmarshal([]byte(out), &rm); err != nil || rm.Node != 4 || !rm.Drained || rm.Server == nil || rm.Server.ID != n4.ServerID || rm.Server.Stop != "clean" || rm.Volume == nil || rm.Volume.ID != n4.Volume.ID || rm.VolumeKept {
+		t.Fatalf("node rm 4 -o json (%v):\n%s\nwant node 4 drained, server %d stopped clean, data volume %d deleted", err, out, n4.ServerID, n4.Volume.ID)
+	}
+	if n := w.counter(t, "unclean_deletes") - unclean; n != 0 {
+		t.Errorf("node rm made %d unclean deletes, want 0", n)
+	}
+	if n := w.counter(t, "detaches_while_mounted") - detaches; n != 0 {
+		t.Errorf("node rm made %d detaches while mounted, want 0", n)
+	}
+	// Its server and its data volume are gone (node rm without --keep-volume deletes it).
+	if s, _, err := w.api.Server.GetByID(t.Context(), n4.ServerID); err != nil || s != nil {
+		t.Fatalf("server %d after node rm: %v (%v), want none", n4.ServerID, s, err)
+	}
+	if v, _, err := w.api.Volume.GetByID(t.Context(), n4.Volume.ID); err != nil || v != nil {
+		t.Fatalf("node 4's data volume %d after node rm: %+v (%v), want deleted", n4.Volume.ID, v, err)
+	}
+	// The swarm: 3 Ready, node 4 gone from the list (not Down).
+	ready = w.on(t, "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+	if lines := strings.Split(ready, "\n"); len(lines) != 3 || strings.Count(ready, " Ready") != 3 || strings.Contains(ready, n4.Server) {
+		t.Fatalf("docker node ls after node rm:\n%s\nwant 3 Ready, %s gone", ready, n4.Server)
+	}
+	if got := w.agentConfig(t, 1).members(); !slices.Equal(got, []string{"2@10.0.0.3", "3@10.0.0.4"}) {
+		t.Fatalf("node 1's idle agent asks %v after node rm 4, want nodes 2 and 3 (node rm's notes: %v)", got, rm.Notes)
+	}
+	checkNodes(t, w, w.nodes(t))
+	t.Logf("node 4 (%s, 10.0.0.5) added and removed; node 1's agent asks nodes 2 and 3 again", n4.Server)
+}
+
 func printFigures(t *testing.T) {
 	var b strings.Builder
 	profile := cmp.Or(os.Getenv("SWARM_ACTION_PROFILE"), "fast")
-	fmt.Fprintf(&b, "\nMoves of a Swarm service with a hetzner volume, and the idle self-down (simulated servers, %s action profile):\n", profile)
+	fmt.Fprintf(&b, "\nMoves of a Swarm service with a hetzner volume, the idle self-down, node add and rm (simulated servers, %s action profile):\n", profile)
 	fmt.Fprintf(&b, "%-62s %10s %9s\n", "what", "time", "requests")
 	for _, f := range figures {
 		fmt.Fprintf(&b, "%-62s %10s %9d\n", f.what, f.took.Round(100*time.Millisecond), f.requests)

@@ -2,9 +2,9 @@
 // really boot, on the simulator's container backend) as a user does: `docker dockbridge up
 // --nodes 3`, `docker stack deploy` of a service with a `driver: hetzner` volume, moves of that
 // service between nodes (drain, a power cut, a node that keeps the volume), `down`/`up` of the
-// whole environment, its idle self-down as a whole, and API faults during moves. Three booted
-// nodes are slow on two cores: these tests run only with DOCKBRIDGE_TEST_SWARM=1 (make
-// test-swarm).
+// whole environment, its idle self-down as a whole, `node add` and `node rm` of a fourth node,
+// and API faults during moves. Three booted nodes are slow on two cores: these tests run only
+// with DOCKBRIDGE_TEST_SWARM=1 (make test-swarm).
 package swarmtest_test
 
 import (
