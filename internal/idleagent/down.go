@@ -73,18 +73,8 @@ func (a *Agent) goDown(ctx context.Context, dec idle.Decision) (gone bool) {
 		return a.downSwarm(ctx, cloud)
 	}
 
-	if a.CloseConnections != nil {
-		if n := a.CloseConnections(); n > 0 {
-			a.Log.Printf("closed %d idle SSH connection(s)", n)
-		}
-	}
-
-	ok, report, err := a.Stop(ctx, "stop")
-	if err != nil || !ok {
-		why := "the clean stop did not finish (" + report + ")"
-		if err != nil {
-			why = fmt.Sprintf("the clean stop failed: %v (%s)", err, report)
-		}
+	report, why := a.stopHere(ctx, "the")
+	if why != "" {
 		a.startAgain(ctx, why)
 		return false
 	}
@@ -98,6 +88,29 @@ func (a *Agent) goDown(ctx context.Context, dec idle.Decision) (gone bool) {
 	}
 	a.startAgain(ctx, fmt.Sprintf("the delete failed %d time(s) within %s, last: %v", attempts, a.Config.deleteFor(), err))
 	return false
+}
+
+// closeIdle ends this server's idle SSH connections (CloseConnections), before its clean stop.
+func (a *Agent) closeIdle() {
+	if a.CloseConnections != nil {
+		if n := a.CloseConnections(); n > 0 {
+			a.Log.Printf("closed %d idle SSH connection(s)", n)
+		}
+	}
+}
+
+// stopHere closes the idle SSH connections and runs this server's clean stop. why is "" when
+// it finished, else the reason, worded with whose stop it was ("the", "node 1's").
+func (a *Agent) stopHere(ctx context.Context, whose string) (report, why string) {
+	a.closeIdle()
+	ok, report, err := a.Stop(ctx, "stop")
+	switch {
+	case err != nil:
+		why = fmt.Sprintf("%s clean stop failed: %v (%s)", whose, err, report)
+	case !ok:
+		why = whose + " clean stop did not finish (" + report + ")"
+	}
+	return report, why
 }
 
 // deleteSelf deletes this server, retrying for Config.DeleteFor.

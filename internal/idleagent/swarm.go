@@ -407,17 +407,8 @@ func (a *Agent) downSwarm(ctx context.Context, cloud Cloud) (gone bool) {
 		stopped, toDelete = append(stopped, m), append(toDelete, m)
 	}
 
-	if a.CloseConnections != nil {
-		if n := a.CloseConnections(); n > 0 {
-			a.Log.Printf("closed %d idle SSH connection(s)", n)
-		}
-	}
-	ok, report, err := a.Stop(ctx, "stop")
-	if err != nil || !ok {
-		why := "node 1's clean stop did not finish (" + report + ")"
-		if err != nil {
-			why = fmt.Sprintf("node 1's clean stop failed: %v (%s)", err, report)
-		}
+	report, why := a.stopHere(ctx, "node 1's")
+	if why != "" {
 		a.swarmStartAgain(ctx, sc, why, stopped, nil, paused, true)
 		return false
 	}
@@ -653,11 +644,7 @@ func (a *Agent) MemberHandler(secret string) http.Handler {
 			ctx := context.WithoutCancel(ctx) // a stop once begun runs to its end
 			if verb == "stop" {
 				a.phase = PhaseGoingDown
-				if a.CloseConnections != nil {
-					if n := a.CloseConnections(); n > 0 {
-						a.Log.Printf("closed %d idle SSH connection(s)", n)
-					}
-				}
+				a.closeIdle()
 			} else {
 				a.phase = PhaseMember
 			}
